@@ -1,0 +1,352 @@
+//! The `User` aggregate: registration, profile, (de)activation.
+//!
+//! E-mail uniqueness spans users, so it cannot be an aggregate rule; the
+//! application reserves the address atomically before `Register` is handled.
+
+use chrono::{DateTime, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::event::domain_event;
+use crate::{DomainError, Email, EventName, PersonName, ShippingAddress};
+
+/// What a user can be asked to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UserCommand {
+    /// Sign up.
+    Register {
+        user_id: Uuid,
+        email: Email,
+        name: PersonName,
+        at: DateTime<Utc>,
+    },
+    /// Change the name and/or the shipping address (a PATCH).
+    UpdateProfile {
+        name: Option<PersonName>,
+        shipping_address: Option<ShippingAddress>,
+        at: DateTime<Utc>,
+    },
+    /// Freeze the account (admin).
+    Deactivate { at: DateTime<Utc> },
+    /// Unfreeze the account (admin).
+    Reactivate { at: DateTime<Utc> },
+}
+
+/// What happened to a user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum UserEvent {
+    #[serde(rename = "UserRegistered")]
+    Registered {
+        user_id: Uuid,
+        email: Email,
+        name: PersonName,
+        at: DateTime<Utc>,
+    },
+    #[serde(rename = "UserNameChanged")]
+    NameChanged { name: PersonName, at: DateTime<Utc> },
+    #[serde(rename = "UserShippingAddressChanged")]
+    ShippingAddressChanged {
+        shipping_address: ShippingAddress,
+        at: DateTime<Utc>,
+    },
+    #[serde(rename = "UserDeactivated")]
+    Deactivated { at: DateTime<Utc> },
+    #[serde(rename = "UserReactivated")]
+    Reactivated { at: DateTime<Utc> },
+}
+
+impl EventName for UserEvent {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Registered { .. } => "UserRegistered",
+            Self::NameChanged { .. } => "UserNameChanged",
+            Self::ShippingAddressChanged { .. } => "UserShippingAddressChanged",
+            Self::Deactivated { .. } => "UserDeactivated",
+            Self::Reactivated { .. } => "UserReactivated",
+        }
+    }
+}
+domain_event!(UserEvent);
+
+/// A user's state, folded from its events.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    /// Set once registered.
+    pub id: Option<Uuid>,
+    pub email: Option<Email>,
+    pub name: Option<PersonName>,
+    pub shipping_address: Option<ShippingAddress>,
+    pub active: bool,
+}
+
+impl User {
+    /// Whether the user has registered.
+    pub fn exists(&self) -> bool {
+        self.id.is_some()
+    }
+
+    fn decide(&self, command: UserCommand) -> Result<Vec<UserEvent>, DomainError> {
+        if !self.exists() && !matches!(command, UserCommand::Register { .. }) {
+            return Err(DomainError::conflict(
+                "user_not_registered",
+                "the user does not exist",
+            ));
+        }
+        match command {
+            UserCommand::Register {
+                user_id,
+                email,
+                name,
+                at,
+            } => {
+                if self.exists() {
+                    return Err(DomainError::conflict(
+                        "user_already_registered",
+                        "this user is already registered",
+                    ));
+                }
+                Ok(vec![UserEvent::Registered {
+                    user_id,
+                    email,
+                    name,
+                    at,
+                }])
+            }
+            UserCommand::UpdateProfile {
+                name,
+                shipping_address,
+                at,
+            } => {
+                if !self.active {
+                    return Err(DomainError::conflict(
+                        "user_deactivated",
+                        "a deactivated user's profile cannot change",
+                    ));
+                }
+                let mut events = Vec::new();
+                // Unchanged values produce no event: a repeated PATCH is a no-op.
+                if let Some(name) = name.filter(|n| Some(n) != self.name.as_ref()) {
+                    events.push(UserEvent::NameChanged { name, at });
+                }
+                if let Some(shipping_address) =
+                    shipping_address.filter(|a| Some(a) != self.shipping_address.as_ref())
+                {
+                    events.push(UserEvent::ShippingAddressChanged {
+                        shipping_address,
+                        at,
+                    });
+                }
+                Ok(events)
+            }
+            UserCommand::Deactivate { at } => {
+                if !self.active {
+                    return Err(DomainError::conflict(
+                        "user_already_deactivated",
+                        "the user is already deactivated",
+                    ));
+                }
+                Ok(vec![UserEvent::Deactivated { at }])
+            }
+            UserCommand::Reactivate { at } => {
+                if self.active {
+                    return Err(DomainError::conflict(
+                        "user_already_active",
+                        "the user is already active",
+                    ));
+                }
+                Ok(vec![UserEvent::Reactivated { at }])
+            }
+        }
+    }
+}
+
+impl Aggregate for User {
+    const TYPE: &'static str = "User";
+    type Command = UserCommand;
+    type Event = UserEvent;
+    type Error = DomainError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        for event in self.decide(command)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            UserEvent::Registered {
+                user_id,
+                email,
+                name,
+                ..
+            } => {
+                self.id = Some(user_id);
+                self.email = Some(email);
+                self.name = Some(name);
+                self.active = true;
+            }
+            UserEvent::NameChanged { name, .. } => self.name = Some(name),
+            UserEvent::ShippingAddressChanged {
+                shipping_address, ..
+            } => self.shipping_address = Some(shipping_address),
+            UserEvent::Deactivated { .. } => self.active = false,
+            UserEvent::Reactivated { .. } => self.active = true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cqrs_es::test::TestFramework;
+
+    use super::*;
+    use crate::test_support::{expect_rule, t0};
+
+    fn registered() -> UserEvent {
+        UserEvent::Registered {
+            user_id: Uuid::nil(),
+            email: Email::parse("ada@example.com").unwrap(),
+            name: PersonName::parse("name", "Ada").unwrap(),
+            at: t0(),
+        }
+    }
+
+    fn address() -> ShippingAddress {
+        ShippingAddress::parse("Main St 1", None, "Berlin", "10115", "DE").unwrap()
+    }
+
+    #[test]
+    fn register_records_the_user() {
+        let UserEvent::Registered {
+            user_id,
+            email,
+            name,
+            at,
+        } = registered()
+        else {
+            unreachable!()
+        };
+        TestFramework::<User>::with(())
+            .given_no_previous_events()
+            .when(UserCommand::Register {
+                user_id,
+                email,
+                name,
+                at,
+            })
+            .then_expect_events(vec![registered()]);
+    }
+
+    #[test]
+    fn register_twice_is_rejected() {
+        let UserEvent::Registered {
+            user_id,
+            email,
+            name,
+            at,
+        } = registered()
+        else {
+            unreachable!()
+        };
+        expect_rule::<User>(
+            vec![registered()],
+            UserCommand::Register {
+                user_id,
+                email,
+                name,
+                at,
+            },
+            "user_already_registered",
+        );
+    }
+
+    #[test]
+    fn commands_on_unknown_user_are_rejected() {
+        expect_rule::<User>(
+            vec![],
+            UserCommand::Deactivate { at: t0() },
+            "user_not_registered",
+        );
+    }
+
+    #[test]
+    fn profile_update_emits_only_changes() {
+        let name = PersonName::parse("name", "Ada L.").unwrap();
+        TestFramework::<User>::with(())
+            .given(vec![registered()])
+            .when(UserCommand::UpdateProfile {
+                name: Some(name.clone()),
+                shipping_address: Some(address()),
+                at: t0(),
+            })
+            .then_expect_events(vec![
+                UserEvent::NameChanged { name, at: t0() },
+                UserEvent::ShippingAddressChanged {
+                    shipping_address: address(),
+                    at: t0(),
+                },
+            ]);
+        TestFramework::<User>::with(())
+            .given(vec![registered()])
+            .when(UserCommand::UpdateProfile {
+                name: Some(PersonName::parse("name", "Ada").unwrap()),
+                shipping_address: None,
+                at: t0(),
+            })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn deactivated_user_cannot_change_profile() {
+        expect_rule::<User>(
+            vec![registered(), UserEvent::Deactivated { at: t0() }],
+            UserCommand::UpdateProfile {
+                name: None,
+                shipping_address: Some(address()),
+                at: t0(),
+            },
+            "user_deactivated",
+        );
+    }
+
+    #[test]
+    fn deactivate_and_reactivate_toggle() {
+        TestFramework::<User>::with(())
+            .given(vec![registered()])
+            .when(UserCommand::Deactivate { at: t0() })
+            .then_expect_events(vec![UserEvent::Deactivated { at: t0() }]);
+        expect_rule::<User>(
+            vec![registered(), UserEvent::Deactivated { at: t0() }],
+            UserCommand::Deactivate { at: t0() },
+            "user_already_deactivated",
+        );
+        TestFramework::<User>::with(())
+            .given(vec![registered(), UserEvent::Deactivated { at: t0() }])
+            .when(UserCommand::Reactivate { at: t0() })
+            .then_expect_events(vec![UserEvent::Reactivated { at: t0() }]);
+        expect_rule::<User>(
+            vec![registered()],
+            UserCommand::Reactivate { at: t0() },
+            "user_already_active",
+        );
+    }
+
+    #[test]
+    fn event_names_are_stable() {
+        let json = serde_json::to_value(UserEvent::Deactivated { at: t0() }).unwrap();
+        assert!(json.get("UserDeactivated").is_some(), "{json}");
+        assert_eq!(
+            UserEvent::Deactivated { at: t0() }.name(),
+            "UserDeactivated"
+        );
+    }
+}
