@@ -219,10 +219,10 @@ impl ShippingAddress {
             }
         };
         let line1 = take(bounded_text("shipping_address.line1", line1, 200));
-        let line2 = match line2.map(str::trim).filter(|s| !s.is_empty()) {
-            Some(l) => Some(take(bounded_text("shipping_address.line2", l, 200))),
-            None => None,
-        };
+        let line2 = line2
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|l| take(bounded_text("shipping_address.line2", l, 200)));
         let city = take(bounded_text("shipping_address.city", city, 100));
         let postal_code = take(bounded_text(
             "shipping_address.postal_code",

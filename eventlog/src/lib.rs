@@ -1,1 +1,34 @@
-//! x
+//! shopstream's event log: the event store behind both backends (Postgres
+//! through postgres-es, SQLite through sqlite-es) with one behaviour.
+//!
+//! Every appended event gets a global position, an event id and a recording
+//! time. [`EventLog::read_from`] tails the whole store in log order without
+//! ever skipping an event whose transaction commits late (ARCHITECTURE
+//! invariant 3).
+//!
+//! # Layout
+//! - `db`: [`Database`]: connecting (URL picks the backend), migrating, pinging.
+//! - `error`: [`StoreError`], the one error type of this crate.
+//! - `log`: [`EventLog`], [`StoredEvent`], [`Cursor`]: reading the log and streams.
+//! - `repository`: [`Repository`]: loading and committing aggregates through cqrs-es.
+//! - `idempotency`: [`IdempotencyStore`]: durable idempotency keys.
+//! - `emails`: [`EmailRegistry`]: the one-user-per-e-mail reservation.
+//! - `telemetry`: tracing subscriber setup (pretty or JSON).
+//! - `testing` (feature `testing`): a fresh Postgres database or SQLite file per test.
+
+mod db;
+mod emails;
+mod error;
+mod idempotency;
+mod log;
+mod repository;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use db::{Backend, Database, DatabaseOptions};
+pub use emails::{EmailRegistry, Reservation};
+pub use error::StoreError;
+pub use idempotency::{IdempotencyRecord, IdempotencyStore, KeyState};
+pub use log::{Cursor, EventLog, StoredEvent};
+pub use repository::{Committed, Loaded, Repository};

@@ -1,0 +1,22 @@
+/// What can go wrong talking to the event store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another command appended to the aggregate first (optimistic concurrency).
+    #[error("the aggregate was changed concurrently")]
+    Conflict,
+    /// The database failed or is unreachable.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying migrations failed.
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// A stored payload could not be read back.
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+    /// Any other failure inside postgres-es / sqlite-es.
+    #[error("event store error: {0}")]
+    Backend(String),
+    /// The database URL is not one shopstream can use.
+    #[error("unsupported database URL '{0}': use sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+}

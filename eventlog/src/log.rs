@@ -1,0 +1,271 @@
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::{Database, StoreError};
+
+/// A place in the log: read everything after it.
+///
+/// The log is ordered by `(transaction_id, position)`. On Postgres, positions
+/// come from a sequence and transactions commit out of order, so a reader
+/// that trusted `position > last_seen` alone would lose a late commit
+/// (invariant 3). Every row whose transaction id is below the oldest running
+/// transaction (`pg_snapshot_xmin`) is final, and every row committed later
+/// has a larger transaction id: reading only below that horizon, in
+/// `(transaction_id, position)` order, never skips and never revisits.
+/// On SQLite (one writer) `transaction_id` is always 0 and the order is the
+/// position order.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Cursor {
+    /// The appending transaction (Postgres `xid8`; 0 on SQLite).
+    pub transaction_id: u64,
+    /// The event's global position.
+    pub position: i64,
+}
+
+impl Cursor {
+    /// Before the first event.
+    pub const START: Cursor = Cursor {
+        transaction_id: 0,
+        position: 0,
+    };
+}
+
+/// One event as stored, with its place in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// Global position, unique across the store.
+    pub position: i64,
+    /// The appending transaction (0 on SQLite).
+    pub transaction_id: u64,
+    /// Unique event id.
+    pub event_id: Uuid,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    /// 1-based sequence within the aggregate's stream.
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: Value,
+    pub metadata: Value,
+    /// When the store recorded the event.
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl StoredEvent {
+    /// The cursor that reads everything after this event.
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            transaction_id: self.transaction_id,
+            position: self.position,
+        }
+    }
+
+    fn from_pg(row: &PgRow) -> Result<Self, StoreError> {
+        let xid: String = row.try_get("transaction_id")?;
+        let event_id: String = row.try_get("event_id")?;
+        Ok(Self {
+            position: row.try_get("position")?,
+            transaction_id: xid
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("xid {xid}")))?,
+            event_id: Uuid::parse_str(&event_id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            aggregate_type: row.try_get("aggregate_type")?,
+            aggregate_id: row.try_get("aggregate_id")?,
+            sequence: row.try_get("sequence")?,
+            event_type: row.try_get("event_type")?,
+            event_version: row.try_get("event_version")?,
+            payload: row.try_get("payload")?,
+            metadata: row.try_get("metadata")?,
+            recorded_at: row.try_get("recorded_at")?,
+        })
+    }
+
+    fn from_sqlite(row: &SqliteRow) -> Result<Self, StoreError> {
+        let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(e.to_string());
+        let event_id: String = row.try_get("event_id")?;
+        let payload: String = row.try_get("payload")?;
+        let metadata: String = row.try_get("metadata")?;
+        let recorded_at: String = row.try_get("recorded_at")?;
+        Ok(Self {
+            position: row.try_get("position")?,
+            transaction_id: 0,
+            event_id: Uuid::parse_str(&event_id).map_err(|e| corrupt(&e))?,
+            aggregate_type: row.try_get("aggregate_type")?,
+            aggregate_id: row.try_get("aggregate_id")?,
+            sequence: row.try_get("sequence")?,
+            event_type: row.try_get("event_type")?,
+            event_version: row.try_get("event_version")?,
+            payload: serde_json::from_str(&payload).map_err(|e| corrupt(&e))?,
+            metadata: serde_json::from_str(&metadata).map_err(|e| corrupt(&e))?,
+            recorded_at: DateTime::parse_from_rfc3339(&recorded_at)
+                .map_err(|e| corrupt(&e))?
+                .with_timezone(&Utc),
+        })
+    }
+}
+
+const PG_COLUMNS: &str = "position, transaction_id::text AS transaction_id, event_id::text AS event_id, \
+     aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at";
+const SQLITE_COLUMNS: &str = "position, event_id, aggregate_type, aggregate_id, sequence, \
+     event_type, event_version, payload, metadata, recorded_at";
+
+/// Reads the event log: the whole store in log order, or one stream.
+#[derive(Debug, Clone)]
+pub struct EventLog {
+    db: Database,
+}
+
+impl EventLog {
+    /// A reader over `db`.
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// Up to `limit` events after `after`, in log order, never passing an
+    /// event whose transaction may still commit (see [`Cursor`]).
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] or [`StoreError::Corrupt`].
+    pub async fn read_from(
+        &self,
+        after: Cursor,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let limit = i64::from(limit);
+        match &self.db {
+            Database::Postgres(pool) => {
+                let sql = format!(
+                    "SELECT {PG_COLUMNS} FROM events \
+                     WHERE (transaction_id, position) > ($1::text::xid8, $2) \
+                       AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                     ORDER BY transaction_id, position LIMIT $3"
+                );
+                let rows = sqlx::query(&sql)
+                    .bind(after.transaction_id.to_string())
+                    .bind(after.position)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?;
+                rows.iter().map(StoredEvent::from_pg).collect()
+            }
+            Database::Sqlite(pool) => {
+                let sql = format!(
+                    "SELECT {SQLITE_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
+                );
+                let rows = sqlx::query(&sql)
+                    .bind(after.position)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?;
+                rows.iter().map(StoredEvent::from_sqlite).collect()
+            }
+        }
+    }
+
+    /// The highest position committed so far (0 when the store is empty).
+    ///
+    /// # Errors
+    /// [`StoreError::Database`].
+    pub async fn head(&self) -> Result<i64, StoreError> {
+        let sql = "SELECT COALESCE(MAX(position), 0) AS head FROM events";
+        Ok(match &self.db {
+            Database::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await?,
+            Database::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await?,
+        })
+    }
+
+    /// One aggregate's stream in sequence order.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] or [`StoreError::Corrupt`].
+    pub async fn stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.select_where(
+            "aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
+            &[aggregate_type, aggregate_id],
+        )
+        .await
+    }
+
+    /// The events a request with this idempotency key appended, if any.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] or [`StoreError::Corrupt`].
+    pub async fn by_idempotency_key(&self, key: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let clause = match self.db {
+            Database::Postgres(_) => "metadata ->> 'idempotency_key' = $1 ORDER BY position",
+            Database::Sqlite(_) => {
+                "json_extract(metadata, '$.idempotency_key') = $1 ORDER BY position"
+            }
+        };
+        self.select_where(clause, &[key]).await
+    }
+
+    /// The global position of one event.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`].
+    pub async fn position_of(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        sequence: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let sql = "SELECT position FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3";
+        Ok(match &self.db {
+            Database::Postgres(pool) => {
+                sqlx::query_scalar(sql)
+                    .bind(aggregate_type)
+                    .bind(aggregate_id)
+                    .bind(sequence)
+                    .fetch_optional(pool)
+                    .await?
+            }
+            Database::Sqlite(pool) => {
+                sqlx::query_scalar(sql)
+                    .bind(aggregate_type)
+                    .bind(aggregate_id)
+                    .bind(sequence)
+                    .fetch_optional(pool)
+                    .await?
+            }
+        })
+    }
+
+    async fn select_where(
+        &self,
+        clause: &str,
+        binds: &[&str],
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        match &self.db {
+            Database::Postgres(pool) => {
+                let sql = format!("SELECT {PG_COLUMNS} FROM events WHERE {clause}");
+                let mut query = sqlx::query(&sql);
+                for b in binds {
+                    query = query.bind(*b);
+                }
+                let rows = query.fetch_all(pool).await?;
+                rows.iter().map(StoredEvent::from_pg).collect()
+            }
+            Database::Sqlite(pool) => {
+                let sql = format!("SELECT {SQLITE_COLUMNS} FROM events WHERE {clause}");
+                let mut query = sqlx::query(&sql);
+                for b in binds {
+                    query = query.bind(*b);
+                }
+                let rows = query.fetch_all(pool).await?;
+                rows.iter().map(StoredEvent::from_sqlite).collect()
+            }
+        }
+    }
+}

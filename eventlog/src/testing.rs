@@ -1,0 +1,101 @@
+//! Fresh, migrated databases for tests: one Postgres database or one SQLite
+//! file per test, never a mock.
+
+use std::path::PathBuf;
+
+use crate::{Database, DatabaseOptions};
+
+/// The server tests create their databases on; override with
+/// `SHOPSTREAM_TEST_POSTGRES_URL`.
+pub fn postgres_admin_url() -> String {
+    std::env::var("SHOPSTREAM_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// A migrated database that lives as long as this value (SQLite) or until
+/// [`TestDatabase::drop_database`] (Postgres).
+pub struct TestDatabase {
+    /// The pool.
+    pub db: Database,
+    /// The URL the pool connected to.
+    pub url: String,
+    name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDatabase {
+    /// Creates and migrates a fresh Postgres database.
+    ///
+    /// # Panics
+    /// When Postgres cannot be reached: the test fails and says how to start it.
+    pub async fn postgres() -> Self {
+        let admin_url = postgres_admin_url();
+        let admin = Database::connect(&admin_url, &DatabaseOptions::default())
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot reach Postgres at {admin_url} ({e}). Start it with \
+                 `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` \
+                 or point SHOPSTREAM_TEST_POSTGRES_URL at a server"
+                )
+            });
+        let name = format!("shopstream_test_{}", uuid::Uuid::new_v4().simple());
+        let Database::Postgres(pool) = &admin else {
+            panic!("SHOPSTREAM_TEST_POSTGRES_URL must be a postgres:// URL")
+        };
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(pool)
+            .await
+            .expect("create test database");
+        admin.close().await;
+        let url = match admin_url.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{name}"),
+            None => panic!("SHOPSTREAM_TEST_POSTGRES_URL needs a database path"),
+        };
+        let db = Database::connect(&url, &DatabaseOptions::default())
+            .await
+            .expect("connect test database");
+        db.migrate().await.expect("migrate test database");
+        Self {
+            db,
+            url,
+            name: Some(name),
+            _dir: None,
+        }
+    }
+
+    /// Creates and migrates a fresh SQLite file in a temporary directory.
+    ///
+    /// # Panics
+    /// When the file cannot be created.
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path: PathBuf = dir.path().join("events.db");
+        let url = format!("sqlite://{}", path.display());
+        let db = Database::connect(&url, &DatabaseOptions::default())
+            .await
+            .expect("open sqlite");
+        db.migrate().await.expect("migrate sqlite");
+        Self {
+            db,
+            url,
+            name: None,
+            _dir: Some(dir),
+        }
+    }
+
+    /// Drops a Postgres test database (SQLite files vanish with the value).
+    pub async fn drop_database(self) {
+        self.db.close().await;
+        if let Some(name) = self.name {
+            if let Ok(Database::Postgres(pool)) =
+                Database::connect(&postgres_admin_url(), &DatabaseOptions::default()).await
+            {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&pool)
+                    .await;
+                pool.close().await;
+            }
+        }
+    }
+}
