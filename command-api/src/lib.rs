@@ -1,1 +1,212 @@
-//! x
+//! shopstream's command API: REST commands in (axum), events appended to the
+//! event store through the domain's aggregates.
+//!
+//! [`build`] wires an [`App`] from a database and a [`Config`];
+//! [`App::run`] serves it on a listener until a shutdown signal, so tests
+//! bind port 0 and stop the app at will.
+//!
+//! # Layout
+//! - `auth`: HS256 JWT signing and verification, [`Principal`](auth::Principal), roles.
+//! - `error`: [`ApiError`](error::ApiError) → RFC 9457 problem documents, in one place.
+//! - `extract`: strict JSON bodies, `If-Match`, the command context.
+//! - `idempotency`: the `Idempotency-Key` middleware.
+//! - `request_id`: request ids, the request span, problem documents for every error.
+//! - `service`: the command path (load, authorize, decide, append).
+//! - `routes`: one handler file per resource, plus health and event streams.
+//! - `openapi`: the generated OpenAPI 3.1 document.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod idempotency;
+pub mod openapi;
+pub mod request_id;
+pub mod routes;
+pub mod service;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::routing::{get, patch, post, put};
+use axum::{middleware, Router};
+use eventlog::{Database, EventLog, IdempotencyStore};
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa_scalar::{Scalar, Servable};
+
+use crate::auth::{Authenticator, Secret};
+use crate::idempotency::IdempotencyState;
+use crate::routes::{health, orders, payments, products, streams, users};
+use crate::service::Commands;
+
+/// Settings of the command API.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// HS256 secret for bearer tokens.
+    pub jwt_secret: Secret,
+    /// Snapshot aggregates every N events (0: never).
+    pub snapshot_every: usize,
+    /// How long idempotency keys are kept (at least 24 h).
+    pub idempotency_retention: Duration,
+}
+
+impl Config {
+    /// Defaults around a secret.
+    pub fn new(jwt_secret: Secret) -> Self {
+        Self {
+            jwt_secret,
+            snapshot_every: 50,
+            idempotency_retention: Duration::from_secs(48 * 3600),
+        }
+    }
+}
+
+/// The state handlers draw from, split by [`FromRef`] so each handler takes
+/// only what it needs.
+#[derive(Clone)]
+pub struct AppState {
+    commands: Arc<Commands>,
+    auth: Arc<Authenticator>,
+    db: Database,
+}
+
+impl FromRef<AppState> for Arc<Commands> {
+    fn from_ref(s: &AppState) -> Self {
+        s.commands.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Authenticator> {
+    fn from_ref(s: &AppState) -> Self {
+        s.auth.clone()
+    }
+}
+
+impl FromRef<AppState> for Database {
+    fn from_ref(s: &AppState) -> Self {
+        s.db.clone()
+    }
+}
+
+/// A built, not yet serving, command API.
+pub struct App {
+    router: Router,
+    idempotency: IdempotencyStore,
+    retention: Duration,
+}
+
+/// Builds the API over an already migrated `db`.
+pub fn build(db: Database, config: &Config) -> App {
+    let auth = Arc::new(Authenticator::new(config.jwt_secret.clone()));
+    let state = AppState {
+        commands: Arc::new(Commands::new(&db, config.snapshot_every)),
+        auth: auth.clone(),
+        db: db.clone(),
+    };
+    let idempotency = IdempotencyStore::new(db.clone());
+    let idem_state = IdempotencyState {
+        store: idempotency.clone(),
+        log: EventLog::new(db),
+        auth,
+    };
+    App {
+        router: router(state, idem_state),
+        idempotency,
+        retention: config.idempotency_retention,
+    }
+}
+
+fn router(state: AppState, idem_state: IdempotencyState) -> Router {
+    let v1 = Router::new()
+        .route("/users", post(users::register))
+        .route("/users/{id}", patch(users::update))
+        .route("/users/{id}/deactivate", post(users::deactivate))
+        .route("/users/{id}/reactivate", post(users::reactivate))
+        .route("/users/{id}/events", get(streams::user_events))
+        .route("/products", post(products::create))
+        .route("/products/{sku}", patch(products::update))
+        .route("/products/{sku}/retire", post(products::retire))
+        .route("/products/{sku}/events", get(streams::product_events))
+        .route("/orders", post(orders::create))
+        .route("/orders/{id}/items", post(orders::add_item))
+        .route(
+            "/orders/{id}/items/{sku}",
+            put(orders::change_quantity).delete(orders::remove_item),
+        )
+        .route("/orders/{id}/place", post(orders::place))
+        .route("/orders/{id}/cancel", post(orders::cancel))
+        .route("/orders/{id}/mark-paid", post(orders::mark_paid))
+        .route("/orders/{id}/ship", post(orders::ship))
+        .route("/orders/{id}/deliver", post(orders::deliver))
+        .route("/orders/{id}/events", get(streams::order_events))
+        .route("/payments", post(payments::initiate))
+        .route("/payments/{id}/authorize", post(payments::authorize))
+        .route("/payments/{id}/capture", post(payments::capture))
+        .route("/payments/{id}/fail", post(payments::fail))
+        .route("/payments/{id}/refund", post(payments::refund))
+        .route("/payments/{id}/events", get(streams::payment_events))
+        .layer(middleware::from_fn_with_state(
+            idem_state,
+            idempotency::idempotency,
+        ));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/livez", get(health::livez))
+        .route("/readyz", get(health::readyz))
+        .route("/openapi.json", get(openapi_json))
+        .merge(Scalar::with_url(
+            "/docs",
+            <openapi::ApiDoc as utoipa::OpenApi>::openapi(),
+        ))
+        .fallback(request_id::not_found)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::new())
+        .layer(middleware::from_fn(request_id::request_context))
+}
+
+async fn openapi_json() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        openapi::document(),
+    )
+}
+
+impl App {
+    /// The router, for embedding in a larger service.
+    pub fn into_router(self) -> Router {
+        self.router
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    ///
+    /// # Errors
+    /// When the listener fails.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let purge = tokio::spawn(purge_idempotency_keys(self.idempotency, self.retention));
+        let result = axum::serve(listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        purge.abort();
+        result
+    }
+}
+
+/// Keeps idempotency keys for `retention`, deleting older ones hourly.
+pub async fn purge_idempotency_keys(store: IdempotencyStore, retention: Duration) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        match store.purge_older_than(retention).await {
+            Ok(n) if n > 0 => tracing::info!(purged = n, "expired idempotency keys deleted"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not purge idempotency keys"),
+        }
+    }
+}

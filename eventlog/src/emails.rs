@@ -9,6 +9,8 @@ pub enum Reservation {
     Taken {
         /// The holder.
         user_id: String,
+        /// How long ago the holder reserved it.
+        age: std::time::Duration,
     },
 }
 
@@ -32,57 +34,56 @@ impl EmailRegistry {
     pub async fn reserve(&self, email: &str, user_id: &str) -> Result<Reservation, StoreError> {
         let insert =
             "INSERT INTO user_emails (email, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING";
-        let select = "SELECT user_id FROM user_emails WHERE email = $1";
-        let (inserted, holder): (u64, Option<String>) = match &self.db {
+        let (inserted, holder): (u64, Option<(String, f64)>) = match &self.db {
             Database::Postgres(p) => {
+                let select =
+                    "SELECT user_id, EXTRACT(EPOCH FROM clock_timestamp() - reserved_at)::float8 \
+                              FROM user_emails WHERE email = $1";
                 let n = sqlx::query(insert)
                     .bind(email)
                     .bind(user_id)
                     .execute(p)
                     .await?
                     .rows_affected();
-                (
-                    n,
-                    if n == 1 {
-                        None
-                    } else {
-                        sqlx::query_scalar(select)
-                            .bind(email)
-                            .fetch_optional(p)
-                            .await?
-                    },
-                )
+                let holder = if n == 1 {
+                    None
+                } else {
+                    sqlx::query_as(select).bind(email).fetch_optional(p).await?
+                };
+                (n, holder)
             }
             Database::Sqlite(p) => {
+                let select =
+                    "SELECT user_id, (julianday('now') - julianday(reserved_at)) * 86400.0 \
+                              FROM user_emails WHERE email = $1";
                 let n = sqlx::query(insert)
                     .bind(email)
                     .bind(user_id)
                     .execute(p)
                     .await?
                     .rows_affected();
-                (
-                    n,
-                    if n == 1 {
-                        None
-                    } else {
-                        sqlx::query_scalar(select)
-                            .bind(email)
-                            .fetch_optional(p)
-                            .await?
-                    },
-                )
+                let holder = if n == 1 {
+                    None
+                } else {
+                    sqlx::query_as(select).bind(email).fetch_optional(p).await?
+                };
+                (n, holder)
             }
         };
         match (inserted, holder) {
             (1, _) => Ok(Reservation::Reserved),
-            (_, Some(user_id)) => Ok(Reservation::Taken { user_id }),
+            (_, Some((user_id, age))) => Ok(Reservation::Taken {
+                user_id,
+                age: std::time::Duration::from_secs_f64(age.max(0.0)),
+            }),
             // Released between insert and select: try again.
             (_, None) => Box::pin(self.reserve(email, user_id)).await,
         }
     }
 
     /// Moves a reservation from `from_user` (whose registration never
-    /// committed) to `to_user`. Exactly one of concurrent callers wins.
+    /// committed: its process died between reserving and appending) to
+    /// `to_user`. Exactly one of concurrent callers wins.
     ///
     /// # Errors
     /// [`StoreError::Database`].

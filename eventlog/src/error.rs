@@ -20,3 +20,17 @@ pub enum StoreError {
     #[error("unsupported database URL '{0}': use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
 }
+
+impl StoreError {
+    /// Whether the database could not be reached (as opposed to a failure
+    /// of a statement): callers answer "unavailable, retry" rather than
+    /// "internal error".
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+            )
+        )
+    }
+}

@@ -82,7 +82,7 @@ async fn emails_have_one_owner_even_when_racing(t: &TestDatabase) {
         }
     }
     assert_eq!(winners, 1);
-    let Reservation::Taken { user_id } = registry
+    let Reservation::Taken { user_id, .. } = registry
         .reserve("ada@example.com", "late")
         .await
         .expect("reserve")

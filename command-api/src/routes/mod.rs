@@ -1,0 +1,131 @@
+//! HTTP handlers, one file per resource; each translates a request into a
+//! call of [`crate::service::execute`].
+
+pub mod health;
+pub mod orders;
+pub mod payments;
+pub mod products;
+pub mod streams;
+pub mod users;
+
+use axum::http::header::{ETAG, LOCATION};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use domain::ValidationError;
+use serde::Deserialize;
+use utoipa::{IntoResponses, ToSchema};
+
+use crate::error::{ApiError, FieldError, Problem};
+use crate::service::{Accepted, Outcome};
+
+/// A success response: `201` + `Location` for creations, else `200`; always
+/// `ETag: "<version>"` and `{id, version, position}`.
+pub fn accepted(id: &str, outcome: Outcome, created_at: Option<String>) -> Response {
+    let status = if created_at.is_some() {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let body = Accepted {
+        id: id.to_string(),
+        version: outcome.version,
+        position: outcome.position,
+    };
+    let mut response = (status, Json(body)).into_response();
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", outcome.version)) {
+        headers.insert(ETAG, v);
+    }
+    if let Some(Ok(v)) = created_at.map(|l| HeaderValue::from_str(&l)) {
+        headers.insert(LOCATION, v);
+    }
+    response
+}
+
+/// Collects field errors so that one response names every invalid field.
+#[derive(Default)]
+pub struct Fields(Vec<FieldError>);
+
+impl Fields {
+    /// Keeps the value, or records its error.
+    pub fn take<T>(&mut self, r: Result<T, ValidationError>) -> Option<T> {
+        r.map_err(|e| self.0.push(e.into())).ok()
+    }
+
+    /// Records several errors at once (e.g. an address).
+    pub fn take_many<T>(&mut self, r: Result<T, Vec<ValidationError>>) -> Option<T> {
+        r.map_err(|es| self.0.extend(es.into_iter().map(FieldError::from)))
+            .ok()
+    }
+
+    /// `Ok` when nothing was recorded.
+    ///
+    /// # Errors
+    /// [`ApiError::Validation`] with every recorded error.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.0))
+        }
+    }
+}
+
+/// Unwraps a value that [`Fields::finish`] has vouched for.
+pub fn valid<T>(v: Option<T>) -> Result<T, ApiError> {
+    v.ok_or_else(|| ApiError::Internal("validated value missing".into()))
+}
+
+/// Money in a request: integer minor units and an ISO 4217 code.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoneyBody {
+    /// Amount in minor units (cents), an integer.
+    #[schema(example = 1999)]
+    pub amount_minor: i64,
+    /// ISO 4217 currency code.
+    #[schema(example = "EUR")]
+    pub currency: String,
+}
+
+/// `{reason}` bodies (cancel, fail).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonBody {
+    /// Why (1..=500 characters).
+    pub reason: String,
+}
+
+/// The error responses every command can give.
+#[allow(dead_code)]
+#[derive(IntoResponses)]
+pub enum CommandErrors {
+    /// Malformed JSON or a bad header.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// Missing, invalid or expired bearer token.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthenticated(Problem),
+    /// The caller's role may not do this.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
+    /// Unknown resource, or one that belongs to another customer.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// The current state forbids the command (`rule` names the rule), or a concurrent change won.
+    #[response(status = 409, content_type = "application/problem+json")]
+    Conflict(Problem),
+    /// `If-Match` names a version that is no longer current.
+    #[response(status = 412, content_type = "application/problem+json")]
+    PreconditionFailed(Problem),
+    /// The body exceeds 64 KiB.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+    /// The body is not `application/json`.
+    #[response(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Problem),
+    /// Invalid fields (`errors` names each) or an idempotency key reused with another body.
+    #[response(status = 422, content_type = "application/problem+json")]
+    Unprocessable(Problem),
+}

@@ -1,0 +1,371 @@
+//! `/v1/orders`: carts, placing, cancelling, payment, fulfilment.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use chrono::Utc;
+use domain::order::{CustomerFacts, OrderCommand, PaymentFacts, ProductFacts};
+use domain::{Carrier, Currency, Order, Reason, Sku, TrackingNumber};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::users::path_uuid;
+use super::{accepted, valid, CommandErrors, Fields, ReasonBody};
+use crate::auth::{Principal, Role};
+use crate::error::ApiError;
+use crate::extract::{CommandContext, JsonBody};
+use crate::service::{execute, Accepted, Commands, Mode, Outcome};
+
+/// A new, empty order.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrder {
+    /// The customer (user id); customers may only pass their own.
+    pub customer_id: String,
+    /// ISO 4217 currency of every line.
+    #[schema(example = "EUR")]
+    pub currency: String,
+}
+
+/// A line to add; price and name come from the catalog.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddItem {
+    #[schema(example = "TEE-BLUE-M")]
+    pub sku: String,
+    /// 1..=1000.
+    #[schema(example = 2)]
+    pub quantity: u32,
+}
+
+/// A line's new quantity.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeQuantity {
+    /// 1..=1000.
+    pub quantity: u32,
+}
+
+/// The payment that pays the order.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MarkPaid {
+    pub payment_id: String,
+}
+
+/// Shipment details.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ship {
+    #[schema(example = "DHL")]
+    pub carrier: String,
+    #[schema(example = "JD014600003828")]
+    pub tracking_number: String,
+}
+
+/// Who may see an order: its customer, admins, and services where allowed.
+fn visible(principal: &Principal, services: bool) -> impl Fn(&Order) -> bool + '_ {
+    move |order: &Order| principal.may_act_for(order.customer_id, services)
+}
+
+async fn run(
+    commands: &Commands,
+    principal: &Principal,
+    id: &str,
+    ctx: &CommandContext,
+    services: bool,
+    command: impl FnOnce(&Order) -> Result<OrderCommand, ApiError>,
+) -> Result<(String, Outcome), ApiError> {
+    let id = path_uuid(id, "order")?.to_string();
+    let outcome = execute(
+        &commands.orders,
+        &id,
+        Mode::Update,
+        Some(principal),
+        ctx,
+        visible(principal, services),
+        command,
+    )
+    .await?;
+    Ok((id, outcome))
+}
+
+/// Create an order for a customer (the customer or an admin).
+#[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = CreateOrder,
+    responses((status = 201, description = "Created", body = Accepted), CommandErrors),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(commands): State<Arc<Commands>>,
+    principal: Principal,
+    ctx: CommandContext,
+    JsonBody(body): JsonBody<CreateOrder>,
+) -> Result<Response, ApiError> {
+    principal.require(&[Role::Customer, Role::Admin])?;
+    let mut f = Fields::default();
+    let currency = f.take(Currency::parse(&body.currency));
+    let customer_id = Uuid::parse_str(&body.customer_id);
+    if customer_id.is_err() {
+        f.take::<()>(Err(domain::ValidationError::new(
+            "customer_id",
+            "invalid_id",
+            "must be a user id (UUID)",
+        )));
+    }
+    f.finish()?;
+    let (currency, customer_id) = (valid(currency)?, valid(customer_id.ok())?);
+    let customer = commands.users.load(&customer_id.to_string()).await?;
+    if customer.version() == 0 || !principal.may_act_for(Some(customer_id), false) {
+        return Err(ApiError::NotFound(format!(
+            "customer {customer_id} not found"
+        )));
+    }
+    let facts = CustomerFacts {
+        id: customer_id,
+        active: customer.aggregate().active,
+    };
+    let order_id = Uuid::new_v4();
+    let id = order_id.to_string();
+    let outcome = execute(
+        &commands.orders,
+        &id,
+        Mode::Create,
+        Some(&principal),
+        &ctx,
+        |_: &Order| true,
+        |_| {
+            Ok(OrderCommand::Create {
+                order_id,
+                customer: facts,
+                currency,
+                at: Utc::now(),
+            })
+        },
+    )
+    .await?;
+    Ok(accepted(&id, outcome, Some(format!("/v1/orders/{id}"))))
+}
+
+/// Add a catalog product to a draft order (the customer).
+#[utoipa::path(post, path = "/v1/orders/{id}/items", tag = "orders", request_body = AddItem,
+    params(("id" = String, Path, description = "Order id")),
+    responses((status = 200, description = "Added", body = Accepted), CommandErrors),
+    security(("bearer" = [])))]
+pub async fn add_item(
+    State(commands): State<Arc<Commands>>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ctx: CommandContext,
+    JsonBody(body): JsonBody<AddItem>,
+) -> Result<Response, ApiError> {
+    principal.require(&[Role::Customer])?;
+    let sku = Sku::parse(&body.sku).map_err(|e| ApiError::Validation(vec![e.into()]))?;
+    let product = commands.products.load(sku.as_str()).await?;
+    let (Some(name), Some(unit_price)) = (
+        product.aggregate().name.clone(),
+        product.aggregate().unit_price,
+    ) else {
+        return Err(ApiError::field(
+            "sku",
+            "unknown_product",
+            format!("no product {} in the catalog", sku.as_str()),
+        ));
+    };
+    let facts = ProductFacts {
+        sku,
+        name,
+        unit_price,
+        retired: product.aggregate().retired,
+    };
+    let (id, outcome) = run(&commands, &principal, &id, &ctx, false, |_| {
+        Ok(OrderCommand::AddItem {
+            product: facts,
+            quantity: body.quantity,
+            at: Utc::now(),
+        })
+    })
+    .await?;
+    Ok(accepted(&id, outcome, None))
+}
+
+/// Change a line's quantity (the customer).
+#[utoipa::path(put, path = "/v1/orders/{id}/items/{sku}", tag = "orders", request_body = ChangeQuantity,
+    params(("id" = String, Path, description = "Order id"), ("sku" = String, Path, description = "SKU")),
+    responses((status = 200, description = "Changed", body = Accepted), CommandErrors),
+    security(("bearer" = [])))]
+pub async fn change_quantity(
+    State(commands): State<Arc<Commands>>,
+    principal: Principal,
+    Path((id, sku)): Path<(String, String)>,
+    ctx: CommandContext,
+    JsonBody(body): JsonBody<ChangeQuantity>,
+) -> Result<Response, ApiError> {
+    principal.require(&[Role::Customer])?;
+    let sku = Sku::parse(&sku).map_err(|_| ApiError::NotFound(format!("item {sku} not found")))?;
+    let (id, outcome) = run(&commands, &principal, &id, &ctx, false, |_| {
+        Ok(OrderCommand::ChangeQuantity {
+            sku,
+            quantity: body.quantity,
+            at: Utc::now(),
+        })
+    })
+    .await?;
+    Ok(accepted(&id, outcome, None))
+}
+
+/// Remove a line (the customer).
+#[utoipa::path(delete, path = "/v1/orders/{id}/items/{sku}", tag = "orders",
+    params(("id" = String, Path, description = "Order id"), ("sku" = String, Path, description = "SKU")),
+    responses((status = 200, description = "Removed", body = Accepted), CommandErrors),
+    security(("bearer" = [])))]
+pub async fn remove_item(
+    State(commands): State<Arc<Commands>>,
+    principal: Principal,
+    Path((id, sku)): Path<(String, String)>,
+    ctx: CommandContext,
+) -> Result<Response, ApiError> {
+    principal.require(&[Role::Customer])?;
+    let sku = Sku::parse(&sku).map_err(|_| ApiError::NotFound(format!("item {sku} not found")))?;
+    let (id, outcome) = run(&commands, &principal, &id, &ctx, false, |_| {
+        Ok(OrderCommand::RemoveItem {
+            sku,
+            at: Utc::now(),
+        })
+    })
+    .await?;
+    Ok(accepted(&id, outcome, None))
+}
+
+/// Place a draft order (the customer or an admin).
+#[utoipa::path(post, path = "/v1/orders/{id}/place", tag = "orders",
+    params(("id" = String, Path, description = "Order id")),
+    responses((status = 200, description = "Placed", body = Accepted), CommandErrors),
+    security(("bearer" = [])))]
+pub async fn place(
+    State(commands): State<Arc<Commands>>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ctx: CommandContext,
+) -> Result<Response, ApiError> {
+    principal.require(&[Role::Customer, Role::Admin])?;
+    let (id, outcome) = run(&commands, &principal, &id, &ctx, false, |_| {
+        Ok(OrderCommand::Place { at: Utc::now() })
+    })
+    .await?;
+    Ok(accepted(&id, outcome, None))
+}
+
+/// Cancel an order that has not shipped (the customer or an admin).
+#[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders", request_body = ReasonBody,
+    params(("id" = String, Path, description = "Order id")),
+    responses((status = 200, description = "Cancelled", body = Accepted), CommandErrors),
+    security(("bearer" = [])))]
+pub async fn cancel(
+    State(commands): State<Arc<Commands>>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ctx: CommandContext,
+    JsonBody(body): JsonBody<ReasonBody>,
+) -> Result<Response, ApiError> {
+    principal.require(&[Role::Customer, Role::Admin])?;
+    let reason =
+        Reason::parse("reason", &body.reason).map_err(|e| ApiError::Validation(vec![e.into()]))?;
+    let (id, outcome) = run(&commands, &principal, &id, &ctx, false, |_| {
+        Ok(OrderCommand::Cancel {
+            reason,
+            at: Utc::now(),
+        })
+    })
+    .await?;
+    Ok(accepted(&id, outcome, None))
+}
+
+/// Mark a placed order paid by a captured payment of its full total (service or admin).
+#[utoipa::path(post, path = "/v1/orders/{id}/mark-paid", tag = "orders", request_body = MarkPaid,
+    params(("id" = String, Path, description = "Order id")),
+    responses((status = 200, description = "Paid", body = Accepted), CommandErrors),
+    security(("bearer" = [])))]
+pub async fn mark_paid(
+    State(commands): State<Arc<Commands>>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ctx: CommandContext,
+    JsonBody(body): JsonBody<MarkPaid>,
+) -> Result<Response, ApiError> {
+    principal.require(&[Role::Service, Role::Admin])?;
+    let payment_id = Uuid::parse_str(&body.payment_id)
+        .map_err(|_| ApiError::field("payment_id", "invalid_id", "must be a payment id (UUID)"))?;
+    let payment = commands.payments.load(&payment_id.to_string()).await?;
+    let p = payment.aggregate();
+    let Some(order_id) = p.order_id else {
+        return Err(ApiError::NotFound(format!(
+            "payment {payment_id} not found"
+        )));
+    };
+    let facts = PaymentFacts {
+        payment_id,
+        order_id,
+        captured: p.captured(),
+        refunded_minor: p.refunded_minor,
+    };
+    let (id, outcome) = run(&commands, &principal, &id, &ctx, true, |_| {
+        Ok(OrderCommand::MarkPaid {
+            payment: facts,
+            at: Utc::now(),
+        })
+    })
+    .await?;
+    Ok(accepted(&id, outcome, None))
+}
+
+/// Ship a paid order (admin or service).
+#[utoipa::path(post, path = "/v1/orders/{id}/ship", tag = "orders", request_body = Ship,
+    params(("id" = String, Path, description = "Order id")),
+    responses((status = 200, description = "Shipped", body = Accepted), CommandErrors),
+    security(("bearer" = [])))]
+pub async fn ship(
+    State(commands): State<Arc<Commands>>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ctx: CommandContext,
+    JsonBody(body): JsonBody<Ship>,
+) -> Result<Response, ApiError> {
+    principal.require(&[Role::Admin, Role::Service])?;
+    let mut f = Fields::default();
+    let carrier = f.take(Carrier::parse("carrier", &body.carrier));
+    let tracking_number = f.take(TrackingNumber::parse(
+        "tracking_number",
+        &body.tracking_number,
+    ));
+    f.finish()?;
+    let (carrier, tracking_number) = (valid(carrier)?, valid(tracking_number)?);
+    let (id, outcome) = run(&commands, &principal, &id, &ctx, true, |_| {
+        Ok(OrderCommand::Ship {
+            carrier,
+            tracking_number,
+            at: Utc::now(),
+        })
+    })
+    .await?;
+    Ok(accepted(&id, outcome, None))
+}
+
+/// Confirm delivery of a shipped order (admin or service).
+#[utoipa::path(post, path = "/v1/orders/{id}/deliver", tag = "orders",
+    params(("id" = String, Path, description = "Order id")),
+    responses((status = 200, description = "Delivered", body = Accepted), CommandErrors),
+    security(("bearer" = [])))]
+pub async fn deliver(
+    State(commands): State<Arc<Commands>>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ctx: CommandContext,
+) -> Result<Response, ApiError> {
+    principal.require(&[Role::Admin, Role::Service])?;
+    let (id, outcome) = run(&commands, &principal, &id, &ctx, true, |_| {
+        Ok(OrderCommand::Deliver { at: Utc::now() })
+    })
+    .await?;
+    Ok(accepted(&id, outcome, None))
+}

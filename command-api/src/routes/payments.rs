@@ -1,0 +1,202 @@
+//! `/v1/payments`: initiated by the customer (or the provider), moved on by
+//! the payment provider's webhooks (service) or an admin.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use chrono::Utc;
+use domain::payment::{OrderFacts, PaymentCommand};
+use domain::{Payment, Reason};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::users::path_uuid;
+use super::{accepted, CommandErrors, ReasonBody};
+use crate::auth::{Principal, Role};
+use crate::error::ApiError;
+use crate::extract::{CommandContext, JsonBody};
+use crate::service::{execute, Accepted, Commands, Mode};
+
+/// A payment for a placed order; its amount is the order's total.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InitiatePayment {
+    pub order_id: String,
+}
+
+/// An amount in the payment's currency.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AmountBody {
+    /// Minor units, positive.
+    #[schema(example = 3998)]
+    pub amount_minor: i64,
+}
+
+/// A refund.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundBody {
+    /// Minor units, positive; all refunds together never exceed the capture.
+    pub amount_minor: i64,
+    pub reason: String,
+}
+
+/// Initiate a payment for a placed order (its customer, a service or an admin).
+#[utoipa::path(post, path = "/v1/payments", tag = "payments", request_body = InitiatePayment,
+    responses((status = 201, description = "Initiated", body = Accepted), CommandErrors),
+    security(("bearer" = [])))]
+pub async fn initiate(
+    State(commands): State<Arc<Commands>>,
+    principal: Principal,
+    ctx: CommandContext,
+    JsonBody(body): JsonBody<InitiatePayment>,
+) -> Result<Response, ApiError> {
+    let order_id = Uuid::parse_str(&body.order_id)
+        .map_err(|_| ApiError::field("order_id", "invalid_id", "must be an order id (UUID)"))?;
+    let order = commands.orders.load(&order_id.to_string()).await?;
+    let o = order.aggregate();
+    let not_found = || ApiError::NotFound(format!("order {order_id} not found"));
+    if order.version() == 0 || !principal.may_act_for(o.customer_id, true) {
+        return Err(not_found());
+    }
+    let (Some(customer_id), Some(total)) = (o.customer_id, o.total()) else {
+        return Err(not_found());
+    };
+    let facts = OrderFacts {
+        order_id,
+        customer_id,
+        status: o.status,
+        total,
+    };
+    let payment_id = Uuid::new_v4();
+    let id = payment_id.to_string();
+    let outcome = execute(
+        &commands.payments,
+        &id,
+        Mode::Create,
+        Some(&principal),
+        &ctx,
+        |_: &Payment| true,
+        |_| {
+            Ok(PaymentCommand::Initiate {
+                payment_id,
+                order: facts,
+                at: Utc::now(),
+            })
+        },
+    )
+    .await?;
+    Ok(accepted(&id, outcome, Some(format!("/v1/payments/{id}"))))
+}
+
+async fn provider_step(
+    commands: &Commands,
+    principal: &Principal,
+    id: &str,
+    ctx: &CommandContext,
+    command: PaymentCommand,
+) -> Result<Response, ApiError> {
+    principal.require(&[Role::Service, Role::Admin])?;
+    let id = path_uuid(id, "payment")?.to_string();
+    let outcome = execute(
+        &commands.payments,
+        &id,
+        Mode::Update,
+        Some(principal),
+        ctx,
+        |_: &Payment| true,
+        |_| Ok(command),
+    )
+    .await?;
+    Ok(accepted(&id, outcome, None))
+}
+
+/// Record an authorization (service or admin).
+#[utoipa::path(post, path = "/v1/payments/{id}/authorize", tag = "payments", request_body = AmountBody,
+    params(("id" = String, Path, description = "Payment id")),
+    responses((status = 200, description = "Authorized", body = Accepted), CommandErrors),
+    security(("bearer" = [])))]
+pub async fn authorize(
+    State(commands): State<Arc<Commands>>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ctx: CommandContext,
+    JsonBody(body): JsonBody<AmountBody>,
+) -> Result<Response, ApiError> {
+    let command = PaymentCommand::Authorize {
+        amount_minor: body.amount_minor,
+        at: Utc::now(),
+    };
+    provider_step(&commands, &principal, &id, &ctx, command).await
+}
+
+/// Record a capture, not above the authorization (service or admin).
+#[utoipa::path(post, path = "/v1/payments/{id}/capture", tag = "payments", request_body = AmountBody,
+    params(("id" = String, Path, description = "Payment id")),
+    responses((status = 200, description = "Captured", body = Accepted), CommandErrors),
+    security(("bearer" = [])))]
+pub async fn capture(
+    State(commands): State<Arc<Commands>>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ctx: CommandContext,
+    JsonBody(body): JsonBody<AmountBody>,
+) -> Result<Response, ApiError> {
+    let command = PaymentCommand::Capture {
+        amount_minor: body.amount_minor,
+        at: Utc::now(),
+    };
+    provider_step(&commands, &principal, &id, &ctx, command).await
+}
+
+/// Record a failure (service or admin).
+#[utoipa::path(post, path = "/v1/payments/{id}/fail", tag = "payments", request_body = ReasonBody,
+    params(("id" = String, Path, description = "Payment id")),
+    responses((status = 200, description = "Failed", body = Accepted), CommandErrors),
+    security(("bearer" = [])))]
+pub async fn fail(
+    State(commands): State<Arc<Commands>>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ctx: CommandContext,
+    JsonBody(body): JsonBody<ReasonBody>,
+) -> Result<Response, ApiError> {
+    let reason =
+        Reason::parse("reason", &body.reason).map_err(|e| ApiError::Validation(vec![e.into()]))?;
+    provider_step(
+        &commands,
+        &principal,
+        &id,
+        &ctx,
+        PaymentCommand::Fail {
+            reason,
+            at: Utc::now(),
+        },
+    )
+    .await
+}
+
+/// Record a (partial) refund (service or admin).
+#[utoipa::path(post, path = "/v1/payments/{id}/refund", tag = "payments", request_body = RefundBody,
+    params(("id" = String, Path, description = "Payment id")),
+    responses((status = 200, description = "Refunded", body = Accepted), CommandErrors),
+    security(("bearer" = [])))]
+pub async fn refund(
+    State(commands): State<Arc<Commands>>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ctx: CommandContext,
+    JsonBody(body): JsonBody<RefundBody>,
+) -> Result<Response, ApiError> {
+    let reason =
+        Reason::parse("reason", &body.reason).map_err(|e| ApiError::Validation(vec![e.into()]))?;
+    let command = PaymentCommand::Refund {
+        amount_minor: body.amount_minor,
+        reason,
+        at: Utc::now(),
+    };
+    provider_step(&commands, &principal, &id, &ctx, command).await
+}

@@ -1,0 +1,130 @@
+//! The command path: load the aggregate, authorize against its state, check
+//! `If-Match`, let the domain decide, append with optimistic concurrency.
+//! Handlers only translate HTTP to a call here.
+
+use cqrs_es::Aggregate;
+use domain::{Order, Payment, Product, User};
+use eventlog::{Database, EmailRegistry, EventLog, Repository};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::extract::CommandContext;
+
+/// What a successful command returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// The aggregate's version after the command (its `ETag`).
+    pub version: u64,
+    /// Global position of the last event appended (the consistency token).
+    pub position: i64,
+}
+
+/// The body of every successful command response.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Accepted {
+    /// The aggregate's id (a UUID, or the SKU for products).
+    pub id: String,
+    /// The aggregate's version after the command; send it back in `If-Match`.
+    pub version: u64,
+    /// Global position of the last event appended: the consistency token
+    /// that reads accept.
+    pub position: i64,
+}
+
+/// Whether a command creates its aggregate or acts on an existing one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Create,
+    Update,
+}
+
+/// The repositories of the four aggregates and the side tables.
+pub struct Commands {
+    pub users: Repository<User>,
+    pub products: Repository<Product>,
+    pub orders: Repository<Order>,
+    pub payments: Repository<Payment>,
+    pub emails: EmailRegistry,
+    pub log: EventLog,
+}
+
+impl Commands {
+    /// Repositories over `db`, snapshotting every `snapshot_every` events (0: never).
+    pub fn new(db: &Database, snapshot_every: usize) -> Self {
+        Self {
+            users: Repository::new(db, snapshot_every),
+            products: Repository::new(db, snapshot_every),
+            orders: Repository::new(db, snapshot_every),
+            payments: Repository::new(db, snapshot_every),
+            emails: EmailRegistry::new(db.clone()),
+            log: EventLog::new(db.clone()),
+        }
+    }
+}
+
+/// Runs one command against aggregate `id`.
+///
+/// `visible` says whether the caller may see the aggregate at all (false →
+/// 404, so nobody learns that another customer's order exists); `command`
+/// builds the domain command from the current state.
+///
+/// # Errors
+/// 404 for unknown or invisible aggregates, 412 for a stale `If-Match`,
+/// 409/422 for broken rules, 409 (or 412 with `If-Match`) for a lost race.
+pub async fn execute<A, V, C>(
+    repo: &Repository<A>,
+    id: &str,
+    mode: Mode,
+    principal: Option<&Principal>,
+    ctx: &CommandContext,
+    visible: V,
+    command: C,
+) -> Result<Outcome, ApiError>
+where
+    A: Aggregate<Error = domain::DomainError, Services = ()> + Clone + Send + Sync + 'static,
+    V: FnOnce(&A) -> bool,
+    C: FnOnce(&A) -> Result<A::Command, ApiError>,
+{
+    let loaded = repo.load(id).await?;
+    match mode {
+        Mode::Update if loaded.version() == 0 || !visible(loaded.aggregate()) => {
+            return Err(ApiError::NotFound(format!(
+                "{} {id} not found",
+                A::TYPE.to_lowercase()
+            )))
+        }
+        Mode::Create if loaded.version() > 0 => {
+            return Err(ApiError::Rule(domain::DomainError::conflict(
+                "already_exists",
+                format!("{} {id} already exists", A::TYPE.to_lowercase()),
+            )))
+        }
+        _ => {}
+    }
+    if let Some(expected) = ctx.expected_version {
+        if expected != loaded.version() {
+            return Err(ApiError::PreconditionFailed {
+                expected,
+                current: loaded.version(),
+            });
+        }
+    }
+    let command = command(loaded.aggregate())?;
+    let events = repo.decide(&loaded, command, &()).await?;
+    let actor = principal.map_or_else(|| "anonymous".to_string(), Principal::scope);
+    let expected = loaded.version();
+    match repo.commit(loaded, events, ctx.metadata(&actor)).await {
+        Ok(c) => Ok(Outcome {
+            version: c.version,
+            position: c.position,
+        }),
+        // A lost race is a stale version for a client that sent If-Match.
+        Err(eventlog::StoreError::Conflict) if ctx.expected_version.is_some() => {
+            let current = repo.load(id).await?.version();
+            Err(ApiError::PreconditionFailed { expected, current })
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,129 @@
+//! The command line.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use command_api::auth::{Authenticator, Role};
+use eventlog::{Database, DatabaseOptions};
+
+use crate::config::Settings;
+use crate::serve;
+
+/// shopstream: an event-sourced CQRS platform for commerce back ends.
+///
+/// Without a subcommand, `serve` runs: the whole platform in one process on
+/// the embedded SQLite store.
+#[derive(Debug, Parser)]
+#[command(name = "shopstream", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: Settings,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every role in one process (the default).
+    Serve,
+    /// Apply the event store's migrations and exit.
+    Migrate,
+    /// Mint a bearer token with the configured secret; prints only the token.
+    Token {
+        /// Subject: the user id for customers, any name for admins and services.
+        #[arg(long)]
+        sub: String,
+        /// customer, admin or service.
+        #[arg(long)]
+        role: Role,
+        /// Lifetime, e.g. 30m, 1h, 7d.
+        #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+        ttl: chrono::Duration,
+    },
+    /// Print the command API's OpenAPI document.
+    Openapi,
+}
+
+fn parse_ttl(raw: &str) -> Result<chrono::Duration, String> {
+    let raw = raw.trim();
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (n, unit) = raw.split_at(split);
+    let n: i64 = n
+        .parse()
+        .map_err(|_| format!("'{raw}' is not a duration like 30m, 1h or 7d"))?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" | "" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(format!("unknown unit in '{raw}': use s, m, h or d")),
+    };
+    if seconds <= 0 || seconds > 366 * 86400 {
+        return Err("the lifetime must be between 1s and 366d".into());
+    }
+    Ok(chrono::Duration::seconds(seconds))
+}
+
+impl Cli {
+    /// Runs the chosen subcommand.
+    ///
+    /// # Errors
+    /// Whatever stops it, with context for the operator.
+    pub async fn run(self) -> anyhow::Result<()> {
+        eventlog::telemetry::init(self.settings.log_format);
+        match self.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve::run(&self.settings).await,
+            Command::Migrate => {
+                let db = connect(&self.settings).await?;
+                db.migrate().await.context("migration failed")?;
+                tracing::info!("migrations applied");
+                Ok(())
+            }
+            Command::Token { sub, role, ttl } => {
+                let secret = self.settings.jwt_secret()?;
+                let token = Authenticator::new(secret).mint(&sub, role, ttl);
+                // stdout carries only the token, so TOKEN=$(shopstream token ...) works.
+                println!("{token}");
+                Ok(())
+            }
+            Command::Openapi => {
+                println!("{}", command_api::openapi::document());
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Connects to the configured store (creating the data directory for SQLite).
+///
+/// # Errors
+/// When the store cannot be reached.
+pub async fn connect(settings: &Settings) -> anyhow::Result<Database> {
+    let url = settings.database_url();
+    if url.starts_with("sqlite:") {
+        settings.ensure_data_dir()?;
+    }
+    let options = DatabaseOptions {
+        max_connections: settings.db_max_connections,
+        ..DatabaseOptions::default()
+    };
+    Database::connect(&url, &options)
+        .await
+        .context("cannot open the event store")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ttl;
+
+    #[test]
+    fn ttls() {
+        assert_eq!(parse_ttl("30m").unwrap().num_seconds(), 1800);
+        assert_eq!(parse_ttl("2h").unwrap().num_seconds(), 7200);
+        assert_eq!(parse_ttl("1d").unwrap().num_seconds(), 86400);
+        assert!(parse_ttl("0s").is_err());
+        assert!(parse_ttl("abc").is_err());
+        assert!(parse_ttl("5y").is_err());
+    }
+}

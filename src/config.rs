@@ -1,0 +1,179 @@
+//! Settings shared by every subcommand: one shape everywhere, each flag with
+//! its `SHOPSTREAM_*` environment twin (flag wins over environment, both
+//! over the default).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use clap::Args;
+use command_api::auth::{Secret, MIN_SECRET_LEN};
+use eventlog::telemetry::LogFormat;
+use rand::RngCore;
+
+/// Where shopstream keeps its state and how it connects.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Address the HTTP server listens on.
+    #[arg(
+        long,
+        env = "SHOPSTREAM_LISTEN",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub listen: SocketAddr,
+
+    /// Directory for the embedded SQLite store and the generated JWT secret.
+    #[arg(
+        long,
+        env = "SHOPSTREAM_DATA_DIR",
+        default_value = "./data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+
+    /// Event store: `postgres://user@host/db`, or `sqlite://PATH`
+    /// [default: sqlite://<data-dir>/shopstream.db].
+    #[arg(
+        long,
+        env = "SHOPSTREAM_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+
+    /// HS256 secret for bearer tokens (at least 32 characters)
+    /// [default: generated once into <data-dir>/jwt-secret].
+    #[arg(
+        long,
+        env = "SHOPSTREAM_JWT_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub jwt_secret: Option<String>,
+
+    /// Log format: `pretty` (development) or `json` (production).
+    #[arg(
+        long,
+        env = "SHOPSTREAM_LOG_FORMAT",
+        default_value = "pretty",
+        global = true
+    )]
+    pub log_format: LogFormat,
+
+    /// Snapshot aggregates every N events (0 disables snapshots).
+    #[arg(
+        long,
+        env = "SHOPSTREAM_SNAPSHOT_EVERY",
+        default_value_t = 50,
+        global = true
+    )]
+    pub snapshot_every: usize,
+
+    /// Most database connections the pool opens.
+    #[arg(
+        long,
+        env = "SHOPSTREAM_DB_MAX_CONNECTIONS",
+        default_value_t = 16,
+        global = true
+    )]
+    pub db_max_connections: u32,
+}
+
+impl Settings {
+    /// The event store URL: the configured one or the embedded SQLite file.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("shopstream.db").display()),
+        }
+    }
+
+    /// Creates the data directory when the embedded store lives in it.
+    ///
+    /// # Errors
+    /// When the directory cannot be created.
+    pub fn ensure_data_dir(&self) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                self.data_dir.display()
+            )
+        })
+    }
+
+    /// The JWT secret: the configured one, or the one generated into the
+    /// data directory on first use (so `serve` and `token` agree).
+    ///
+    /// # Errors
+    /// When the secret is too short or the file cannot be read or written.
+    pub fn jwt_secret(&self) -> anyhow::Result<Secret> {
+        let secret = match &self.jwt_secret {
+            Some(s) => s.clone(),
+            None => load_or_create_secret(&self.data_dir.join("jwt-secret"))?,
+        };
+        anyhow::ensure!(
+            secret.len() >= MIN_SECRET_LEN,
+            "the JWT secret must be at least {MIN_SECRET_LEN} characters"
+        );
+        Ok(Secret::new(secret))
+    }
+}
+
+fn load_or_create_secret(path: &Path) -> anyhow::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => return Ok(s.trim().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut bytes = [0u8; 48];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    let secret = URL_SAFE_NO_PAD.encode(bytes);
+    write_private(path, &secret).with_context(|| format!("cannot write {}", path.display()))?;
+    tracing::info!(path = %path.display(), "generated a JWT secret");
+    Ok(secret)
+}
+
+/// Writes a file only its owner can read; never overwrites (a concurrent
+/// first start keeps the first secret).
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(mut f) => f.write_all(contents.as_bytes()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_is_generated_once_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested").join("jwt-secret");
+        let first = load_or_create_secret(&path).unwrap();
+        let second = load_or_create_secret(&path).unwrap();
+        assert_eq!(first, second);
+        assert!(first.len() >= MIN_SECRET_LEN);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! `shopstream`: the binary a user runs. All roles in one process
+//! (`serve`), plus the operator commands (`migrate`, `token`, `openapi`).
+//!
+//! # Layout
+//! - `cli`: the command line (clap), one variant per subcommand.
+//! - `config`: settings from flags and `SHOPSTREAM_*` variables, the data
+//!   directory and the JWT secret kept in it.
+//! - `serve`: starts the platform and prints where it listens.
+
+pub mod cli;
+pub mod config;
+pub mod serve;

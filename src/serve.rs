@@ -1,0 +1,82 @@
+//! `shopstream serve`: every role in one process.
+
+use anyhow::Context;
+use command_api::Config;
+use tokio::net::TcpListener;
+
+use crate::cli::connect;
+use crate::config::Settings;
+
+/// Migrates, starts the HTTP server, prints where everything is, and runs
+/// until Ctrl-C or SIGTERM.
+///
+/// # Errors
+/// When the store cannot be opened or migrated, or the address is taken.
+pub async fn run(settings: &Settings) -> anyhow::Result<()> {
+    let db = connect(settings).await?;
+    db.migrate()
+        .await
+        .context("cannot migrate the event store")?;
+    let mut config = Config::new(settings.jwt_secret()?);
+    config.snapshot_every = settings.snapshot_every;
+    let app = command_api::build(db.clone(), &config);
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    print_banner(settings, addr);
+    app.run(listener, shutdown_signal())
+        .await
+        .context("server failed")?;
+    db.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn print_banner(settings: &Settings, addr: std::net::SocketAddr) {
+    let store = match &settings.database_url {
+        None => format!(
+            "embedded SQLite at {}",
+            settings.data_dir.join("shopstream.db").display()
+        ),
+        Some(url) if url.starts_with("sqlite:") => "SQLite".to_string(),
+        Some(_) => "PostgreSQL".to_string(),
+    };
+    let base = format!("http://{addr}");
+    // The banner is for the person who started the server: stdout, not the log.
+    println!(
+        "\nshopstream is running ({store})\n\
+         \n  REST API      {base}/v1\
+         \n  API docs      {base}/docs   (OpenAPI document: {base}/openapi.json)\
+         \n  GraphQL       not in this build yet: the query API ships with the read models\
+         \n  Health        {base}/livez  {base}/readyz\
+         \n\nMint a token:   cargo run --release -- token --sub <user-id> --role customer|admin|service\
+         \n                (same --data-dir / --jwt-secret as this server)\
+         \nStop:           Ctrl-C\n"
+    );
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}
