@@ -59,28 +59,25 @@ fn is_json(content_type: Option<&axum::http::HeaderValue>) -> bool {
 /// [`ApiError::MalformedJson`] for syntax errors, [`ApiError::Validation`]
 /// naming the field for unknown fields, missing fields and wrong types.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = match serde_path_to_error::deserialize::<_, T>(&mut de) {
-        Ok(v) => v,
-        Err(e) => {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            return Err(match inner.classify() {
-                serde_json::error::Category::Data => {
-                    let field = if path == "." { "$".to_string() } else { path };
-                    ApiError::Validation(vec![FieldError {
-                        rule: data_rule(&inner.to_string()).to_string(),
-                        field,
-                        message: strip_position(&inner.to_string()),
-                    }])
-                }
-                _ => ApiError::MalformedJson(strip_position(&inner.to_string())),
-            });
-        }
-    };
-    de.end()
+    let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::MalformedJson(strip_position(&e.to_string())))?;
-    Ok(value)
+    // Bodies are objects; serde would also accept a struct as an array.
+    if !value.is_object() {
+        return Err(ApiError::field(
+            "$",
+            "wrong_type",
+            "the body must be a JSON object",
+        ));
+    }
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        ApiError::Validation(vec![FieldError {
+            field: if path == "." { "$".to_string() } else { path },
+            rule: data_rule(&message).to_string(),
+            message: strip_position(&message),
+        }])
+    })
 }
 
 fn data_rule(message: &str) -> &'static str {
@@ -209,7 +206,10 @@ mod tests {
     #[test]
     fn classifies_json_failures() {
         assert!(matches!(err("{"), ApiError::MalformedJson(_)));
-        assert!(matches!(err("{} x"), ApiError::MalformedJson(_)));
+        assert!(matches!(
+            err(r#"{"name":"a","quantity":1} x"#),
+            ApiError::MalformedJson(_)
+        ));
         let ApiError::Validation(e) = err(r#"{"name":"a","quantity":1,"x":1}"#) else {
             panic!()
         };

@@ -91,7 +91,12 @@ pub async fn idempotency(
     let Ok(bytes) = to_bytes(body, MAX_BODY_BYTES).await else {
         return ApiError::PayloadTooLarge(MAX_BODY_BYTES).into_response();
     };
-    let fingerprint = fingerprint(&parts.method, parts.uri.path(), &bytes);
+    // Nested routers see a stripped path; fingerprint the one the client sent.
+    let path = parts
+        .extensions
+        .get::<axum::extract::OriginalUri>()
+        .map_or_else(|| parts.uri.path().to_string(), |u| u.path().to_string());
+    let fingerprint = fingerprint(&parts.method, &path, &bytes);
     let scope = format!("{principal}|{key}");
     let mut req = Request::from_parts(parts, Body::from(bytes));
     req.extensions_mut().insert(IdempotencyScope(scope.clone()));
@@ -258,7 +263,8 @@ fn recovered_response(events: &[StoredEvent]) -> Option<(u16, Value)> {
     ))
 }
 
-fn fingerprint(method: &Method, path: &str, body: &[u8]) -> String {
+/// What makes two requests "the same": method, path and body bytes.
+pub fn fingerprint(method: &Method, path: &str, body: &[u8]) -> String {
     let mut h = Sha256::new();
     h.update(method.as_str().as_bytes());
     h.update(b" ");

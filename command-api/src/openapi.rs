@@ -23,6 +23,7 @@ use crate::routes::{health, orders, payments, products, streams, users};
         streams::user_events, streams::order_events, streams::payment_events, streams::product_events,
         health::livez, health::readyz,
     ),
+    components(schemas(crate::error::Problem, crate::error::FieldError)),
     modifiers(&BearerAuth),
     tags(
         (name = "users", description = "Sign-up, profile, (de)activation"),

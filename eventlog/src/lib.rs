@@ -25,6 +25,11 @@ mod repository;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+/// The SQL toolkit, for tests that set up unusual database states.
+#[cfg(feature = "testing")]
+pub use sqlx;
+#[cfg(feature = "testing")]
+pub use sqlx::{PgPool, SqlitePool};
 
 pub use db::{Backend, Database, DatabaseOptions};
 pub use emails::{EmailRegistry, Reservation};

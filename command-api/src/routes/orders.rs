@@ -93,7 +93,7 @@ async fn run(
 }
 
 /// Create an order for a customer (the customer or an admin).
-#[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = CreateOrder,
+#[utoipa::path(post, path = "/v1/orders", tag = "orders", operation_id = "create_order", request_body = CreateOrder,
     responses((status = 201, description = "Created", body = Accepted), CommandErrors),
     security(("bearer" = [])))]
 pub async fn create(

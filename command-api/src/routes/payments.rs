@@ -45,7 +45,7 @@ pub struct RefundBody {
 }
 
 /// Initiate a payment for a placed order (its customer, a service or an admin).
-#[utoipa::path(post, path = "/v1/payments", tag = "payments", request_body = InitiatePayment,
+#[utoipa::path(post, path = "/v1/payments", tag = "payments", operation_id = "initiate_payment", request_body = InitiatePayment,
     responses((status = 201, description = "Initiated", body = Accepted), CommandErrors),
     security(("bearer" = [])))]
 pub async fn initiate(

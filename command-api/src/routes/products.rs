@@ -57,7 +57,7 @@ fn path_sku(raw: &str) -> Result<Sku, ApiError> {
 }
 
 /// Create a product (admin).
-#[utoipa::path(post, path = "/v1/products", tag = "products", request_body = CreateProduct,
+#[utoipa::path(post, path = "/v1/products", tag = "products", operation_id = "create_product", request_body = CreateProduct,
     responses((status = 201, description = "Created", body = Accepted), CommandErrors),
     security(("bearer" = [])))]
 pub async fn create(
@@ -101,7 +101,7 @@ pub async fn create(
 }
 
 /// Rename and/or reprice a product (admin).
-#[utoipa::path(patch, path = "/v1/products/{sku}", tag = "products", request_body = UpdateProduct,
+#[utoipa::path(patch, path = "/v1/products/{sku}", tag = "products", operation_id = "update_product", request_body = UpdateProduct,
     params(("sku" = String, Path, description = "SKU")),
     responses((status = 200, description = "Updated", body = Accepted), CommandErrors),
     security(("bearer" = [])))]
@@ -149,7 +149,7 @@ pub async fn update(
 }
 
 /// Retire a product: it can no longer be added to orders (admin).
-#[utoipa::path(post, path = "/v1/products/{sku}/retire", tag = "products",
+#[utoipa::path(post, path = "/v1/products/{sku}/retire", tag = "products", operation_id = "retire_product",
     params(("sku" = String, Path, description = "SKU")),
     responses((status = 200, description = "Retired", body = Accepted), CommandErrors),
     security(("bearer" = [])))]

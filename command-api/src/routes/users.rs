@@ -136,7 +136,7 @@ async fn reserve_email(commands: &Commands, email: &str, user_id: &str) -> Resul
 }
 
 /// Change name and/or shipping address (the user or an admin).
-#[utoipa::path(patch, path = "/v1/users/{id}", tag = "users", request_body = UpdateUser,
+#[utoipa::path(patch, path = "/v1/users/{id}", tag = "users", operation_id = "update_user", request_body = UpdateUser,
     params(("id" = String, Path, description = "User id")),
     responses((status = 200, description = "Updated", body = Accepted), CommandErrors),
     security(("bearer" = [])))]
