@@ -1,5 +1,7 @@
 //! The command line.
 
+use std::io::Write;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use command_api::auth::{Authenticator, Role};
@@ -84,11 +86,12 @@ impl Cli {
                 let secret = self.settings.jwt_secret()?;
                 let token = Authenticator::new(secret).mint(&sub, role, ttl);
                 // stdout carries only the token, so TOKEN=$(shopstream token ...) works.
-                println!("{token}");
+                writeln!(std::io::stdout(), "{token}").context("cannot write the token")?;
                 Ok(())
             }
             Command::Openapi => {
-                println!("{}", command_api::openapi::document());
+                writeln!(std::io::stdout(), "{}", command_api::openapi::document())
+                    .context("cannot write")?;
                 Ok(())
             }
         }

@@ -1,5 +1,7 @@
 //! `shopstream serve`: every role in one process.
 
+use std::io::Write;
+
 use anyhow::Context;
 use command_api::Config;
 use tokio::net::TcpListener;
@@ -43,8 +45,9 @@ fn print_banner(settings: &Settings, addr: std::net::SocketAddr) {
         Some(_) => "PostgreSQL".to_string(),
     };
     let base = format!("http://{addr}");
-    // The banner is for the person who started the server: stdout, not the log.
-    println!(
+    // The banner is for the person who started the server: stdout, not the
+    // log. A closed stdout (`shopstream | head`) must not stop the server.
+    let banner = format!(
         "\nshopstream is running ({store})\n\
          \n  REST API      {base}/v1\
          \n  API docs      {base}/docs   (OpenAPI document: {base}/openapi.json)\
@@ -52,8 +55,10 @@ fn print_banner(settings: &Settings, addr: std::net::SocketAddr) {
          \n  Health        {base}/livez  {base}/readyz\
          \n\nMint a token:   cargo run --release -- token --sub <user-id> --role customer|admin|service\
          \n                (same --data-dir / --jwt-secret as this server)\
-         \nStop:           Ctrl-C\n"
+         \nStop:           Ctrl-C\n\n"
     );
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
 }
 
 async fn shutdown_signal() {

@@ -1,0 +1,126 @@
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_shopstream");
+
+/// Runs a CLI subcommand against `data_dir`; returns its trimmed stdout.
+pub fn run_cli(data_dir: &Path, args: &[&str]) -> String {
+    let out = cli(data_dir, args);
+    assert!(
+        out.status.success(),
+        "shopstream {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+pub fn cli(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("SHOPSTREAM_DATABASE_URL")
+        .env_remove("SHOPSTREAM_JWT_SECRET")
+        .output()
+        .expect("run shopstream")
+}
+
+/// A running `shopstream serve` on a free port.
+pub struct Server {
+    child: Child,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Server {
+    pub async fn start(data_dir: &Path, database_url: Option<&str>) -> Self {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data_dir);
+        if let Some(url) = database_url {
+            cmd.arg("--database-url").arg(url);
+        }
+        let mut child = cmd
+            .env_remove("SHOPSTREAM_DATABASE_URL")
+            .env_remove("SHOPSTREAM_JWT_SECRET")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn shopstream");
+        let stdout = child.stdout.take().expect("stdout");
+        // The banner names the REST API's address.
+        let base = tokio::task::spawn_blocking(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            for line in lines.by_ref() {
+                let line = line.expect("banner line");
+                if let Some(rest) = line.trim().strip_prefix("REST API") {
+                    let base = rest.trim().trim_end_matches("/v1").to_string();
+                    // Keep draining what the server prints.
+                    std::thread::spawn(move || lines.for_each(drop));
+                    return base;
+                }
+            }
+            panic!("shopstream exited without printing its address");
+        });
+        let base = tokio::time::timeout(Duration::from_secs(60), base)
+            .await
+            .expect("server start timed out")
+            .expect("banner");
+        Self {
+            child,
+            base,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        let mut req = self.client.post(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if !body.is_null() {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request");
+        (
+            resp.status().as_u16(),
+            resp.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request");
+        (
+            resp.status().as_u16(),
+            resp.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    /// SIGTERM, then wait: the server must drain and exit 0.
+    pub async fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let killed = Command::new("kill")
+            .arg("-TERM")
+            .arg(&pid)
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        let status = tokio::task::spawn_blocking(move || self.child.wait())
+            .await
+            .expect("join")
+            .expect("wait");
+        assert!(status.success(), "shopstream exited with {status}");
+    }
+}

@@ -1,0 +1,177 @@
+//! Black-box tests: the real `shopstream` binary, started as a user starts
+//! it, spoken to over HTTP.
+
+mod helpers;
+
+use serde_json::json;
+
+use helpers::{run_cli, Server};
+
+#[tokio::test]
+async fn embedded_default_runs_a_whole_order_flow_and_keeps_its_data() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(data.path(), None).await;
+    let admin = run_cli(data.path(), &["token", "--sub", "ops", "--role", "admin"]);
+    let service = run_cli(
+        data.path(),
+        &["token", "--sub", "psp", "--role", "service", "--ttl", "10m"],
+    );
+
+    let (s, _) = server.post("/v1/products", Some(&admin), json!({"sku": "TEE-1", "name": "Tee", "unit_price": {"amount_minor": 1500, "currency": "EUR"}})).await;
+    assert_eq!(s, 201);
+    let (s, user) = server
+        .post(
+            "/v1/users",
+            None,
+            json!({"email": "e2e@example.com", "name": "E2E"}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let customer_id = user["id"].as_str().expect("id").to_string();
+    let customer = run_cli(
+        data.path(),
+        &["token", "--sub", &customer_id, "--role", "customer"],
+    );
+    let (s, order) = server
+        .post(
+            "/v1/orders",
+            Some(&customer),
+            json!({"customer_id": customer_id, "currency": "EUR"}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let order_id = order["id"].as_str().expect("id").to_string();
+    let (s, _) = server
+        .post(
+            &format!("/v1/orders/{order_id}/items"),
+            Some(&customer),
+            json!({"sku": "TEE-1", "quantity": 2}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, placed) = server
+        .post(
+            &format!("/v1/orders/{order_id}/place"),
+            Some(&customer),
+            json!(null),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(placed["version"], 3);
+    let (s, payment) = server
+        .post(
+            "/v1/payments",
+            Some(&customer),
+            json!({"order_id": order_id}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let payment_id = payment["id"].as_str().expect("id").to_string();
+    let (s, failed) = server
+        .post(
+            &format!("/v1/payments/{payment_id}/fail"),
+            Some(&service),
+            json!({"reason": "card declined"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{failed}");
+    let (s, problem) = server
+        .post(
+            &format!("/v1/payments/{payment_id}/authorize"),
+            Some(&service),
+            json!({"amount_minor": 3000}),
+        )
+        .await;
+    assert_eq!(
+        (s, problem["rule"].as_str()),
+        (409, Some("payment_not_initiated"))
+    );
+
+    // A graceful stop, a restart on the same data directory: the store and the secret persist.
+    server.stop().await;
+    let server = Server::start(data.path(), None).await;
+    let (s, problem) = server
+        .post(
+            "/v1/users",
+            None,
+            json!({"email": "E2E@example.com", "name": "Again"}),
+        )
+        .await;
+    assert_eq!(
+        (s, problem["type"].as_str()),
+        (409, Some("urn:shopstream:problem:email_taken"))
+    );
+    let (s, _) = server
+        .post(
+            &format!("/v1/orders/{order_id}/cancel"),
+            Some(&customer),
+            json!({"reason": "payment failed"}),
+        )
+        .await;
+    assert_eq!(s, 200, "the token minted before the restart still works");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn postgres_profile_via_database_url() {
+    let db = eventlog::testing::TestDatabase::postgres().await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(data.path(), Some(&db.url)).await;
+    let (s, body) = server
+        .post(
+            "/v1/users",
+            None,
+            json!({"email": "pg@example.com", "name": "Pg"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let (s, ready) = server.get("/readyz").await;
+    assert_eq!((s, ready["store"].as_str()), (200, Some("postgres")));
+    server.stop().await;
+    let events = eventlog::EventLog::new(db.db.clone())
+        .stream("User", body["id"].as_str().expect("id"))
+        .await
+        .expect("stream");
+    assert_eq!(events.len(), 1);
+    db.drop_database().await;
+}
+
+#[test]
+fn token_refuses_a_short_secret_and_help_documents_every_flag() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = helpers::cli(
+        data.path(),
+        &[
+            "token",
+            "--sub",
+            "x",
+            "--role",
+            "admin",
+            "--jwt-secret",
+            "short",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 32"));
+    let help = helpers::cli(data.path(), &["--help"]);
+    let text = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--listen",
+        "--data-dir",
+        "--database-url",
+        "--jwt-secret",
+        "SHOPSTREAM_LISTEN",
+        "SHOPSTREAM_DATA_DIR",
+        "SHOPSTREAM_DATABASE_URL",
+        "SHOPSTREAM_JWT_SECRET",
+    ] {
+        assert!(text.contains(flag), "--help does not mention {flag}");
+    }
+    let migrate = helpers::cli(data.path(), &["migrate"]);
+    assert!(
+        migrate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
+    assert!(data.path().join("shopstream.db").exists());
+}
