@@ -181,6 +181,38 @@ impl EventLog {
         })
     }
 
+    /// How many events lie after `position`, and when the newest was
+    /// recorded (projection lag).
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] or [`StoreError::Corrupt`].
+    pub async fn backlog_after(
+        &self,
+        position: i64,
+    ) -> Result<(i64, Option<DateTime<Utc>>), StoreError> {
+        match &self.db {
+            Database::Postgres(pool) => {
+                let row = sqlx::query("SELECT count(*) AS n, max(recorded_at) AS newest FROM events WHERE position > $1")
+                    .bind(position)
+                    .fetch_one(pool)
+                    .await?;
+                Ok((row.try_get("n")?, row.try_get("newest")?))
+            }
+            Database::Sqlite(pool) => {
+                let row = sqlx::query("SELECT count(*) AS n, max(recorded_at) AS newest FROM events WHERE position > $1")
+                    .bind(position)
+                    .fetch_one(pool)
+                    .await?;
+                let newest: Option<String> = row.try_get("newest")?;
+                let newest = newest
+                    .map(|s| DateTime::parse_from_rfc3339(&s).map(|d| d.with_timezone(&Utc)))
+                    .transpose()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok((row.try_get("n")?, newest))
+            }
+        }
+    }
+
     /// One aggregate's stream in sequence order.
     ///
     /// # Errors

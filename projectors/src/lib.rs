@@ -1,10 +1,110 @@
-//! shopstream projectors: the projection engine and the read models
-//! (customer view, order view, analytics).
+//! shopstream projectors: the projection engine and the read models.
 //!
-//! This crate is the home of the projection engine; the engine and its read
-//! models are built by the projections issue. Until then the event log's
-//! position-ordered reader ([`eventlog`'s `EventLog::read_from`]) is the
-//! interface projections will consume.
+//! A projection folds the event log into read-model tables. The engine
+//! ([`engine::run`]) tails the store below its safe horizon and applies each
+//! batch in one transaction together with the projection's checkpoint, so a
+//! crash at any instant loses and duplicates nothing (invariant 4). Each build
+//! of a projection's tables is a *generation*; readers query views that point
+//! at the live generation, and [`rebuild`] fills a shadow generation from
+//! position 0 and swaps it in atomically (invariant 7).
 //!
 //! # Layout
-//! - (empty until the projection engine lands)
+//! - `engine`: the [`Projection`] trait, batch application, the tail loop, wake-ups.
+//! - `registry`: generations, checkpoints, states, the atomic swap (SQL).
+//! - `store`: the read-model pool and generic row operations (documents, counters, checksums).
+//! - `models`: the read models — `customer` (customer_view), `orders` (order_view), `analytics`.
+//! - `rebuild`: shadow rebuild with progress, diff, verify and swap.
+//! - `status`: per-projection version, checkpoint, lag and state.
+//! - `error`: [`ProjectionError`], [`FoldError`].
+
+pub mod engine;
+mod error;
+pub mod models;
+pub mod rebuild;
+pub mod registry;
+pub mod status;
+pub mod store;
+
+use std::time::Duration;
+
+pub use engine::{Projection, Wake};
+pub use error::{FoldError, ProjectionError};
+use eventlog::EventLog;
+pub use models::analytics::Analytics;
+pub use models::customer::CustomerView;
+pub use models::orders::OrderViewProjection;
+pub use store::ReadDb;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The names of every projection, in the order operators see them.
+pub const NAMES: &[&str] = &[
+    CustomerView::NAME,
+    OrderViewProjection::NAME,
+    Analytics::NAME,
+];
+
+/// Starts every projection's tail loop (several projections, one process).
+pub fn spawn_all(
+    log: &EventLog,
+    db: &ReadDb,
+    wake: &Wake,
+    poll: Duration,
+    shutdown: &watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    vec![
+        tokio::spawn(engine::run::<CustomerView>(
+            log.clone(),
+            db.clone(),
+            wake.clone(),
+            poll,
+            shutdown.clone(),
+        )),
+        tokio::spawn(engine::run::<OrderViewProjection>(
+            log.clone(),
+            db.clone(),
+            wake.clone(),
+            poll,
+            shutdown.clone(),
+        )),
+        tokio::spawn(engine::run::<Analytics>(
+            log.clone(),
+            db.clone(),
+            wake.clone(),
+            poll,
+            shutdown.clone(),
+        )),
+    ]
+}
+
+/// Creates every projection's live generation if it has none (so the views
+/// exist before the first query).
+///
+/// # Errors
+/// Database errors.
+pub async fn ensure_all(db: &ReadDb) -> Result<(), ProjectionError> {
+    engine::ensure_live::<CustomerView>(db).await?;
+    engine::ensure_live::<OrderViewProjection>(db).await?;
+    engine::ensure_live::<Analytics>(db).await?;
+    Ok(())
+}
+
+/// Forwards Postgres notifications on new events to `wake` until the
+/// connection fails (the tailers' polling covers the gap).
+pub fn listen_postgres(url: String, wake: Wake) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match sqlx::postgres::PgListener::connect(&url).await {
+                Ok(mut listener) => {
+                    if listener.listen("shopstream_events").await.is_ok() {
+                        while listener.recv().await.is_ok() {
+                            wake.notify();
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot LISTEN for new events; polling only"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+}

@@ -1,0 +1,275 @@
+//! The projection engine: feeds batches of events to a projection and
+//! commits its rows and its checkpoint in one transaction (invariant 4).
+
+use std::future::Future;
+use std::time::Duration;
+
+use eventlog::{Cursor, EventLog, StoredEvent};
+use tokio::sync::watch;
+
+use crate::registry::{self, GenerationState};
+use crate::store::{ReadDb, Tx};
+use crate::{FoldError, ProjectionError};
+
+/// Events per batch (and per transaction).
+pub const BATCH: u32 = 1000;
+
+/// A projection: a name, a version, the events it needs, a pure fold over a
+/// working set, and its store (loading and saving that working set).
+pub trait Projection: Send + Sync + 'static {
+    /// Stable name; also the name operators use.
+    const NAME: &'static str;
+    /// Bump when the fold or the schema changes; a rebuild brings the live
+    /// version up to date.
+    const VERSION: i64;
+    /// DDL template (`migrations/projections/<name>.sql`), `{g}` = generation.
+    const SCHEMA: &'static str;
+    /// Tables and their key order, for checksums.
+    const CHECKSUM_ORDER: &'static [(&'static str, &'static str)];
+
+    /// The rows one batch reads and writes.
+    type State: Default + Send;
+
+    /// Whether the projection needs events of this type.
+    fn handles(event_type: &str) -> bool;
+
+    /// Loads the rows `events` will touch into `state`.
+    fn load(
+        tx: &mut Tx<'_>,
+        g: i64,
+        events: &[&StoredEvent],
+        state: &mut Self::State,
+    ) -> impl Future<Output = Result<(), ProjectionError>> + Send;
+
+    /// Folds one event into the working set. Pure: no IO, no clock; times
+    /// come from the event.
+    ///
+    /// # Errors
+    /// A [`FoldError`] for an event the projection cannot make sense of.
+    fn fold(state: &mut Self::State, event: &StoredEvent) -> Result<(), FoldError>;
+
+    /// Writes the changed rows of `state`.
+    fn save(
+        tx: &mut Tx<'_>,
+        g: i64,
+        state: &Self::State,
+    ) -> impl Future<Output = Result<(), ProjectionError>> + Send;
+}
+
+/// The outcome of one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub cursor: Cursor,
+    pub events: usize,
+}
+
+/// Applies `events` (those after `from`) to generation `g` and advances its
+/// checkpoint, all in one transaction.
+///
+/// # Errors
+/// [`ProjectionError::Poison`] after committing the events before the
+/// poison one; [`ProjectionError::CheckpointMoved`] when another runner won.
+pub async fn apply_batch<P: Projection>(
+    db: &ReadDb,
+    g: i64,
+    from: Cursor,
+    events: &[StoredEvent],
+) -> Result<Applied, ProjectionError> {
+    // Redelivery is normal: anything at or before the checkpoint is skipped.
+    let fresh: Vec<&StoredEvent> = events.iter().filter(|e| e.cursor() > from).collect();
+    let Some(last) = fresh.last() else {
+        return Ok(Applied {
+            cursor: from,
+            events: 0,
+        });
+    };
+    let relevant: Vec<&StoredEvent> = fresh
+        .iter()
+        .copied()
+        .filter(|e| P::handles(&e.event_type))
+        .collect();
+    let mut tx = db.begin().await?;
+    let mut state = P::State::default();
+    P::load(&mut tx, g, &relevant, &mut state).await?;
+    for (i, event) in relevant.iter().enumerate() {
+        if let Err(e) = P::fold(&mut state, event) {
+            drop(tx);
+            // Keep everything before the poison event, then stop on it.
+            let before: Vec<StoredEvent> = fresh
+                .iter()
+                .take_while(|f| f.cursor() < event.cursor())
+                .map(|f| (*f).clone())
+                .collect();
+            if i > 0 || !before.is_empty() {
+                Box::pin(apply_batch::<P>(db, g, from, &before)).await?;
+            }
+            return Err(ProjectionError::Poison {
+                position: event.position,
+                message: e.0,
+            });
+        }
+    }
+    P::save(&mut tx, g, &state).await?;
+    let at = last
+        .recorded_at
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    registry::advance(
+        &mut tx,
+        P::NAME,
+        g,
+        from,
+        last.cursor(),
+        relevant.len() as i64,
+        &at,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Applied {
+        cursor: last.cursor(),
+        events: fresh.len(),
+    })
+}
+
+/// Makes sure `P` has a live generation (creating generation 1, empty, on
+/// first start) and returns it.
+///
+/// # Errors
+/// Database errors.
+pub async fn ensure_live<P: Projection>(db: &ReadDb) -> Result<GenerationState, ProjectionError> {
+    if let Some(g) = registry::live_generation(db, P::NAME).await? {
+        if let Some(state) = registry::generation(db, P::NAME, g).await? {
+            return Ok(state);
+        }
+    }
+    let mut tx = db.begin().await?;
+    // Another process may be creating it at the same moment: the registry's
+    // primary key lets one win; the loser reads the winner's.
+    let created = async {
+        registry::create_generation(&mut tx, P::NAME, P::VERSION, P::SCHEMA, 1, "live").await?;
+        registry::make_live(&mut tx, P::NAME, P::SCHEMA, 1).await?;
+        tx.commit().await?;
+        Ok::<_, ProjectionError>(())
+    }
+    .await;
+    if let Err(e) = created {
+        tracing::debug!(error = %e, projection = P::NAME, "lost the race to create generation 1");
+    }
+    let g = registry::live_generation(db, P::NAME).await?.unwrap_or(1);
+    registry::generation(db, P::NAME, g)
+        .await?
+        .ok_or_else(|| ProjectionError::Unknown(P::NAME.to_string()))
+}
+
+/// Wake-ups for tailers: bumped after every append (in-process) or on a
+/// Postgres notification; tailers also poll as a safety net.
+#[derive(Debug, Clone)]
+pub struct Wake {
+    tx: watch::Sender<u64>,
+}
+
+impl Default for Wake {
+    fn default() -> Self {
+        Self {
+            tx: watch::channel(0).0,
+        }
+    }
+}
+
+impl Wake {
+    /// Signals that new events may be in the store.
+    pub fn notify(&self) {
+        self.tx.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver to wait on.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.tx.subscribe()
+    }
+}
+
+/// Keeps `P`'s live generation up to date until `shutdown` flips to true.
+/// Follows a swap to a new generation; stops folding (but keeps running) on a
+/// poison event, which `status` then reports.
+pub async fn run<P: Projection>(
+    log: EventLog,
+    db: ReadDb,
+    wake: Wake,
+    poll: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut woken = wake.subscribe();
+    let mut current: Option<GenerationState> = None;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let progressed = match step::<P>(&log, &db, &mut current).await {
+            Ok(progressed) => progressed,
+            Err(ProjectionError::CheckpointMoved) => {
+                current = None;
+                true
+            }
+            Err(ProjectionError::Poison { position, message }) => {
+                tracing::error!(projection = P::NAME, position, error = %message, "poison event: projection stopped");
+                if let Some(g) = current.as_ref().map(|c| c.generation) {
+                    if let Err(e) = registry::fail(&db, P::NAME, g, position, &message).await {
+                        tracing::error!(error = %e, "could not record the failure");
+                    }
+                }
+                current = None;
+                false
+            }
+            Err(e) => {
+                tracing::warn!(projection = P::NAME, error = %e, "projection step failed; retrying");
+                current = None;
+                tokio::time::sleep(poll).await;
+                false
+            }
+        };
+        if !progressed {
+            tokio::select! {
+                _ = woken.changed() => {}
+                _ = tokio::time::sleep(poll) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+}
+
+/// One batch for the live generation; `Ok(true)` when it applied events.
+async fn step<P: Projection>(
+    log: &EventLog,
+    db: &ReadDb,
+    current: &mut Option<GenerationState>,
+) -> Result<bool, ProjectionError> {
+    if current.is_none() {
+        let live = ensure_live::<P>(db).await?;
+        *current = Some(live);
+    }
+    let Some(state) = current.as_mut() else {
+        return Ok(false);
+    };
+    if state.state == "failed" || state.state == "retired" {
+        // Reload: an operator may have swapped in a rebuilt generation.
+        *current = None;
+        return Ok(false);
+    }
+    let events = log.read_from(state.cursor, BATCH).await?;
+    if events.is_empty() {
+        // Notice a swap done by another process while idle.
+        if registry::live_generation(db, P::NAME).await? != Some(state.generation) {
+            *current = None;
+        }
+        return Ok(false);
+    }
+    let applied = apply_batch::<P>(db, state.generation, state.cursor, &events).await?;
+    state.cursor = applied.cursor;
+    tracing::debug!(
+        projection = P::NAME,
+        position = applied.cursor.position,
+        events = applied.events,
+        "batch applied"
+    );
+    Ok(applied.events > 0)
+}

@@ -1,0 +1,248 @@
+//! `analytics`: additive counters by recorded day — revenue (captured −
+//! refunded) and order counts per currency, new customers, quantity and
+//! revenue per product (counted when paid), payment outcomes, the funnel.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use domain::order::OrderEvent;
+use domain::payment::PaymentEvent;
+use domain::user::UserEvent;
+use eventlog::StoredEvent;
+use serde::{Deserialize, Serialize};
+
+use super::{day, decode, missing};
+use crate::engine::Projection;
+use crate::store::{load_docs, save_docs, Counters, DocRow, SqlValue, Tx};
+use crate::{FoldError, ProjectionError};
+
+/// What analytics remembers of an order between its events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderMemo {
+    pub currency: String,
+    /// SKU → (unit price, quantity).
+    pub lines: BTreeMap<String, (i64, i64)>,
+}
+
+impl DocRow for OrderMemo {
+    const COLUMNS: &'static [&'static str] = &[];
+    fn column_values(&self) -> Vec<SqlValue> {
+        Vec::new()
+    }
+}
+
+/// The batch's working set: order memos and counter deltas.
+#[derive(Debug)]
+pub struct State {
+    pub orders: HashMap<String, OrderMemo>,
+    dirty_orders: BTreeSet<String>,
+    pub daily: Counters,
+    pub customers: Counters,
+    pub products: Counters,
+    pub payments: Counters,
+    pub funnel: Counters,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            orders: HashMap::new(),
+            dirty_orders: BTreeSet::new(),
+            daily: Counters::new(
+                "analytics_daily",
+                &["day", "currency"],
+                &[
+                    "revenue_minor",
+                    "orders_placed",
+                    "orders_paid",
+                    "orders_cancelled",
+                    "placed_value_minor",
+                ],
+            ),
+            customers: Counters::new("analytics_customers", &["day"], &["new_customers"]),
+            products: Counters::new(
+                "analytics_products",
+                &["day", "sku", "currency"],
+                &["quantity", "revenue_minor"],
+            ),
+            payments: Counters::new(
+                "analytics_payments",
+                &["day", "outcome", "reason"],
+                &["count"],
+            ),
+            funnel: Counters::new("analytics_funnel", &["day", "stage"], &["count"]),
+        }
+    }
+}
+
+/// The analytics projection.
+pub struct Analytics;
+
+impl State {
+    fn memo(&mut self, id: &str, e: &StoredEvent) -> Result<&mut OrderMemo, FoldError> {
+        self.dirty_orders.insert(id.to_string());
+        self.orders
+            .get_mut(id)
+            .ok_or_else(|| missing("order", id, e))
+    }
+}
+
+fn fold_order(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
+    let id = e.aggregate_id.as_str();
+    let d = day(e);
+    match decode::<OrderEvent>(e)? {
+        OrderEvent::Created { currency, .. } => {
+            s.dirty_orders.insert(id.to_string());
+            s.orders.insert(
+                id.to_string(),
+                OrderMemo {
+                    currency: currency.to_string(),
+                    lines: BTreeMap::new(),
+                },
+            );
+            s.funnel.add(&[&d, "created"], "count", 1);
+        }
+        OrderEvent::ItemAdded {
+            sku,
+            unit_price,
+            quantity,
+            ..
+        } => {
+            s.memo(id, e)?.lines.insert(
+                sku.as_str().to_string(),
+                (unit_price.amount_minor, i64::from(quantity)),
+            );
+        }
+        OrderEvent::ItemQuantityChanged { sku, quantity, .. } => {
+            if let Some(line) = s.memo(id, e)?.lines.get_mut(sku.as_str()) {
+                line.1 = i64::from(quantity);
+            }
+        }
+        OrderEvent::ItemRemoved { sku, .. } => {
+            s.memo(id, e)?.lines.remove(sku.as_str());
+        }
+        OrderEvent::Placed { total, .. } => {
+            let c = total.currency.to_string();
+            s.daily.add(&[&d, &c], "orders_placed", 1);
+            s.daily
+                .add(&[&d, &c], "placed_value_minor", total.amount_minor);
+            s.funnel.add(&[&d, "placed"], "count", 1);
+        }
+        OrderEvent::Cancelled { .. } => {
+            let c = s.memo(id, e)?.currency.clone();
+            s.daily.add(&[&d, &c], "orders_cancelled", 1);
+            s.funnel.add(&[&d, "cancelled"], "count", 1);
+        }
+        OrderEvent::Paid { .. } => {
+            let memo = s.memo(id, e)?.clone();
+            s.daily.add(&[&d, &memo.currency], "orders_paid", 1);
+            for (sku, (price, qty)) in &memo.lines {
+                s.products.add(&[&d, sku, &memo.currency], "quantity", *qty);
+                s.products
+                    .add(&[&d, sku, &memo.currency], "revenue_minor", price * qty);
+            }
+            s.funnel.add(&[&d, "paid"], "count", 1);
+        }
+        OrderEvent::Shipped { .. } => s.funnel.add(&[&d, "shipped"], "count", 1),
+        OrderEvent::Delivered { .. } => s.funnel.add(&[&d, "delivered"], "count", 1),
+    }
+    Ok(())
+}
+
+fn fold_payment(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
+    let d = day(e);
+    match decode::<PaymentEvent>(e)? {
+        PaymentEvent::Initiated { .. } => s.payments.add(&[&d, "initiated", ""], "count", 1),
+        PaymentEvent::Authorized { .. } => s.payments.add(&[&d, "authorized", ""], "count", 1),
+        PaymentEvent::Captured { amount, .. } => {
+            s.payments.add(&[&d, "captured", ""], "count", 1);
+            s.daily.add(
+                &[&d, amount.currency.as_str()],
+                "revenue_minor",
+                amount.amount_minor,
+            );
+        }
+        PaymentEvent::Failed { reason, .. } => {
+            s.payments.add(&[&d, "failed", reason.as_str()], "count", 1)
+        }
+        PaymentEvent::Refunded { amount, .. } => {
+            s.payments.add(&[&d, "refunded", ""], "count", 1);
+            s.daily.add(
+                &[&d, amount.currency.as_str()],
+                "revenue_minor",
+                -amount.amount_minor,
+            );
+        }
+    }
+    Ok(())
+}
+
+impl Projection for Analytics {
+    const NAME: &'static str = "analytics";
+    const VERSION: i64 = 1;
+    const SCHEMA: &'static str = include_str!("../../../migrations/projections/analytics.sql");
+    const CHECKSUM_ORDER: &'static [(&'static str, &'static str)] = &[
+        ("analytics_daily", "day, currency"),
+        ("analytics_customers", "day"),
+        ("analytics_products", "day, sku, currency"),
+        ("analytics_payments", "day, outcome, reason"),
+        ("analytics_funnel", "day, stage"),
+        ("analytics_orders", "order_id"),
+    ];
+    type State = State;
+
+    fn handles(event_type: &str) -> bool {
+        event_type == "UserRegistered"
+            || event_type.starts_with("Order")
+            || event_type.starts_with("Payment")
+    }
+
+    async fn load(
+        tx: &mut Tx<'_>,
+        g: i64,
+        events: &[&StoredEvent],
+        state: &mut State,
+    ) -> Result<(), ProjectionError> {
+        let ids: Vec<String> = events
+            .iter()
+            .filter(|e| e.aggregate_type == "Order")
+            .map(|e| e.aggregate_id.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        state.orders = load_docs(tx, "analytics_orders", "order_id", g, &ids).await?;
+        Ok(())
+    }
+
+    fn fold(state: &mut State, event: &StoredEvent) -> Result<(), FoldError> {
+        match event.aggregate_type.as_str() {
+            "User" => {
+                if let UserEvent::Registered { .. } = decode::<UserEvent>(event)? {
+                    state.customers.add(&[&day(event)], "new_customers", 1);
+                }
+                Ok(())
+            }
+            "Order" => fold_order(state, event),
+            "Payment" => fold_payment(state, event),
+            _ => Ok(()),
+        }
+    }
+
+    async fn save(tx: &mut Tx<'_>, g: i64, s: &State) -> Result<(), ProjectionError> {
+        save_docs(
+            tx,
+            "analytics_orders",
+            "order_id",
+            g,
+            s.dirty_orders
+                .iter()
+                .filter_map(|k| s.orders.get_key_value(k)),
+        )
+        .await?;
+        for counters in [&s.daily, &s.customers, &s.products, &s.payments, &s.funnel] {
+            if !counters.is_empty() {
+                counters.save(tx, g).await?;
+            }
+        }
+        Ok(())
+    }
+}

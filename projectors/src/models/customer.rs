@@ -1,0 +1,465 @@
+//! `customer_view`: per user, profile, status, order counts by status,
+//! lifetime spend per currency (captured − refunded), last order time, and
+//! the customer's orders (`customer_orders`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use domain::order::OrderEvent;
+use domain::payment::PaymentEvent;
+use domain::user::UserEvent;
+use domain::ShippingAddress;
+use eventlog::StoredEvent;
+use serde::{Deserialize, Serialize};
+
+use super::{at, decode, missing};
+use crate::engine::Projection;
+use crate::store::{load_docs, save_docs, DocRow, SqlValue, Tx};
+use crate::{FoldError, ProjectionError};
+
+/// One customer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Customer {
+    pub user_id: String,
+    pub email: String,
+    pub name: String,
+    /// `active` or `deactivated`.
+    pub status: String,
+    pub registered_at: String,
+    pub order_count: i64,
+    pub last_order_at: Option<String>,
+    pub counts_by_status: BTreeMap<String, i64>,
+    /// Currency → captured − refunded, minor units.
+    pub lifetime_spend: BTreeMap<String, i64>,
+    pub shipping_address: Option<ShippingAddress>,
+}
+
+impl DocRow for Customer {
+    const COLUMNS: &'static [&'static str] = &[
+        "email",
+        "name",
+        "status",
+        "registered_at",
+        "order_count",
+        "last_order_at",
+    ];
+    fn column_values(&self) -> Vec<SqlValue> {
+        vec![
+            SqlValue::Text(self.email.clone()),
+            SqlValue::Text(self.name.clone()),
+            SqlValue::Text(self.status.clone()),
+            SqlValue::Text(self.registered_at.clone()),
+            SqlValue::Int(self.order_count),
+            self.last_order_at
+                .clone()
+                .map_or(SqlValue::Null, SqlValue::Text),
+        ]
+    }
+}
+
+/// One of a customer's orders.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomerOrder {
+    pub order_id: String,
+    pub customer_id: String,
+    pub status: String,
+    pub currency: String,
+    pub total_minor: i64,
+    pub item_count: i64,
+    pub created_at: String,
+    pub placed_at: Option<String>,
+    pub payment_status: Option<String>,
+    /// SKU → (unit price, quantity), to keep totals while a draft changes.
+    pub lines: BTreeMap<String, (i64, i64)>,
+}
+
+impl DocRow for CustomerOrder {
+    const COLUMNS: &'static [&'static str] = &[
+        "customer_id",
+        "status",
+        "currency",
+        "total_minor",
+        "item_count",
+        "created_at",
+        "placed_at",
+        "payment_status",
+    ];
+    fn column_values(&self) -> Vec<SqlValue> {
+        vec![
+            SqlValue::Text(self.customer_id.clone()),
+            SqlValue::Text(self.status.clone()),
+            SqlValue::Text(self.currency.clone()),
+            SqlValue::Int(self.total_minor),
+            SqlValue::Int(self.item_count),
+            SqlValue::Text(self.created_at.clone()),
+            self.placed_at
+                .clone()
+                .map_or(SqlValue::Null, SqlValue::Text),
+            self.payment_status
+                .clone()
+                .map_or(SqlValue::Null, SqlValue::Text),
+        ]
+    }
+}
+
+/// What the projection remembers of a payment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentLink {
+    pub order_id: String,
+    pub customer_id: String,
+    pub currency: String,
+    pub captured_minor: i64,
+    pub refunded_minor: i64,
+}
+
+impl DocRow for PaymentLink {
+    const COLUMNS: &'static [&'static str] = &[];
+    fn column_values(&self) -> Vec<SqlValue> {
+        Vec::new()
+    }
+}
+
+/// The batch's working set.
+#[derive(Debug, Default)]
+pub struct State {
+    pub customers: HashMap<String, Customer>,
+    pub orders: HashMap<String, CustomerOrder>,
+    pub payments: HashMap<String, PaymentLink>,
+    dirty_customers: BTreeSet<String>,
+    dirty_orders: BTreeSet<String>,
+    dirty_payments: BTreeSet<String>,
+}
+
+/// The customer view projection.
+pub struct CustomerView;
+
+impl State {
+    fn customer(&mut self, id: &str, e: &StoredEvent) -> Result<&mut Customer, FoldError> {
+        self.dirty_customers.insert(id.to_string());
+        self.customers
+            .get_mut(id)
+            .ok_or_else(|| missing("customer", id, e))
+    }
+
+    fn order(&mut self, id: &str, e: &StoredEvent) -> Result<&mut CustomerOrder, FoldError> {
+        self.dirty_orders.insert(id.to_string());
+        self.orders
+            .get_mut(id)
+            .ok_or_else(|| missing("order", id, e))
+    }
+
+    /// Moves an order to `status`, keeping the customer's counts in step.
+    fn set_status(
+        &mut self,
+        order_id: &str,
+        status: &str,
+        e: &StoredEvent,
+    ) -> Result<(), FoldError> {
+        let order = self.order(order_id, e)?;
+        let (old, customer_id) = (
+            std::mem::replace(&mut order.status, status.to_string()),
+            order.customer_id.clone(),
+        );
+        let customer = self.customer(&customer_id, e)?;
+        *customer.counts_by_status.entry(old.clone()).or_default() -= 1;
+        if customer.counts_by_status.get(&old) == Some(&0) {
+            customer.counts_by_status.remove(&old);
+        }
+        *customer
+            .counts_by_status
+            .entry(status.to_string())
+            .or_default() += 1;
+        Ok(())
+    }
+
+    fn payment_order(
+        &mut self,
+        payment_id: &str,
+        e: &StoredEvent,
+    ) -> Result<PaymentLink, FoldError> {
+        self.dirty_payments.insert(payment_id.to_string());
+        self.payments
+            .get(payment_id)
+            .cloned()
+            .ok_or_else(|| missing("payment", payment_id, e))
+    }
+}
+
+fn recompute(order: &mut CustomerOrder) {
+    order.total_minor = order.lines.values().map(|(price, qty)| price * qty).sum();
+    order.item_count = order.lines.values().map(|(_, qty)| qty).sum();
+}
+
+fn fold_user(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
+    let id = e.aggregate_id.as_str();
+    match decode::<UserEvent>(e)? {
+        UserEvent::Registered { email, name, .. } => {
+            s.dirty_customers.insert(id.to_string());
+            s.customers.insert(
+                id.to_string(),
+                Customer {
+                    user_id: id.to_string(),
+                    email: email.as_str().to_string(),
+                    name: name.as_str().to_string(),
+                    status: "active".into(),
+                    registered_at: at(e),
+                    order_count: 0,
+                    last_order_at: None,
+                    counts_by_status: BTreeMap::new(),
+                    lifetime_spend: BTreeMap::new(),
+                    shipping_address: None,
+                },
+            );
+        }
+        UserEvent::NameChanged { name, .. } => s.customer(id, e)?.name = name.as_str().to_string(),
+        UserEvent::ShippingAddressChanged {
+            shipping_address, ..
+        } => s.customer(id, e)?.shipping_address = Some(shipping_address),
+        UserEvent::Deactivated { .. } => s.customer(id, e)?.status = "deactivated".into(),
+        UserEvent::Reactivated { .. } => s.customer(id, e)?.status = "active".into(),
+    }
+    Ok(())
+}
+
+fn fold_order(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
+    let id = e.aggregate_id.as_str();
+    match decode::<OrderEvent>(e)? {
+        OrderEvent::Created {
+            customer_id,
+            currency,
+            ..
+        } => {
+            let customer_id = customer_id.to_string();
+            let customer = s.customer(&customer_id, e)?;
+            customer.order_count += 1;
+            *customer.counts_by_status.entry("draft".into()).or_default() += 1;
+            s.dirty_orders.insert(id.to_string());
+            s.orders.insert(
+                id.to_string(),
+                CustomerOrder {
+                    order_id: id.to_string(),
+                    customer_id,
+                    status: "draft".into(),
+                    currency: currency.to_string(),
+                    total_minor: 0,
+                    item_count: 0,
+                    created_at: at(e),
+                    placed_at: None,
+                    payment_status: None,
+                    lines: BTreeMap::new(),
+                },
+            );
+        }
+        OrderEvent::ItemAdded {
+            sku,
+            unit_price,
+            quantity,
+            ..
+        } => {
+            let order = s.order(id, e)?;
+            order.lines.insert(
+                sku.as_str().to_string(),
+                (unit_price.amount_minor, i64::from(quantity)),
+            );
+            recompute(order);
+        }
+        OrderEvent::ItemQuantityChanged { sku, quantity, .. } => {
+            let order = s.order(id, e)?;
+            if let Some(line) = order.lines.get_mut(sku.as_str()) {
+                line.1 = i64::from(quantity);
+            }
+            recompute(order);
+        }
+        OrderEvent::ItemRemoved { sku, .. } => {
+            let order = s.order(id, e)?;
+            order.lines.remove(sku.as_str());
+            recompute(order);
+        }
+        OrderEvent::Placed {
+            total, item_count, ..
+        } => {
+            let when = at(e);
+            let order = s.order(id, e)?;
+            order.total_minor = total.amount_minor;
+            order.item_count = i64::from(item_count);
+            order.placed_at = Some(when.clone());
+            let customer_id = order.customer_id.clone();
+            s.set_status(id, "placed", e)?;
+            s.customer(&customer_id, e)?.last_order_at = Some(when);
+        }
+        OrderEvent::Cancelled { .. } => s.set_status(id, "cancelled", e)?,
+        OrderEvent::Paid { .. } => s.set_status(id, "paid", e)?,
+        OrderEvent::Shipped { .. } => s.set_status(id, "shipped", e)?,
+        OrderEvent::Delivered { .. } => s.set_status(id, "delivered", e)?,
+    }
+    Ok(())
+}
+
+fn fold_payment(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
+    let id = e.aggregate_id.as_str();
+    let event = decode::<PaymentEvent>(e)?;
+    if let PaymentEvent::Initiated {
+        order_id,
+        customer_id,
+        amount,
+        ..
+    } = &event
+    {
+        s.dirty_payments.insert(id.to_string());
+        s.payments.insert(
+            id.to_string(),
+            PaymentLink {
+                order_id: order_id.to_string(),
+                customer_id: customer_id.to_string(),
+                currency: amount.currency.to_string(),
+                captured_minor: 0,
+                refunded_minor: 0,
+            },
+        );
+    }
+    let link = s.payment_order(id, e)?;
+    let status = match &event {
+        PaymentEvent::Initiated { .. } => "initiated".to_string(),
+        PaymentEvent::Authorized { .. } => "authorized".to_string(),
+        PaymentEvent::Captured { amount, .. } => {
+            *s.customer(&link.customer_id, e)?
+                .lifetime_spend
+                .entry(amount.currency.to_string())
+                .or_default() += amount.amount_minor;
+            if let Some(p) = s.payments.get_mut(id) {
+                p.captured_minor += amount.amount_minor;
+            }
+            "captured".to_string()
+        }
+        PaymentEvent::Failed { .. } => "failed".to_string(),
+        PaymentEvent::Refunded { amount, .. } => {
+            *s.customer(&link.customer_id, e)?
+                .lifetime_spend
+                .entry(amount.currency.to_string())
+                .or_default() -= amount.amount_minor;
+            let p = s
+                .payments
+                .get_mut(id)
+                .ok_or_else(|| missing("payment", id, e))?;
+            p.refunded_minor += amount.amount_minor;
+            if p.refunded_minor >= p.captured_minor {
+                "refunded".to_string()
+            } else {
+                "partially_refunded".to_string()
+            }
+        }
+    };
+    s.order(&link.order_id, e)?.payment_status = Some(status);
+    Ok(())
+}
+
+impl Projection for CustomerView {
+    const NAME: &'static str = "customer_view";
+    const VERSION: i64 = 1;
+    const SCHEMA: &'static str = include_str!("../../../migrations/projections/customer_view.sql");
+    const CHECKSUM_ORDER: &'static [(&'static str, &'static str)] = &[
+        ("customer_view", "user_id"),
+        ("customer_orders", "order_id"),
+        ("customer_payments", "payment_id"),
+    ];
+    type State = State;
+
+    fn handles(event_type: &str) -> bool {
+        event_type.starts_with("User")
+            || event_type.starts_with("Order")
+            || event_type.starts_with("Payment")
+    }
+
+    async fn load(
+        tx: &mut Tx<'_>,
+        g: i64,
+        events: &[&StoredEvent],
+        state: &mut State,
+    ) -> Result<(), ProjectionError> {
+        let ids = |t: &str| -> Vec<String> {
+            events
+                .iter()
+                .filter(|e| e.aggregate_type == t)
+                .map(|e| e.aggregate_id.clone())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        };
+        state.payments =
+            load_docs(tx, "customer_payments", "payment_id", g, &ids("Payment")).await?;
+        let mut order_ids: BTreeSet<String> = ids("Order").into_iter().collect();
+        order_ids.extend(state.payments.values().map(|p| p.order_id.clone()));
+        for e in events.iter().filter(|e| e.event_type == "PaymentInitiated") {
+            if let Some(o) = e.payload["PaymentInitiated"]["order_id"].as_str() {
+                order_ids.insert(o.to_string());
+            }
+        }
+        state.orders = load_docs(
+            tx,
+            "customer_orders",
+            "order_id",
+            g,
+            &order_ids.into_iter().collect::<Vec<_>>(),
+        )
+        .await?;
+        let mut customer_ids: BTreeSet<String> = ids("User").into_iter().collect();
+        customer_ids.extend(state.orders.values().map(|o| o.customer_id.clone()));
+        customer_ids.extend(state.payments.values().map(|p| p.customer_id.clone()));
+        for e in events.iter().filter(|e| e.event_type == "OrderCreated") {
+            if let Some(c) = e.payload["OrderCreated"]["customer_id"].as_str() {
+                customer_ids.insert(c.to_string());
+            }
+        }
+        state.customers = load_docs(
+            tx,
+            "customer_view",
+            "user_id",
+            g,
+            &customer_ids.into_iter().collect::<Vec<_>>(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    fn fold(state: &mut State, event: &StoredEvent) -> Result<(), FoldError> {
+        match event.aggregate_type.as_str() {
+            "User" => fold_user(state, event),
+            "Order" => fold_order(state, event),
+            "Payment" => fold_payment(state, event),
+            _ => Ok(()),
+        }
+    }
+
+    async fn save(tx: &mut Tx<'_>, g: i64, s: &State) -> Result<(), ProjectionError> {
+        save_docs(
+            tx,
+            "customer_view",
+            "user_id",
+            g,
+            s.dirty_customers
+                .iter()
+                .filter_map(|k| s.customers.get_key_value(k)),
+        )
+        .await?;
+        save_docs(
+            tx,
+            "customer_orders",
+            "order_id",
+            g,
+            s.dirty_orders
+                .iter()
+                .filter_map(|k| s.orders.get_key_value(k)),
+        )
+        .await?;
+        save_docs(
+            tx,
+            "customer_payments",
+            "payment_id",
+            g,
+            s.dirty_payments
+                .iter()
+                .filter_map(|k| s.payments.get_key_value(k)),
+        )
+        .await?;
+        Ok(())
+    }
+}

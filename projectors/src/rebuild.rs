@@ -1,0 +1,239 @@
+//! Rebuild without downtime (invariant 7): fill a shadow generation from
+//! position 0, catch up to the head, compare it with the live generation,
+//! then swap the views to it in one transaction. Readers see the old
+//! generation until the swap and the new one after, never a half-built one.
+//! A rebuild killed at any point resumes its shadow generation when run
+//! again; the live generation is untouched until the swap.
+
+use std::time::{Duration, Instant};
+
+use eventlog::EventLog;
+use serde::Serialize;
+
+use crate::engine::{self, Projection, BATCH};
+use crate::store::{table_checksum, ReadDb};
+use crate::{registry, Analytics, CustomerView, OrderViewProjection, ProjectionError};
+
+/// Progress of a rebuild, for a progress bar.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Events folded so far by this run.
+    pub events: u64,
+    /// Position reached.
+    pub position: i64,
+    /// The store's head when the rebuild started.
+    pub head: i64,
+    pub elapsed: Duration,
+}
+
+impl Progress {
+    /// Events per second so far.
+    pub fn rate(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64().max(1e-3)
+    }
+
+    /// Estimated time left (positions approximate event counts).
+    pub fn eta(&self) -> Duration {
+        let left = (self.head - self.position).max(0) as f64;
+        let rate = self.rate();
+        if rate > 0.0 {
+            Duration::from_secs_f64(left / rate)
+        } else {
+            Duration::ZERO
+        }
+    }
+}
+
+/// One table compared between the live and the rebuilt generation.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TableDiff {
+    pub table: String,
+    pub live_rows: i64,
+    pub rebuilt_rows: i64,
+    pub live_checksum: String,
+    pub rebuilt_checksum: String,
+}
+
+impl TableDiff {
+    /// Whether both generations hold the same rows.
+    pub fn same(&self) -> bool {
+        self.live_rows == self.rebuilt_rows && self.live_checksum == self.rebuilt_checksum
+    }
+}
+
+/// What a rebuild did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub name: String,
+    pub version: i64,
+    pub generation: i64,
+    pub previous_generation: Option<i64>,
+    pub events: u64,
+    pub seconds: f64,
+    pub events_per_second: f64,
+    pub diff: Vec<TableDiff>,
+    pub swapped: bool,
+}
+
+/// How to rebuild.
+pub struct Options<'a> {
+    /// Refuse to swap when a same-version rebuild differs from the live one.
+    pub verify: bool,
+    /// Called after every batch.
+    pub progress: &'a mut (dyn FnMut(Progress) + Send),
+}
+
+/// Why a rebuild did not swap.
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
+    #[error("verification failed: the rebuilt {0} differs from the live one at the same version; not swapped")]
+    Differs(String, Vec<TableDiff>),
+}
+
+impl From<sqlx::Error> for RebuildError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Projection(e.into())
+    }
+}
+
+impl From<eventlog::StoreError> for RebuildError {
+    fn from(e: eventlog::StoreError) -> Self {
+        Self::Projection(e.into())
+    }
+}
+
+/// Rebuilds projection `name`.
+///
+/// # Errors
+/// [`RebuildError::Differs`] under `verify`; database errors; a poison event.
+pub async fn rebuild(
+    name: &str,
+    log: &EventLog,
+    db: &ReadDb,
+    options: Options<'_>,
+) -> Result<Report, RebuildError> {
+    match name {
+        n if n == CustomerView::NAME => rebuild_one::<CustomerView>(log, db, options).await,
+        n if n == OrderViewProjection::NAME => {
+            rebuild_one::<OrderViewProjection>(log, db, options).await
+        }
+        n if n == Analytics::NAME => rebuild_one::<Analytics>(log, db, options).await,
+        other => Err(ProjectionError::Unknown(other.to_string()).into()),
+    }
+}
+
+/// Rebuilds `P`; see the module docs.
+///
+/// # Errors
+/// As [`rebuild`].
+pub async fn rebuild_one<P: Projection>(
+    log: &EventLog,
+    db: &ReadDb,
+    options: Options<'_>,
+) -> Result<Report, RebuildError> {
+    let live = engine::ensure_live::<P>(db).await?;
+    let generations = registry::generations(db, P::NAME).await?;
+    // Resume a shadow a killed rebuild left behind, or start a new one.
+    let shadow = match generations.iter().find(|g| g.state == "rebuilding") {
+        Some(g) => g.clone(),
+        None => {
+            let g = generations.iter().map(|g| g.generation).max().unwrap_or(0) + 1;
+            let mut tx = db.begin().await?;
+            registry::create_generation(&mut tx, P::NAME, P::VERSION, P::SCHEMA, g, "rebuilding")
+                .await?;
+            tx.commit().await?;
+            registry::generation(db, P::NAME, g)
+                .await?
+                .ok_or_else(|| ProjectionError::Unknown(P::NAME.into()))?
+        }
+    };
+    let g = shadow.generation;
+    let started = Instant::now();
+    let head = log.head().await?;
+    let mut cursor = shadow.cursor;
+    let mut events = 0u64;
+    loop {
+        let batch = log.read_from(cursor, BATCH).await?;
+        if batch.is_empty() {
+            break;
+        }
+        let applied = engine::apply_batch::<P>(db, g, cursor, &batch).await?;
+        cursor = applied.cursor;
+        events += applied.events as u64;
+        (options.progress)(Progress {
+            events,
+            position: cursor.position,
+            head,
+            elapsed: started.elapsed(),
+        });
+    }
+    let seconds = started.elapsed().as_secs_f64();
+
+    let diff = compare::<P>(db, g).await?;
+    if options.verify && live.version == P::VERSION && diff.iter().any(|d| !d.same()) {
+        registry::drop_generation(db, P::NAME, P::SCHEMA, g).await?;
+        return Err(RebuildError::Differs(P::NAME.into(), diff));
+    }
+
+    let mut tx = db.begin().await?;
+    let previous = registry::make_live(&mut tx, P::NAME, P::SCHEMA, g).await?;
+    tx.commit().await?;
+    if let Some(old) = previous.filter(|old| *old != g) {
+        if let Err(e) = registry::drop_generation(db, P::NAME, P::SCHEMA, old).await {
+            tracing::warn!(error = %e, generation = old, "could not drop the retired generation");
+        }
+    }
+    Ok(Report {
+        name: P::NAME.into(),
+        version: P::VERSION,
+        generation: g,
+        previous_generation: previous,
+        events,
+        seconds,
+        events_per_second: events as f64 / seconds.max(1e-6),
+        diff,
+        swapped: true,
+    })
+}
+
+/// Row counts and checksums of every table, live (through the views) vs generation `g`.
+async fn compare<P: Projection>(db: &ReadDb, g: i64) -> Result<Vec<TableDiff>, ProjectionError> {
+    let mut out = Vec::new();
+    for (table, order) in P::CHECKSUM_ORDER {
+        let (live_rows, live_checksum) = table_checksum(db.pool(), table, order).await?;
+        let (rebuilt_rows, rebuilt_checksum) =
+            table_checksum(db.pool(), &format!("{table}_g{g}"), order).await?;
+        out.push(TableDiff {
+            table: (*table).to_string(),
+            live_rows,
+            rebuilt_rows,
+            live_checksum,
+            rebuilt_checksum,
+        });
+    }
+    Ok(out)
+}
+
+/// Checksums of every table of `name`'s live generation (for tests and audits).
+///
+/// # Errors
+/// Database errors; [`ProjectionError::Unknown`].
+pub async fn live_checksums(
+    name: &str,
+    db: &ReadDb,
+) -> Result<Vec<(String, i64, String)>, ProjectionError> {
+    let order: &[(&str, &str)] = match name {
+        n if n == CustomerView::NAME => CustomerView::CHECKSUM_ORDER,
+        n if n == OrderViewProjection::NAME => OrderViewProjection::CHECKSUM_ORDER,
+        n if n == Analytics::NAME => Analytics::CHECKSUM_ORDER,
+        other => return Err(ProjectionError::Unknown(other.to_string())),
+    };
+    let mut out = Vec::new();
+    for (table, by) in order {
+        let (rows, sum) = table_checksum(db.pool(), table, by).await?;
+        out.push(((*table).to_string(), rows, sum));
+    }
+    Ok(out)
+}

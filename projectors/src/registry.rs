@@ -1,0 +1,286 @@
+//! The projection registry (`projection_state`, `projection_live`):
+//! generations, checkpoints, states, and the atomic swap of a generation
+//! into the read-model views.
+
+use eventlog::Cursor;
+use sqlx::Row;
+
+use crate::store::{ReadDb, Tx};
+use crate::ProjectionError;
+
+/// One generation's row in the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerationState {
+    pub name: String,
+    pub generation: i64,
+    pub version: i64,
+    /// `live`, `rebuilding`, `failed` or `retired`.
+    pub state: String,
+    pub cursor: Cursor,
+    pub events_applied: i64,
+    pub last_event_at: Option<String>,
+    pub error: Option<String>,
+    pub error_position: Option<i64>,
+}
+
+pub(crate) fn now() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
+
+fn from_row(row: &sqlx::any::AnyRow) -> Result<GenerationState, ProjectionError> {
+    let txid: String = row.try_get("cursor_txid")?;
+    Ok(GenerationState {
+        name: row.try_get("name")?,
+        generation: row.try_get("generation")?,
+        version: row.try_get("version")?,
+        state: row.try_get("state")?,
+        cursor: Cursor {
+            transaction_id: txid
+                .parse()
+                .map_err(|_| ProjectionError::Corrupt(format!("cursor {txid}")))?,
+            position: row.try_get("cursor_position")?,
+        },
+        events_applied: row.try_get("events_applied")?,
+        last_event_at: row.try_get("last_event_at")?,
+        error: row.try_get("error")?,
+        error_position: row.try_get("error_position")?,
+    })
+}
+
+const COLUMNS: &str =
+    "name, generation, version, state, cursor_txid, cursor_position, events_applied, \
+                       last_event_at, error, error_position";
+
+/// Every generation of `name`, newest first.
+///
+/// # Errors
+/// Database errors.
+pub async fn generations(db: &ReadDb, name: &str) -> Result<Vec<GenerationState>, ProjectionError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM projection_state WHERE name = $1 ORDER BY generation DESC"
+    ))
+    .bind(name)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// One generation.
+///
+/// # Errors
+/// Database errors.
+pub async fn generation(
+    db: &ReadDb,
+    name: &str,
+    g: i64,
+) -> Result<Option<GenerationState>, ProjectionError> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM projection_state WHERE name = $1 AND generation = $2"
+    ))
+    .bind(name)
+    .bind(g)
+    .fetch_optional(db.pool())
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// The live generation of `name`, if it has one.
+///
+/// # Errors
+/// Database errors.
+pub async fn live_generation(db: &ReadDb, name: &str) -> Result<Option<i64>, ProjectionError> {
+    Ok(
+        sqlx::query_scalar("SELECT generation FROM projection_live WHERE name = $1")
+            .bind(name)
+            .fetch_optional(db.pool())
+            .await?,
+    )
+}
+
+/// The names of the tables a schema template creates.
+pub fn tables(schema: &str) -> Vec<String> {
+    schema
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("CREATE TABLE "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter_map(|t| t.strip_suffix("_g{g}"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Creates generation `g`'s tables and registry row in `state`.
+///
+/// # Errors
+/// Database errors.
+pub async fn create_generation(
+    tx: &mut Tx<'_>,
+    name: &str,
+    version: i64,
+    schema: &str,
+    g: i64,
+    state: &str,
+) -> Result<(), ProjectionError> {
+    for statement in schema.replace("{g}", &g.to_string()).split(';') {
+        let sql: String = statement
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        if !sql.trim().is_empty() {
+            sqlx::query(&sql).execute(&mut **tx).await?;
+        }
+    }
+    sqlx::query(
+        "INSERT INTO projection_state (name, generation, version, state, updated_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(name)
+    .bind(g)
+    .bind(version)
+    .bind(state)
+    .bind(now())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Points the views and `projection_live` at generation `g`, retiring the
+/// previous live generation; atomic with the rest of `tx`.
+///
+/// # Errors
+/// Database errors.
+pub async fn make_live(
+    tx: &mut Tx<'_>,
+    name: &str,
+    schema: &str,
+    g: i64,
+) -> Result<Option<i64>, ProjectionError> {
+    let previous: Option<i64> =
+        sqlx::query_scalar("SELECT generation FROM projection_live WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await?;
+    for table in tables(schema) {
+        sqlx::query(&format!("DROP VIEW IF EXISTS {table}"))
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query(&format!(
+            "CREATE VIEW {table} AS SELECT * FROM {table}_g{g}"
+        ))
+        .execute(&mut **tx)
+        .await?;
+    }
+    sqlx::query("DELETE FROM projection_live WHERE name = $1")
+        .bind(name)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("INSERT INTO projection_live (name, generation) VALUES ($1, $2)")
+        .bind(name)
+        .bind(g)
+        .execute(&mut **tx)
+        .await?;
+    if let Some(old) = previous.filter(|old| *old != g) {
+        sqlx::query("UPDATE projection_state SET state = 'retired', updated_at = $1 WHERE name = $2 AND generation = $3")
+            .bind(now())
+            .bind(name)
+            .bind(old)
+            .execute(&mut **tx)
+            .await?;
+    }
+    sqlx::query("UPDATE projection_state SET state = 'live', updated_at = $1 WHERE name = $2 AND generation = $3 AND state <> 'failed'")
+        .bind(now())
+        .bind(name)
+        .bind(g)
+        .execute(&mut **tx)
+        .await?;
+    Ok(previous)
+}
+
+/// Drops a retired generation's tables.
+///
+/// # Errors
+/// Database errors.
+pub async fn drop_generation(
+    db: &ReadDb,
+    name: &str,
+    schema: &str,
+    g: i64,
+) -> Result<(), ProjectionError> {
+    let mut tx = db.begin().await?;
+    for table in tables(schema) {
+        sqlx::query(&format!("DROP TABLE IF EXISTS {table}_g{g}"))
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("DELETE FROM projection_state WHERE name = $1 AND generation = $2 AND state IN ('retired', 'rebuilding')")
+        .bind(name)
+        .bind(g)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Advances generation `g`'s checkpoint from `from` to `to` inside `tx`,
+/// only if nobody moved it meanwhile (several runners may share a store).
+///
+/// # Errors
+/// [`ProjectionError::CheckpointMoved`] when the checkpoint is no longer
+/// `from` or the generation is no longer being built.
+pub async fn advance(
+    tx: &mut Tx<'_>,
+    name: &str,
+    g: i64,
+    from: eventlog::Cursor,
+    to: eventlog::Cursor,
+    applied: i64,
+    last_event_at: &str,
+) -> Result<(), ProjectionError> {
+    let done = sqlx::query(
+        "UPDATE projection_state SET cursor_txid = $1, cursor_position = $2, \
+         events_applied = events_applied + $3, last_event_at = $4, updated_at = $5 \
+         WHERE name = $6 AND generation = $7 AND cursor_txid = $8 AND cursor_position = $9 \
+           AND state IN ('live', 'rebuilding')",
+    )
+    .bind(to.transaction_id.to_string())
+    .bind(to.position)
+    .bind(applied)
+    .bind(last_event_at)
+    .bind(now())
+    .bind(name)
+    .bind(g)
+    .bind(from.transaction_id.to_string())
+    .bind(from.position)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if done == 1 {
+        Ok(())
+    } else {
+        Err(ProjectionError::CheckpointMoved)
+    }
+}
+
+/// Records a poison event: the generation stops with the event's position
+/// and the error (no silent skip).
+///
+/// # Errors
+/// Database errors.
+pub async fn fail(
+    db: &ReadDb,
+    name: &str,
+    g: i64,
+    position: i64,
+    error: &str,
+) -> Result<(), ProjectionError> {
+    sqlx::query("UPDATE projection_state SET state = 'failed', error = $1, error_position = $2, updated_at = $3 WHERE name = $4 AND generation = $5")
+        .bind(error)
+        .bind(position)
+        .bind(now())
+        .bind(name)
+        .bind(g)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
