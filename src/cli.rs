@@ -45,6 +45,36 @@ pub enum Command {
     },
     /// Print the command API's OpenAPI document.
     Openapi,
+    /// Run only the projectors (what the `projectors` binary runs).
+    Project,
+    /// Inspect and rebuild the read models.
+    Projections {
+        #[command(subcommand)]
+        action: ProjectionsAction,
+    },
+}
+
+/// Operator commands for projections.
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsAction {
+    /// Version, checkpoint, head, lag and state of every projection.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild a projection into a shadow generation from position 0, then swap it in.
+    Rebuild {
+        /// customer_view, order_view or analytics.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        name: Option<String>,
+        /// Rebuild every projection.
+        #[arg(long)]
+        all: bool,
+        /// Refuse to swap when a same-version rebuild differs from the live one.
+        #[arg(long)]
+        verify: bool,
+    },
 }
 
 fn parse_ttl(raw: &str) -> Result<chrono::Duration, String> {
@@ -88,6 +118,27 @@ impl Cli {
                 // stdout carries only the token, so TOKEN=$(shopstream token ...) works.
                 writeln!(std::io::stdout(), "{token}").context("cannot write the token")?;
                 Ok(())
+            }
+            Command::Project => crate::serve::project(&self.settings).await,
+            Command::Projections { action } => {
+                let store = connect(&self.settings).await?;
+                store.migrate().await.context("migration failed")?;
+                let db = crate::projections::open(&self.settings).await?;
+                let result = match action {
+                    ProjectionsAction::Status { json } => {
+                        crate::projections::print_status(&store, &db, json).await
+                    }
+                    ProjectionsAction::Rebuild { name, all, verify } => {
+                        let names: Vec<String> = match name {
+                            Some(n) if !all => vec![n],
+                            _ => projectors::NAMES.iter().map(|n| (*n).to_string()).collect(),
+                        };
+                        crate::projections::rebuild_cmd(&store, &db, &names, verify).await
+                    }
+                };
+                db.close().await;
+                store.close().await;
+                result
             }
             Command::Openapi => {
                 writeln!(std::io::stdout(), "{}", command_api::openapi::document())

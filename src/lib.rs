@@ -6,7 +6,9 @@
 //! - `config`: settings from flags and `SHOPSTREAM_*` variables, the data
 //!   directory and the JWT secret kept in it.
 //! - `serve`: starts the platform and prints where it listens.
+//! - `projections`: the projection role, `projections status|rebuild`, the admin endpoint.
 
 pub mod cli;
 pub mod config;
+pub mod projections;
 pub mod serve;

@@ -6,8 +6,33 @@ use anyhow::Context;
 use command_api::Config;
 use tokio::net::TcpListener;
 
+use std::sync::Arc;
+
+use command_api::auth::Authenticator;
+use projectors::Wake;
+
 use crate::cli::connect;
 use crate::config::Settings;
+use crate::projections;
+
+/// Runs only the projectors until Ctrl-C or SIGTERM.
+///
+/// # Errors
+/// When the store cannot be opened.
+pub async fn project(settings: &Settings) -> anyhow::Result<()> {
+    let db = connect(settings).await?;
+    db.migrate()
+        .await
+        .context("cannot migrate the event store")?;
+    let read_db = projections::open(settings).await?;
+    let running = projections::start(settings, &db, &read_db, &Wake::default());
+    tracing::info!(projections = ?projectors::NAMES, "projectors running");
+    shutdown_signal().await;
+    running.stop().await;
+    read_db.close().await;
+    db.close().await;
+    Ok(())
+}
 
 /// Migrates, starts the HTTP server, prints where everything is, and runs
 /// until Ctrl-C or SIGTERM.
@@ -19,9 +44,15 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     db.migrate()
         .await
         .context("cannot migrate the event store")?;
-    let mut config = Config::new(settings.jwt_secret()?);
+    let read_db = projections::open(settings).await?;
+    let wake = Wake::default();
+    let running = projections::start(settings, &db, &read_db, &wake);
+    let secret = settings.jwt_secret()?;
+    let mut config = Config::new(secret.clone());
     config.snapshot_every = settings.snapshot_every;
-    let app = command_api::build(db.clone(), &config);
+    config.on_append = Some(Arc::new(move || wake.notify()));
+    let admin = projections::admin_router(Authenticator::new(secret), &db, &read_db);
+    let app = command_api::build_with(db.clone(), &config, admin);
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -30,6 +61,8 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     app.run(listener, shutdown_signal())
         .await
         .context("server failed")?;
+    running.stop().await;
+    read_db.close().await;
     db.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -53,6 +86,7 @@ fn print_banner(settings: &Settings, addr: std::net::SocketAddr) {
          \n  API docs      {base}/docs   (OpenAPI document: {base}/openapi.json)\
          \n  GraphQL       not in this build yet: the query API ships with the read models\
          \n  Health        {base}/livez  {base}/readyz\
+         \n  Projections   {base}/v1/admin/projections (admin)   read models: customer_view, order_view, analytics\
          \n\nMint a token:   cargo run --release -- token --sub <user-id> --role customer|admin|service\
          \n                (same --data-dir / --jwt-secret as this server)\
          \nStop:           Ctrl-C\n\n"

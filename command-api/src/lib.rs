@@ -41,8 +41,11 @@ use crate::idempotency::IdempotencyState;
 use crate::routes::{health, orders, payments, products, streams, users};
 use crate::service::Commands;
 
+/// Called after every command that appended events (wakes in-process tailers).
+pub type AppendHook = Arc<dyn Fn() + Send + Sync>;
+
 /// Settings of the command API.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// HS256 secret for bearer tokens.
     pub jwt_secret: Secret,
@@ -50,6 +53,18 @@ pub struct Config {
     pub snapshot_every: usize,
     /// How long idempotency keys are kept (at least 24 h).
     pub idempotency_retention: Duration,
+    /// Called after each append, e.g. to wake the projectors of this process.
+    pub on_append: Option<AppendHook>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("jwt_secret", &self.jwt_secret)
+            .field("snapshot_every", &self.snapshot_every)
+            .field("idempotency_retention", &self.idempotency_retention)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Config {
@@ -59,6 +74,7 @@ impl Config {
             jwt_secret,
             snapshot_every: 50,
             idempotency_retention: Duration::from_secs(48 * 3600),
+            on_append: None,
         }
     }
 }
@@ -99,6 +115,12 @@ pub struct App {
 
 /// Builds the API over an already migrated `db`.
 pub fn build(db: Database, config: &Config) -> App {
+    build_with(db, config, Router::new())
+}
+
+/// Builds the API with `extra` routes (already given their state) served
+/// beside it, under the same request-id, error and panic layers.
+pub fn build_with(db: Database, config: &Config, extra: Router) -> App {
     let auth = Arc::new(Authenticator::new(config.jwt_secret.clone()));
     let state = AppState {
         commands: Arc::new(Commands::new(&db, config.snapshot_every)),
@@ -112,13 +134,18 @@ pub fn build(db: Database, config: &Config) -> App {
         auth,
     };
     App {
-        router: router(state, idem_state),
+        router: router(state, idem_state, extra, config.on_append.clone()),
         idempotency,
         retention: config.idempotency_retention,
     }
 }
 
-fn router(state: AppState, idem_state: IdempotencyState) -> Router {
+fn router(
+    state: AppState,
+    idem_state: IdempotencyState,
+    extra: Router,
+    on_append: Option<AppendHook>,
+) -> Router {
     let v1 = Router::new()
         .route("/users", post(users::register))
         .route("/users/{id}", patch(users::update))
@@ -150,7 +177,8 @@ fn router(state: AppState, idem_state: IdempotencyState) -> Router {
         .layer(middleware::from_fn_with_state(
             idem_state,
             idempotency::idempotency,
-        ));
+        ))
+        .layer(middleware::from_fn_with_state(on_append, after_append));
     Router::new()
         .nest("/v1", v1)
         .route("/livez", get(health::livez))
@@ -162,9 +190,24 @@ fn router(state: AppState, idem_state: IdempotencyState) -> Router {
         ))
         .fallback(request_id::not_found)
         .with_state(state)
+        .merge(extra)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .layer(CatchPanicLayer::new())
         .layer(middleware::from_fn(request_id::request_context))
+}
+
+/// Runs the append hook after every successful command.
+async fn after_append(
+    axum::extract::State(hook): axum::extract::State<Option<AppendHook>>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let mutating = req.method() != axum::http::Method::GET;
+    let response = next.run(req).await;
+    if let Some(hook) = hook.filter(|_| mutating && response.status().is_success()) {
+        hook();
+    }
+    response
 }
 
 async fn openapi_json() -> impl axum::response::IntoResponse {

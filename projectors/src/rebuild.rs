@@ -154,32 +154,35 @@ pub async fn rebuild_one<P: Projection>(
     let head = log.head().await?;
     let mut cursor = shadow.cursor;
     let mut events = 0u64;
-    loop {
-        let batch = log.read_from(cursor, BATCH).await?;
-        if batch.is_empty() {
-            break;
+    let progress = options.progress;
+    (cursor, events) =
+        catch_up::<P>(log, db, g, cursor, events, head, started, &mut *progress).await?;
+    // Swap only when the shadow has seen at least what the live generation
+    // has, so readers never step back in time. Holding the live row while
+    // comparing and swapping keeps the live runner from advancing meanwhile.
+    let mut attempts = 0;
+    let (previous, diff) = loop {
+        attempts += 1;
+        let mut tx = db.begin().await?;
+        let live_cursor = registry::lock_cursor(&mut tx, P::NAME, live.generation).await?;
+        if live_cursor.is_some_and(|c| c > cursor) && attempts < 100 {
+            drop(tx);
+            (cursor, events) =
+                catch_up::<P>(log, db, g, cursor, events, head, started, &mut *progress).await?;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
         }
-        let applied = engine::apply_batch::<P>(db, g, cursor, &batch).await?;
-        cursor = applied.cursor;
-        events += applied.events as u64;
-        (options.progress)(Progress {
-            events,
-            position: cursor.position,
-            head,
-            elapsed: started.elapsed(),
-        });
-    }
+        let diff = compare::<P>(db, g).await?;
+        if options.verify && live.version == P::VERSION && diff.iter().any(|d| !d.same()) {
+            drop(tx);
+            registry::drop_generation(db, P::NAME, P::SCHEMA, g).await?;
+            return Err(RebuildError::Differs(P::NAME.into(), diff));
+        }
+        let previous = registry::make_live(&mut tx, P::NAME, P::SCHEMA, g).await?;
+        tx.commit().await?;
+        break (previous, diff);
+    };
     let seconds = started.elapsed().as_secs_f64();
-
-    let diff = compare::<P>(db, g).await?;
-    if options.verify && live.version == P::VERSION && diff.iter().any(|d| !d.same()) {
-        registry::drop_generation(db, P::NAME, P::SCHEMA, g).await?;
-        return Err(RebuildError::Differs(P::NAME.into(), diff));
-    }
-
-    let mut tx = db.begin().await?;
-    let previous = registry::make_live(&mut tx, P::NAME, P::SCHEMA, g).await?;
-    tx.commit().await?;
     if let Some(old) = previous.filter(|old| *old != g) {
         if let Err(e) = registry::drop_generation(db, P::NAME, P::SCHEMA, old).await {
             tracing::warn!(error = %e, generation = old, "could not drop the retired generation");
@@ -196,6 +199,35 @@ pub async fn rebuild_one<P: Projection>(
         diff,
         swapped: true,
     })
+}
+
+/// Folds into generation `g` until the log has nothing newer.
+#[allow(clippy::too_many_arguments)]
+async fn catch_up<P: Projection>(
+    log: &EventLog,
+    db: &ReadDb,
+    g: i64,
+    mut cursor: eventlog::Cursor,
+    mut events: u64,
+    head: i64,
+    started: Instant,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<(eventlog::Cursor, u64), RebuildError> {
+    loop {
+        let batch = log.read_from(cursor, BATCH).await?;
+        if batch.is_empty() {
+            return Ok((cursor, events));
+        }
+        let applied = engine::apply_batch::<P>(db, g, cursor, &batch).await?;
+        cursor = applied.cursor;
+        events += applied.events as u64;
+        progress(Progress {
+            events,
+            position: cursor.position,
+            head,
+            elapsed: started.elapsed(),
+        });
+    }
 }
 
 /// Row counts and checksums of every table, live (through the views) vs generation `g`.

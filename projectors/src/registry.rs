@@ -262,6 +262,42 @@ pub async fn advance(
     }
 }
 
+/// Locks generation `g`'s registry row for the rest of `tx` and returns
+/// its cursor (the live runner cannot advance until `tx` ends).
+///
+/// # Errors
+/// Database errors.
+pub async fn lock_cursor(
+    tx: &mut Tx<'_>,
+    name: &str,
+    g: i64,
+) -> Result<Option<Cursor>, ProjectionError> {
+    // A no-op write takes the row lock on Postgres; SQLite transactions
+    // here already hold the database's write lock.
+    sqlx::query(
+        "UPDATE projection_state SET updated_at = updated_at WHERE name = $1 AND generation = $2",
+    )
+    .bind(name)
+    .bind(g)
+    .execute(&mut **tx)
+    .await?;
+    let row = sqlx::query("SELECT cursor_txid, cursor_position FROM projection_state WHERE name = $1 AND generation = $2")
+        .bind(name)
+        .bind(g)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.map(|r| {
+        let txid: String = r.try_get(0)?;
+        Ok(Cursor {
+            transaction_id: txid
+                .parse()
+                .map_err(|_| ProjectionError::Corrupt(format!("cursor {txid}")))?,
+            position: r.try_get(1)?,
+        })
+    })
+    .transpose()
+}
+
 /// Records a poison event: the generation stops with the event's position
 /// and the error (no silent skip).
 ///

@@ -1,0 +1,11 @@
+//! The `projectors` binary: only the projection role (`shopstream project`),
+//! for running projectors as their own processes against PostgreSQL.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut cli = shopstream::cli::Cli::parse();
+    cli.command = Some(shopstream::cli::Command::Project);
+    cli.run().await
+}

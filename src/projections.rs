@@ -1,0 +1,256 @@
+//! The projection role and its operator commands: running the tailers,
+//! `projections status`, `projections rebuild`, and the admin endpoint.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::State;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use command_api::auth::{authenticate, Authenticator, Role};
+use command_api::error::ApiError;
+use eventlog::{Database, EventLog};
+use projectors::rebuild::{self, Options, Progress};
+use projectors::{ReadDb, Wake};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Settings;
+
+/// Running projections: stop them with [`Running::stop`].
+pub struct Running {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    listener: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops the tail loops after their current batch.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        if let Some(l) = self.listener {
+            l.abort();
+        }
+    }
+}
+
+/// Opens the read-model pool and makes sure every projection has a live generation.
+///
+/// # Errors
+/// When the database cannot be reached.
+pub async fn open(settings: &Settings) -> anyhow::Result<ReadDb> {
+    let db = ReadDb::connect(&settings.database_url(), settings.db_max_connections.min(8))
+        .await
+        .context("cannot open the read-model database")?;
+    projectors::ensure_all(&db)
+        .await
+        .context("cannot create the read models")?;
+    Ok(db)
+}
+
+/// Starts every projection's tail loop, woken by `wake` (and by Postgres
+/// notifications on the Postgres profile).
+pub fn start(settings: &Settings, store: &Database, db: &ReadDb, wake: &Wake) -> Running {
+    let (stop, stopped) = watch::channel(false);
+    let listener = db
+        .is_postgres()
+        .then(|| projectors::listen_postgres(settings.database_url(), wake.clone()));
+    let poll = if db.is_postgres() {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_millis(250)
+    };
+    let tasks = projectors::spawn_all(&EventLog::new(store.clone()), db, wake, poll, &stopped);
+    Running {
+        stop,
+        tasks,
+        listener,
+    }
+}
+
+#[derive(Clone)]
+struct AdminState {
+    auth: Arc<Authenticator>,
+    log: EventLog,
+    db: ReadDb,
+}
+
+/// `GET /v1/admin/projections` (admin): the status of every projection.
+pub fn admin_router(auth: Authenticator, store: &Database, db: &ReadDb) -> Router {
+    let state = AdminState {
+        auth: Arc::new(auth),
+        log: EventLog::new(store.clone()),
+        db: db.clone(),
+    };
+    Router::new()
+        .route("/v1/admin/projections", get(status_handler))
+        .with_state(state)
+}
+
+async fn status_handler(State(s): State<AdminState>, parts: Parts) -> Response {
+    let result = async {
+        let principal = authenticate(&s.auth, &parts)?;
+        principal.require(&[Role::Admin])?;
+        let status = projectors::status::all(&s.log, &s.db)
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok::<_, ApiError>(Json(serde_json::json!({ "projections": status })))
+    }
+    .await;
+    match result {
+        Ok(json) => json.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `shopstream projections status`.
+///
+/// # Errors
+/// When the store cannot be read.
+pub async fn print_status(store: &Database, db: &ReadDb, json: bool) -> anyhow::Result<()> {
+    let status = projectors::status::all(&EventLog::new(store.clone()), db).await?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&status)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<14} {:>7} {:>4} {:<10} {:>10} {:>10} {:>10} {:>9}",
+        "PROJECTION", "VERSION", "GEN", "STATE", "POSITION", "HEAD", "LAG", "LAG (s)"
+    )?;
+    for s in &status {
+        let version = match s.live_version {
+            Some(v) if v != s.code_version => format!("{v}→{}", s.code_version),
+            Some(v) => v.to_string(),
+            None => "-".into(),
+        };
+        writeln!(
+            out,
+            "{:<14} {:>7} {:>4} {:<10} {:>10} {:>10} {:>10} {:>9.1}",
+            s.name,
+            version,
+            s.generation.map_or("-".into(), |g| g.to_string()),
+            s.state,
+            s.position,
+            s.head,
+            s.lag_events,
+            s.lag_seconds
+        )?;
+        if let Some(e) = &s.error {
+            writeln!(
+                out,
+                "    failed at position {}: {e}",
+                s.error_position.unwrap_or_default()
+            )?;
+        }
+        if let Some((g, p)) = s.rebuilding {
+            writeln!(out, "    rebuilding generation {g}, at position {p}")?;
+        }
+    }
+    Ok(())
+}
+
+/// `shopstream projections rebuild NAME|--all [--verify]`.
+///
+/// # Errors
+/// When a rebuild fails or `--verify` refuses a swap.
+pub async fn rebuild_cmd(
+    store: &Database,
+    db: &ReadDb,
+    names: &[String],
+    verify: bool,
+) -> anyhow::Result<()> {
+    let log = EventLog::new(store.clone());
+    let mut refused = Vec::new();
+    for name in names {
+        let mut progress = |p: Progress| draw(name, &p);
+        match rebuild::rebuild(
+            name,
+            &log,
+            db,
+            Options {
+                verify,
+                progress: &mut progress,
+            },
+        )
+        .await
+        {
+            Ok(report) => {
+                eprintln!();
+                let mut out = std::io::stdout().lock();
+                writeln!(
+                    out,
+                    "{}: generation {} (version {}) is live; {} events in {:.1}s ({:.0} events/s)",
+                    report.name,
+                    report.generation,
+                    report.version,
+                    report.events,
+                    report.seconds,
+                    report.events_per_second
+                )?;
+                print_diff(&mut out, &report.diff)?;
+            }
+            Err(rebuild::RebuildError::Differs(name, diff)) => {
+                eprintln!();
+                let mut out = std::io::stdout().lock();
+                writeln!(
+                    out,
+                    "{name}: the rebuild differs from the live version; NOT swapped (--verify)"
+                )?;
+                print_diff(&mut out, &diff)?;
+                refused.push(name);
+            }
+            Err(e) => return Err(e).with_context(|| format!("rebuilding {name} failed")),
+        }
+    }
+    anyhow::ensure!(
+        refused.is_empty(),
+        "verification refused: {}",
+        refused.join(", ")
+    );
+    Ok(())
+}
+
+fn print_diff(out: &mut impl Write, diff: &[rebuild::TableDiff]) -> std::io::Result<()> {
+    for d in diff {
+        let verdict = if d.same() { "same" } else { "DIFFERS" };
+        writeln!(
+            out,
+            "    {:<20} live {:>8} rows {}…  rebuilt {:>8} rows {}…  {verdict}",
+            d.table,
+            d.live_rows,
+            &d.live_checksum[..12],
+            d.rebuilt_rows,
+            &d.rebuilt_checksum[..12]
+        )?;
+    }
+    Ok(())
+}
+
+/// One line of progress on stderr: bar, events, rate, ETA.
+fn draw(name: &str, p: &Progress) {
+    let done = if p.head > 0 {
+        (p.position as f64 / p.head as f64).clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
+    let width = 30;
+    let filled = (done * width as f64) as usize;
+    eprint!(
+        "\r{name:<14} [{}{}] {:>5.1}%  {} events  {:>8.0} events/s  ETA {:>4}s ",
+        "#".repeat(filled),
+        " ".repeat(width - filled),
+        done * 100.0,
+        p.events,
+        p.rate(),
+        p.eta().as_secs()
+    );
+}
