@@ -16,6 +16,7 @@
 //! - `rebuild`: shadow rebuild with progress, diff, verify and swap.
 //! - `status`: per-projection version, checkpoint, lag and state.
 //! - `error`: [`ProjectionError`], [`FoldError`].
+//! - `testing` (feature `testing`): a seeded generator of valid shop activity.
 
 pub mod engine;
 mod error;
@@ -24,6 +25,8 @@ pub mod rebuild;
 pub mod registry;
 pub mod status;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! Black-box tests: the real `shopstream` binary, started as a user starts
 //! it, spoken to over HTTP.
 
+mod crash;
 mod helpers;
 
 use serde_json::json;

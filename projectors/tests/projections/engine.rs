@@ -11,7 +11,7 @@ use rand::Rng;
 use tokio::sync::watch;
 
 use crate::read_db;
-use crate::scenario::Shop;
+use projectors::testing::Shop;
 
 /// Folds the whole log into `P`'s live generation in random batch sizes.
 async fn fold_in_random_batches<P: Projection>(log: &EventLog, db: &ReadDb, rng: &mut impl Rng) {

@@ -3,7 +3,6 @@
 //! rebuilds swap atomically under load.
 
 mod engine;
-mod scenario;
 
 pub async fn read_db(t: &eventlog::testing::TestDatabase) -> projectors::ReadDb {
     projectors::ReadDb::connect(&t.url, 4)

@@ -1,5 +1,6 @@
-//! Random but valid shop activity, appended through the domain's aggregates
-//! and the event store (the command path without HTTP).
+//! Random but valid shop activity for tests and benchmarks, appended
+//! through the domain's aggregates and the event store (the command path
+//! without HTTP). Behind the `testing` feature.
 
 use std::collections::HashMap;
 
@@ -18,6 +19,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
+/// A seeded generator of shop activity.
 pub struct Shop {
     users: Repository<User>,
     products: Repository<Product>,
@@ -52,6 +54,7 @@ fn eur(amount_minor: i64) -> Money {
 }
 
 impl Shop {
+    /// A generator appending to `db`, deterministic in its choices for `seed`.
     pub fn new(db: &Database, seed: u64) -> Self {
         Self {
             users: Repository::new(db, 0),
@@ -70,6 +73,7 @@ impl Shop {
         self.n
     }
 
+    /// Creates `products` catalog products.
     pub async fn catalog(&mut self, products: usize) {
         for i in 0..products {
             let sku = Sku::parse(&format!("SKU-{}-{i}", self.next())).expect("sku");
@@ -90,6 +94,7 @@ impl Shop {
         }
     }
 
+    /// Registers a customer (sometimes with a profile change).
     pub async fn customer(&mut self) -> Uuid {
         let id = Uuid::new_v4();
         let n = self.next();
