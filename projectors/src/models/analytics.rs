@@ -246,3 +246,38 @@ impl Projection for Analytics {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::test_events::story;
+
+    fn row<'a>(c: &'a Counters, key: &[&str]) -> &'a Vec<i64> {
+        let key: Vec<String> = key.iter().map(|k| (*k).to_string()).collect();
+        &c.rows()[&key]
+    }
+
+    #[test]
+    fn a_story_adds_up_in_the_counters() {
+        let mut state = State::default();
+        for e in story() {
+            Analytics::fold(&mut state, &e).expect("fold");
+        }
+        let d = "2026-03-14";
+        // revenue, placed, paid, cancelled, placed value
+        assert_eq!(row(&state.daily, &[d, "EUR"]), &vec![1000, 1, 1, 0, 1250]);
+        assert_eq!(row(&state.customers, &[d]), &vec![1]);
+        assert_eq!(row(&state.products, &[d, "A", "EUR"]), &vec![2, 1000]);
+        assert_eq!(row(&state.products, &[d, "B", "EUR"]), &vec![1, 250]);
+        for stage in ["created", "placed", "paid", "shipped", "delivered"] {
+            assert_eq!(row(&state.funnel, &[d, stage]), &vec![1], "{stage}");
+        }
+        for outcome in ["initiated", "authorized", "captured", "refunded"] {
+            assert_eq!(
+                row(&state.payments, &[d, outcome, ""]),
+                &vec![1],
+                "{outcome}"
+            );
+        }
+    }
+}

@@ -463,3 +463,89 @@ impl Projection for CustomerView {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::test_events::{event, story, ORDER, USER};
+
+    fn fold_all(events: &[StoredEvent]) -> State {
+        let mut state = State::default();
+        for e in events {
+            CustomerView::fold(&mut state, e).expect("fold");
+        }
+        state
+    }
+
+    #[test]
+    fn a_customer_story_folds_into_one_row() {
+        let state = fold_all(&story());
+        let c = &state.customers[USER];
+        assert_eq!(
+            (c.email.as_str(), c.status.as_str(), c.order_count),
+            ("ada@example.com", "active", 1)
+        );
+        assert_eq!(c.registered_at, "2026-03-14T09:00:00.000000Z");
+        assert_eq!(
+            c.last_order_at.as_deref(),
+            Some("2026-03-14T09:05:00.000000Z")
+        );
+        assert_eq!(
+            c.counts_by_status,
+            BTreeMap::from([("delivered".to_string(), 1)])
+        );
+        assert_eq!(
+            c.lifetime_spend,
+            BTreeMap::from([("EUR".to_string(), 1000)]),
+            "captured − refunded"
+        );
+        let o = &state.orders[ORDER];
+        assert_eq!(
+            (o.status.as_str(), o.total_minor, o.item_count),
+            ("delivered", 1250, 3)
+        );
+        assert_eq!(o.placed_at.as_deref(), Some("2026-03-14T09:05:00.000000Z"));
+        assert_eq!(o.payment_status.as_deref(), Some("partially_refunded"));
+    }
+
+    #[test]
+    fn draft_totals_follow_item_changes() {
+        let state = fold_all(&story()[..5]);
+        let o = &state.orders[ORDER];
+        assert_eq!(
+            (o.status.as_str(), o.total_minor, o.item_count),
+            ("draft", 1250, 3)
+        );
+        assert_eq!(
+            state.customers[USER].counts_by_status,
+            BTreeMap::from([("draft".to_string(), 1)])
+        );
+    }
+
+    #[test]
+    fn deactivation_and_unknown_references() {
+        let mut events = story()[..1].to_vec();
+        events.push(event(
+            2,
+            "User",
+            USER,
+            "UserDeactivated",
+            serde_json::json!({"at": "2026-03-14T09:26:53Z"}),
+            1,
+        ));
+        assert_eq!(fold_all(&events).customers[USER].status, "deactivated");
+        let mut state = State::default();
+        let orphan = event(
+            1,
+            "Order",
+            ORDER,
+            "OrderPlaced",
+            serde_json::json!({"total": {"amount_minor": 1, "currency": "EUR"}, "item_count": 1, "at": "2026-03-14T09:26:53Z"}),
+            0,
+        );
+        assert!(
+            CustomerView::fold(&mut state, &orphan).is_err(),
+            "an order nobody created is a poison event"
+        );
+    }
+}

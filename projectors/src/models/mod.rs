@@ -42,3 +42,152 @@ pub(crate) fn missing(what: &str, id: &str, event: &StoredEvent) -> FoldError {
         event.event_type, event.position
     ))
 }
+
+#[cfg(test)]
+pub(crate) mod test_events {
+    //! Stored events built in memory for the pure fold tests.
+
+    use chrono::{TimeZone, Utc};
+    use eventlog::StoredEvent;
+    use serde_json::{json, Value};
+
+    pub const USER: &str = "6f1c1e8e-3b0a-4c59-9a34-0d2b1f7c9e01";
+    pub const ORDER: &str = "0a4b9d5e-8c21-4f6e-b1a3-2c7d9e0f1a22";
+    pub const PAYMENT: &str = "9e8d7c6b-5a49-4382-a716-151413121110";
+    const AT: &str = "2026-03-14T09:26:53Z";
+
+    /// An event of `aggregate_type` recorded on 2026-03-14 plus `minute` minutes.
+    pub fn event(
+        position: i64,
+        aggregate_type: &str,
+        id: &str,
+        event_type: &str,
+        body: Value,
+        minute: u32,
+    ) -> StoredEvent {
+        StoredEvent {
+            position,
+            transaction_id: 0,
+            event_id: uuid::Uuid::new_v4(),
+            aggregate_type: aggregate_type.into(),
+            aggregate_id: id.into(),
+            sequence: position,
+            event_type: event_type.into(),
+            event_version: "1".into(),
+            payload: json!({ event_type: body }),
+            metadata: json!({}),
+            recorded_at: Utc
+                .with_ymd_and_hms(2026, 3, 14, 9, minute, 0)
+                .single()
+                .expect("time"),
+        }
+    }
+
+    fn eur(a: i64) -> Value {
+        json!({"amount_minor": a, "currency": "EUR"})
+    }
+
+    /// Registration, an order of 2 × 500 + 1 × 250, placed, paid by a
+    /// capture, shipped, delivered, then a partial refund.
+    pub fn story() -> Vec<StoredEvent> {
+        vec![
+            event(
+                1,
+                "User",
+                USER,
+                "UserRegistered",
+                json!({"user_id": USER, "email": "ada@example.com", "name": "Ada", "at": AT}),
+                0,
+            ),
+            event(
+                2,
+                "Order",
+                ORDER,
+                "OrderCreated",
+                json!({"order_id": ORDER, "customer_id": USER, "currency": "EUR", "at": AT}),
+                1,
+            ),
+            event(
+                3,
+                "Order",
+                ORDER,
+                "OrderItemAdded",
+                json!({"sku": "A", "name": "Tee", "unit_price": eur(500), "quantity": 2, "at": AT}),
+                2,
+            ),
+            event(
+                4,
+                "Order",
+                ORDER,
+                "OrderItemAdded",
+                json!({"sku": "B", "name": "Mug", "unit_price": eur(250), "quantity": 3, "at": AT}),
+                3,
+            ),
+            event(
+                5,
+                "Order",
+                ORDER,
+                "OrderItemQuantityChanged",
+                json!({"sku": "B", "quantity": 1, "at": AT}),
+                4,
+            ),
+            event(
+                6,
+                "Order",
+                ORDER,
+                "OrderPlaced",
+                json!({"total": eur(1250), "item_count": 3, "at": AT}),
+                5,
+            ),
+            event(
+                7,
+                "Payment",
+                PAYMENT,
+                "PaymentInitiated",
+                json!({"payment_id": PAYMENT, "order_id": ORDER, "customer_id": USER, "amount": eur(1250), "at": AT}),
+                6,
+            ),
+            event(
+                8,
+                "Payment",
+                PAYMENT,
+                "PaymentAuthorized",
+                json!({"amount": eur(1250), "at": AT}),
+                7,
+            ),
+            event(
+                9,
+                "Payment",
+                PAYMENT,
+                "PaymentCaptured",
+                json!({"amount": eur(1250), "at": AT}),
+                8,
+            ),
+            event(
+                10,
+                "Order",
+                ORDER,
+                "OrderPaid",
+                json!({"payment_id": PAYMENT, "amount": eur(1250), "at": AT}),
+                9,
+            ),
+            event(
+                11,
+                "Order",
+                ORDER,
+                "OrderShipped",
+                json!({"carrier": "DHL", "tracking_number": "T1", "at": AT}),
+                10,
+            ),
+            event(12, "Order", ORDER, "OrderDelivered", json!({"at": AT}), 11),
+            event(
+                13,
+                "Payment",
+                PAYMENT,
+                "PaymentRefunded",
+                json!({"amount": eur(250), "reason": "broken mug", "at": AT}),
+                12,
+            ),
+        ]
+    }
+}

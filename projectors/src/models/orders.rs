@@ -365,3 +365,58 @@ impl Projection for OrderViewProjection {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::test_events::{story, ORDER, PAYMENT, USER};
+
+    #[test]
+    fn an_order_story_folds_into_items_history_and_payment() {
+        let mut state = State::default();
+        for e in story() {
+            OrderViewProjection::fold(&mut state, &e).expect("fold");
+        }
+        let o = &state.orders[ORDER];
+        assert_eq!(
+            (
+                o.customer_id.as_str(),
+                o.status.as_str(),
+                o.total_minor,
+                o.item_count
+            ),
+            (USER, "delivered", 1250, 3)
+        );
+        let items: Vec<(&str, i64, i64, i64)> = o
+            .items
+            .iter()
+            .map(|i| {
+                (
+                    i.sku.as_str(),
+                    i.quantity,
+                    i.unit_price_minor,
+                    i.line_total_minor,
+                )
+            })
+            .collect();
+        assert_eq!(items, [("A", 2, 500, 1000), ("B", 1, 250, 250)]);
+        let history: Vec<&str> = o.history.iter().map(|h| h.status.as_str()).collect();
+        assert_eq!(history, ["draft", "placed", "paid", "shipped", "delivered"]);
+        assert_eq!(o.history[1].at, "2026-03-14T09:05:00.000000Z");
+        assert_eq!(o.payment.payment_id.as_deref(), Some(PAYMENT));
+        assert_eq!(
+            (
+                o.payment.authorized_minor,
+                o.payment.captured_minor,
+                o.payment.refunded_minor
+            ),
+            (1250, 1250, 250)
+        );
+        assert_eq!(o.payment.status.as_deref(), Some("partially_refunded"));
+        assert_eq!(
+            (o.carrier.as_deref(), o.tracking_number.as_deref()),
+            (Some("DHL"), Some("T1"))
+        );
+        assert_eq!(o.updated_at, "2026-03-14T09:12:00.000000Z");
+    }
+}
