@@ -68,7 +68,7 @@ impl StoredEvent {
     }
 
     fn from_pg(row: &PgRow) -> Result<Self, StoreError> {
-        let xid: String = row.try_get("transaction_id")?;
+        let xid: String = row.try_get("txid_text")?;
         let event_id: String = row.try_get("event_id")?;
         Ok(Self {
             position: row.try_get("position")?,
@@ -111,7 +111,10 @@ impl StoredEvent {
     }
 }
 
-const PG_COLUMNS: &str = "position, transaction_id::text AS transaction_id, event_id::text AS event_id, \
+// The transaction id goes out as text under another name: an ORDER BY on
+// `transaction_id` must sort the xid8 column, not its text (where "10001"
+// sorts before "9993").
+const PG_COLUMNS: &str = "position, transaction_id::text AS txid_text, event_id::text AS event_id, \
      aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at";
 const SQLITE_COLUMNS: &str = "position, event_id, aggregate_type, aggregate_id, sequence, \
      event_type, event_version, payload, metadata, recorded_at";
@@ -145,7 +148,7 @@ impl EventLog {
                     "SELECT {PG_COLUMNS} FROM events \
                      WHERE (transaction_id, position) > ($1::text::xid8, $2) \
                        AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-                     ORDER BY transaction_id, position LIMIT $3"
+                     ORDER BY events.transaction_id, events.position LIMIT $3"
                 );
                 let rows = sqlx::query(&sql)
                     .bind(after.transaction_id.to_string())

@@ -137,3 +137,30 @@ async fn concurrent_appends_are_tailed_without_loss_on_sqlite() {
     let t = TestDatabase::sqlite().await;
     tailer_sees_everything_once(&t).await;
 }
+
+/// Regression: the log order compares transaction ids as numbers. Sorted as
+/// text, "10001" came before "9993" and a tailer that crossed a power of ten
+/// went backwards and re-read events.
+#[tokio::test]
+async fn transaction_ids_order_as_numbers_not_text() {
+    let t = TestDatabase::postgres().await;
+    let pool = pool(&t);
+    for (id, xid) in [("first", "9993"), ("second", "10001"), ("third", "100000")] {
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, transaction_id) \
+             VALUES ('Probe', $1, 1, 'Probed', '1', '{}', '{}', $2::text::xid8)",
+        )
+        .bind(id)
+        .bind(xid)
+        .execute(&pool)
+        .await
+        .expect("insert");
+    }
+    let log = EventLog::new(t.db.clone());
+    let seen = read_eventually(&log, Cursor::START, 3).await;
+    assert_eq!(ids(&seen), ["first", "second", "third"]);
+    let after_first = log.read_from(seen[0].cursor(), 10).await.expect("read");
+    assert_eq!(ids(&after_first), ["second", "third"]);
+    drop(log);
+    t.drop_database().await;
+}
