@@ -13,7 +13,8 @@ use crate::FoldError;
 
 /// Decodes an event's payload into its domain type.
 pub(crate) fn decode<E: DeserializeOwned>(event: &StoredEvent) -> Result<E, FoldError> {
-    serde_json::from_value(event.payload.clone()).map_err(|e| {
+    // Deserialize from a borrowed Value: no copy of the payload.
+    E::deserialize(&event.payload).map_err(|e| {
         FoldError::new(format!(
             "{} v{} of {} {} is unreadable: {e}",
             event.event_type, event.event_version, event.aggregate_type, event.aggregate_id
