@@ -95,6 +95,20 @@ impl Server {
         )
     }
 
+    pub async fn get_auth(&self, path: &str, token: &str) -> (u16, Value) {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        (
+            resp.status().as_u16(),
+            resp.json().await.unwrap_or(Value::Null),
+        )
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let resp = self
             .client

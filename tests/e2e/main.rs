@@ -88,6 +88,40 @@ async fn embedded_default_runs_a_whole_order_flow_and_keeps_its_data() {
         (409, Some("payment_not_initiated"))
     );
 
+    // The read models follow; operators see them through the admin endpoint and the CLI.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (s, status) = server.get_auth("/v1/admin/projections", &admin).await;
+        assert_eq!(s, 200, "{status}");
+        let list = status["projections"]
+            .as_array()
+            .expect("projections")
+            .clone();
+        assert_eq!(list.len(), 3);
+        if list
+            .iter()
+            .all(|p| p["state"] == "live" && p["lag_events"] == 0)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "read models did not catch up: {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (s, _) = server.get_auth("/v1/admin/projections", &customer).await;
+    assert_eq!(s, 403);
+    let status = run_cli(data.path(), &["projections", "status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).expect("status JSON");
+    assert_eq!(status.as_array().map(Vec::len), Some(3));
+    let rebuilt = run_cli(
+        data.path(),
+        &["projections", "rebuild", "--all", "--verify"],
+    );
+    assert_eq!(rebuilt.matches("is live").count(), 3, "{rebuilt}");
+    assert!(!rebuilt.contains("DIFFERS"), "{rebuilt}");
+
     // A graceful stop, a restart on the same data directory: the store and the secret persist.
     server.stop().await;
     let server = Server::start(data.path(), None).await;

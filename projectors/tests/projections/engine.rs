@@ -297,6 +297,64 @@ async fn rebuild_under_load_swaps_atomically(t: &TestDatabase) {
     db.close().await;
 }
 
+/// A rebuild killed halfway leaves its shadow generation; the next rebuild
+/// resumes it (same generation, from its checkpoint) and finishes equal to
+/// the live one. The live generation is untouched until the swap.
+async fn killed_rebuild_resumes(t: &TestDatabase) {
+    let log = EventLog::new(t.db.clone());
+    let db = read_db(t).await;
+    let mut shop = Shop::new(&t.db, 21);
+    shop.activity(4, 10).await;
+    let mut rng = rand::thread_rng();
+    fold_in_random_batches::<OrderViewProjection>(&log, &db, &mut rng).await;
+    let live_before = rebuild::live_checksums("order_view", &db)
+        .await
+        .expect("checksums");
+
+    // What a rebuild does before it is killed: a shadow generation, half filled.
+    let mut tx = db.begin().await.expect("tx");
+    projectors::registry::create_generation(
+        &mut tx,
+        "order_view",
+        OrderViewProjection::VERSION,
+        OrderViewProjection::SCHEMA,
+        2,
+        "rebuilding",
+    )
+    .await
+    .expect("shadow");
+    tx.commit().await.expect("commit");
+    let half = log.read_from(Cursor::START, 40).await.expect("read");
+    apply_batch::<OrderViewProjection>(&db, 2, Cursor::START, &half)
+        .await
+        .expect("half");
+    assert_eq!(
+        rebuild::live_checksums("order_view", &db)
+            .await
+            .expect("checksums"),
+        live_before,
+        "live untouched"
+    );
+    let status = status::all(&log, &db).await.expect("status");
+    let order_view = status
+        .iter()
+        .find(|s| s.name == "order_view")
+        .expect("order_view");
+    assert_eq!(order_view.rebuilding.map(|r| r.0), Some(2));
+
+    let report = rebuild_verified("order_view", &log, &db).await;
+    assert_eq!(
+        report.generation, 2,
+        "the shadow was resumed, not restarted"
+    );
+    assert!(
+        report.events < log.head().await.expect("head") as u64,
+        "it resumed from its checkpoint"
+    );
+    assert!(report.diff.iter().all(|d| d.same()), "{:?}", report.diff);
+    db.close().await;
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod postgres { $(
@@ -322,4 +380,5 @@ both_backends!(
     customer_view_adds_up,
     poison_event_stops_only_its_projection,
     rebuild_under_load_swaps_atomically,
+    killed_rebuild_resumes,
 );
