@@ -72,6 +72,10 @@ pub struct Settings {
     )]
     pub snapshot_every: usize,
 
+    /// Production mode: GraphQL introspection and GraphiQL off.
+    #[arg(long, env = "SHOPSTREAM_PRODUCTION", global = true)]
+    pub production: bool,
+
     /// Most database connections the pool opens.
     #[arg(
         long,

@@ -56,18 +56,31 @@ pub async fn open(settings: &Settings) -> anyhow::Result<ReadDb> {
 }
 
 /// Starts every projection's tail loop, woken by `wake` (and by Postgres
-/// notifications on the Postgres profile).
-pub fn start(settings: &Settings, store: &Database, db: &ReadDb, wake: &Wake) -> Running {
+/// notifications on the Postgres profile); signals `commits` after commits.
+pub fn start(
+    settings: &Settings,
+    store: &Database,
+    db: &ReadDb,
+    wake: &Wake,
+    commits: &Wake,
+) -> Running {
     let (stop, stopped) = watch::channel(false);
-    let listener = db
-        .is_postgres()
-        .then(|| projectors::listen_postgres(settings.database_url(), wake.clone()));
+    let listener = db.is_postgres().then(|| {
+        projectors::listen_postgres(settings.database_url(), "shopstream_events", wake.clone())
+    });
     let poll = if db.is_postgres() {
         Duration::from_secs(1)
     } else {
         Duration::from_millis(250)
     };
-    let tasks = projectors::spawn_all(&EventLog::new(store.clone()), db, wake, poll, &stopped);
+    let tasks = projectors::spawn_all(
+        &EventLog::new(store.clone()),
+        db,
+        wake,
+        commits,
+        poll,
+        &stopped,
+    );
     Running {
         stop,
         tasks,
@@ -96,7 +109,7 @@ pub fn admin_router(auth: Authenticator, store: &Database, db: &ReadDb) -> Route
 
 async fn status_handler(State(s): State<AdminState>, parts: Parts) -> Response {
     let result = async {
-        let principal = authenticate(&s.auth, &parts)?;
+        let principal = authenticate(&s.auth, &parts.headers)?;
         principal.require(&[Role::Admin])?;
         let status = projectors::status::all(&s.log, &s.db)
             .await

@@ -25,7 +25,7 @@ pub async fn project(settings: &Settings) -> anyhow::Result<()> {
         .await
         .context("cannot migrate the event store")?;
     let read_db = projections::open(settings).await?;
-    let running = projections::start(settings, &db, &read_db, &Wake::default());
+    let running = projections::start(settings, &db, &read_db, &Wake::default(), &Wake::default());
     tracing::info!(projections = ?projectors::NAMES, "projectors running");
     shutdown_signal().await;
     running.stop().await;
@@ -46,13 +46,24 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
         .context("cannot migrate the event store")?;
     let read_db = projections::open(settings).await?;
     let wake = Wake::default();
-    let running = projections::start(settings, &db, &read_db, &wake);
+    let commits = Wake::default();
+    let running = projections::start(settings, &db, &read_db, &wake, &commits);
     let secret = settings.jwt_secret()?;
     let mut config = Config::new(secret.clone());
     config.snapshot_every = settings.snapshot_every;
     config.on_append = Some(Arc::new(move || wake.notify()));
-    let admin = projections::admin_router(Authenticator::new(secret), &db, &read_db);
-    let app = command_api::build_with(db.clone(), &config, admin);
+    let admin = projections::admin_router(Authenticator::new(secret.clone()), &db, &read_db);
+    let graphql = query_api::router(
+        &read_db,
+        &db,
+        Authenticator::new(secret),
+        commits,
+        query_api::Config {
+            introspection: !settings.production,
+            ..query_api::Config::default()
+        },
+    );
+    let app = command_api::build_with(db.clone(), &config, admin.merge(graphql));
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -78,13 +89,18 @@ fn print_banner(settings: &Settings, addr: std::net::SocketAddr) {
         Some(_) => "PostgreSQL".to_string(),
     };
     let base = format!("http://{addr}");
+    let graphiql = if settings.production {
+        ""
+    } else {
+        "   (GraphiQL: open it in a browser)"
+    };
     // The banner is for the person who started the server: stdout, not the
     // log. A closed stdout (`shopstream | head`) must not stop the server.
     let banner = format!(
         "\nshopstream is running ({store})\n\
          \n  REST API      {base}/v1\
          \n  API docs      {base}/docs   (OpenAPI document: {base}/openapi.json)\
-         \n  GraphQL       not in this build yet: the query API ships with the read models\
+         \n  GraphQL       {base}/graphql{graphiql}\
          \n  Health        {base}/livez  {base}/readyz\
          \n  Projections   {base}/v1/admin/projections (admin)   read models: customer_view, order_view, analytics\
          \n\nMint a token:   cargo run --release -- token --sub <user-id> --role customer|admin|service\

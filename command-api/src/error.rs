@@ -98,6 +98,15 @@ pub enum ApiError {
     Unavailable(String),
 }
 
+impl From<auth::AuthError> for ApiError {
+    fn from(e: auth::AuthError) -> Self {
+        match e {
+            auth::AuthError::Unauthenticated(m) => Self::Unauthenticated(m),
+            auth::AuthError::Forbidden(m) => Self::Forbidden(m),
+        }
+    }
+}
+
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
         Self::Rule(e)

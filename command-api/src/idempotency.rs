@@ -80,7 +80,7 @@ pub async fn idempotency(
         .headers
         .contains_key(axum::http::header::AUTHORIZATION)
     {
-        match authenticate(&state.auth, &parts) {
+        match authenticate(&state.auth, &parts.headers) {
             Ok(p) => p.scope(),
             // Unauthenticated requests execute nothing: let the handler say 401.
             Err(_) => return next.run(Request::from_parts(parts, body)).await,

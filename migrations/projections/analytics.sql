@@ -17,15 +17,17 @@ CREATE TABLE analytics_customers_g{g}
     new_customers integer NOT NULL DEFAULT 0
 );
 
--- Per day and product, counted when the order is paid.
+-- Per day and product, counted when the order is paid (the name is the
+-- one the order recorded).
 CREATE TABLE analytics_products_g{g}
 (
     day           text    NOT NULL,
     sku           text    NOT NULL,
     currency      text    NOT NULL,
+    name          text    NOT NULL,
     quantity      integer NOT NULL DEFAULT 0,
     revenue_minor integer NOT NULL DEFAULT 0,
-    PRIMARY KEY (day, sku, currency)
+    PRIMARY KEY (day, sku, currency, name)
 );
 
 -- Payment outcomes: initiated, captured, failed (with the reason), refunded.

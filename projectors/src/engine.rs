@@ -191,10 +191,14 @@ impl Wake {
 /// Keeps `P`'s live generation up to date until `shutdown` flips to true.
 /// Follows a swap to a new generation; stops folding (but keeps running) on a
 /// poison event, which `status` then reports.
+///
+/// After each commit it signals `commits` (readers waiting for a
+/// consistency token wake on it).
 pub async fn run<P: Projection>(
     log: EventLog,
     db: ReadDb,
     wake: Wake,
+    commits: Wake,
     poll: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -205,7 +209,12 @@ pub async fn run<P: Projection>(
             return;
         }
         let progressed = match step::<P>(&log, &db, &mut current).await {
-            Ok(progressed) => progressed,
+            Ok(progressed) => {
+                if progressed {
+                    commits.notify();
+                }
+                progressed
+            }
             Err(ProjectionError::CheckpointMoved) => {
                 current = None;
                 true

@@ -48,34 +48,40 @@ pub const NAMES: &[&str] = &[
 ];
 
 /// Starts every projection's tail loop (several projections, one process).
+/// `wake` signals new events; `commits` is signalled after every commit.
 pub fn spawn_all(
     log: &EventLog,
     db: &ReadDb,
     wake: &Wake,
+    commits: &Wake,
     poll: Duration,
     shutdown: &watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
+    let (l, d, w, c, s) = (log, db, wake, commits, shutdown);
     vec![
         tokio::spawn(engine::run::<CustomerView>(
-            log.clone(),
-            db.clone(),
-            wake.clone(),
+            l.clone(),
+            d.clone(),
+            w.clone(),
+            c.clone(),
             poll,
-            shutdown.clone(),
+            s.clone(),
         )),
         tokio::spawn(engine::run::<OrderViewProjection>(
-            log.clone(),
-            db.clone(),
-            wake.clone(),
+            l.clone(),
+            d.clone(),
+            w.clone(),
+            c.clone(),
             poll,
-            shutdown.clone(),
+            s.clone(),
         )),
         tokio::spawn(engine::run::<Analytics>(
-            log.clone(),
-            db.clone(),
-            wake.clone(),
+            l.clone(),
+            d.clone(),
+            w.clone(),
+            c.clone(),
             poll,
-            shutdown.clone(),
+            s.clone(),
         )),
     ]
 }
@@ -92,14 +98,15 @@ pub async fn ensure_all(db: &ReadDb) -> Result<(), ProjectionError> {
     Ok(())
 }
 
-/// Forwards Postgres notifications on new events to `wake` until the
-/// connection fails (the tailers' polling covers the gap).
-pub fn listen_postgres(url: String, wake: Wake) -> JoinHandle<()> {
+/// Forwards Postgres notifications on `channel` (`shopstream_events` for
+/// new events, `shopstream_projections` for projection commits) to `wake`
+/// until the task is aborted; reconnects after failures (pollers cover gaps).
+pub fn listen_postgres(url: String, channel: &'static str, wake: Wake) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             match sqlx::postgres::PgListener::connect(&url).await {
                 Ok(mut listener) => {
-                    if listener.listen("shopstream_events").await.is_ok() {
+                    if listener.listen(channel).await.is_ok() {
                         while listener.recv().await.is_ok() {
                             wake.notify();
                         }

@@ -1,7 +1,189 @@
-//! shopstream query API: the GraphQL schema over the read models.
-//!
-//! The schema is built by the GraphQL issue, on top of the read models that
-//! the `projectors` crate maintains.
+//! shopstream's query API: a GraphQL schema (async-graphql) over the read
+//! models — the customer view, the order view and analytics. It never reads
+//! events or folds them; it reads the views the projectors maintain.
 //!
 //! # Layout
-//! - (empty until the GraphQL schema lands)
+//! - `schema`: the query root (`schema/mod.rs`), object types (`types.rs`), analytics (`analytics.rs`).
+//! - `store`: the SQL, reads of the read-model views only.
+//! - `consistency`: `X-Consistency-Token` (read your writes), waking on projection commits.
+//! - `error`: GraphQL errors with `extensions.code`.
+//!
+//! [`router`] mounts `POST /graphql` (and GraphiQL on `GET /graphql` when
+//! introspection is on).
+
+pub mod consistency;
+pub mod error;
+pub mod schema;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_graphql::http::GraphiQLSource;
+use async_graphql::{EmptyMutation, EmptySubscription, Schema};
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use auth::{authenticate, Authenticator};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use projectors::Wake;
+
+use crate::consistency::Consistency;
+use crate::schema::{ApiSchema, Query, StatusSource, Viewer};
+use crate::store::Store;
+
+/// Settings of the query API.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Introspection and GraphiQL (on in development, off in production).
+    pub introspection: bool,
+    /// How long a query with a consistency token waits at most.
+    pub consistency_timeout: Duration,
+    /// How long a query may run.
+    pub query_timeout: Duration,
+    /// Deepest selection nesting accepted.
+    pub max_depth: usize,
+    /// Largest query complexity accepted (each field costs 1).
+    pub max_complexity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            introspection: true,
+            consistency_timeout: Duration::from_secs(2),
+            query_timeout: Duration::from_secs(10),
+            max_depth: 12,
+            max_complexity: 500,
+        }
+    }
+}
+
+/// Builds the schema with its limits.
+pub fn schema(store: Store, status: StatusSource, config: &Config) -> ApiSchema {
+    let mut builder = Schema::build(Query, EmptyMutation, EmptySubscription)
+        .data(store)
+        .data(status)
+        .limit_depth(config.max_depth)
+        .limit_complexity(config.max_complexity)
+        .limit_directives(20);
+    if !config.introspection {
+        builder = builder.disable_introspection();
+    }
+    builder.finish()
+}
+
+struct QueryState {
+    schema: ApiSchema,
+    auth: Authenticator,
+    consistency: Consistency,
+    config: Config,
+}
+
+/// The `/graphql` routes over the read models in `read` (the pool the
+/// projectors write), authenticating with `auth`, waking on `commits`.
+pub fn router(
+    read: &projectors::ReadDb,
+    store_db: &eventlog::Database,
+    auth: Authenticator,
+    commits: Wake,
+    config: Config,
+) -> Router {
+    let store = Store::new(read.pool().clone());
+    let status = StatusSource {
+        log: eventlog::EventLog::new(store_db.clone()),
+        db: read.clone(),
+    };
+    let state = Arc::new(QueryState {
+        schema: schema(store, status, &config),
+        auth,
+        consistency: Consistency::new(
+            read.pool().clone(),
+            read.is_postgres(),
+            commits,
+            config.consistency_timeout,
+        ),
+        config,
+    });
+    Router::new()
+        .route("/graphql", post(graphql).get(graphiql))
+        .with_state(state)
+}
+
+/// The SDL of the schema (checked in as `query-api/schema.graphql`).
+pub fn sdl() -> String {
+    Schema::build(Query, EmptyMutation, EmptySubscription)
+        .finish()
+        .sdl()
+}
+
+fn error_response(code: &str, message: &str) -> Response {
+    let body = serde_json::json!({ "data": null, "errors": [{ "message": message, "extensions": { "code": code } }] });
+    axum::Json(body).into_response()
+}
+
+async fn graphql(
+    State(s): State<Arc<QueryState>>,
+    headers: HeaderMap,
+    request: GraphQLRequest,
+) -> Response {
+    let mut request = request.into_inner();
+    let viewer = if headers.contains_key(axum::http::header::AUTHORIZATION) {
+        match authenticate(&s.auth, &headers) {
+            Ok(p) => Some(p),
+            Err(e) => return error_response("UNAUTHENTICATED", &e.to_string()),
+        }
+    } else {
+        None
+    };
+    let token = match headers
+        .get("x-consistency-token")
+        .map(|v| v.to_str().ok().and_then(|t| t.trim().parse::<i64>().ok()))
+    {
+        None => None,
+        Some(Some(p)) if p >= 0 => Some(p),
+        Some(_) => {
+            return error_response(
+                "BAD_USER_INPUT",
+                "X-Consistency-Token must be a position (a non-negative integer)",
+            )
+        }
+    };
+    let touched = consistency::touched(&request.query);
+    let reflected = match s.consistency.wait(token, &touched).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "consistency check failed");
+            return error_response("INTERNAL", "internal error");
+        }
+    };
+    request = request.data(Viewer(viewer));
+    let mut response =
+        match tokio::time::timeout(s.config.query_timeout, s.schema.execute(request)).await {
+            Ok(r) => r,
+            Err(_) => return error_response("TIMEOUT", "the query took too long"),
+        };
+    let consistency = async_graphql::Value::from_json(serde_json::json!({
+        "position": reflected.position,
+        "stale": reflected.stale,
+    }))
+    .unwrap_or_default();
+    response
+        .extensions
+        .insert("consistency".to_string(), consistency);
+    GraphQLResponse::from(response).into_response()
+}
+
+async fn graphiql(State(s): State<Arc<QueryState>>) -> Response {
+    if s.config.introspection {
+        Html(GraphiQLSource::build().endpoint("/graphql").finish()).into_response()
+    } else {
+        (
+            axum::http::StatusCode::NOT_FOUND,
+            "GraphiQL is off in production",
+        )
+            .into_response()
+    }
+}

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::users::path_uuid;
 use super::{accepted, valid, CommandErrors, Fields, ReasonBody};
-use crate::auth::{Principal, Role};
+use crate::auth::{Caller, Principal, Role};
 use crate::error::ApiError;
 use crate::extract::{CommandContext, JsonBody};
 use crate::service::{execute, Accepted, Commands, Mode, Outcome};
@@ -98,7 +98,7 @@ async fn run(
     security(("bearer" = [])))]
 pub async fn create(
     State(commands): State<Arc<Commands>>,
-    principal: Principal,
+    Caller(principal): Caller,
     ctx: CommandContext,
     JsonBody(body): JsonBody<CreateOrder>,
 ) -> Result<Response, ApiError> {
@@ -154,7 +154,7 @@ pub async fn create(
     security(("bearer" = [])))]
 pub async fn add_item(
     State(commands): State<Arc<Commands>>,
-    principal: Principal,
+    Caller(principal): Caller,
     Path(id): Path<String>,
     ctx: CommandContext,
     JsonBody(body): JsonBody<AddItem>,
@@ -196,7 +196,7 @@ pub async fn add_item(
     security(("bearer" = [])))]
 pub async fn change_quantity(
     State(commands): State<Arc<Commands>>,
-    principal: Principal,
+    Caller(principal): Caller,
     Path((id, sku)): Path<(String, String)>,
     ctx: CommandContext,
     JsonBody(body): JsonBody<ChangeQuantity>,
@@ -221,7 +221,7 @@ pub async fn change_quantity(
     security(("bearer" = [])))]
 pub async fn remove_item(
     State(commands): State<Arc<Commands>>,
-    principal: Principal,
+    Caller(principal): Caller,
     Path((id, sku)): Path<(String, String)>,
     ctx: CommandContext,
 ) -> Result<Response, ApiError> {
@@ -244,7 +244,7 @@ pub async fn remove_item(
     security(("bearer" = [])))]
 pub async fn place(
     State(commands): State<Arc<Commands>>,
-    principal: Principal,
+    Caller(principal): Caller,
     Path(id): Path<String>,
     ctx: CommandContext,
 ) -> Result<Response, ApiError> {
@@ -263,7 +263,7 @@ pub async fn place(
     security(("bearer" = [])))]
 pub async fn cancel(
     State(commands): State<Arc<Commands>>,
-    principal: Principal,
+    Caller(principal): Caller,
     Path(id): Path<String>,
     ctx: CommandContext,
     JsonBody(body): JsonBody<ReasonBody>,
@@ -288,7 +288,7 @@ pub async fn cancel(
     security(("bearer" = [])))]
 pub async fn mark_paid(
     State(commands): State<Arc<Commands>>,
-    principal: Principal,
+    Caller(principal): Caller,
     Path(id): Path<String>,
     ctx: CommandContext,
     JsonBody(body): JsonBody<MarkPaid>,
@@ -326,7 +326,7 @@ pub async fn mark_paid(
     security(("bearer" = [])))]
 pub async fn ship(
     State(commands): State<Arc<Commands>>,
-    principal: Principal,
+    Caller(principal): Caller,
     Path(id): Path<String>,
     ctx: CommandContext,
     JsonBody(body): JsonBody<Ship>,
@@ -358,7 +358,7 @@ pub async fn ship(
     security(("bearer" = [])))]
 pub async fn deliver(
     State(commands): State<Arc<Commands>>,
-    principal: Principal,
+    Caller(principal): Caller,
     Path(id): Path<String>,
     ctx: CommandContext,
 ) -> Result<Response, ApiError> {

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::users::path_uuid;
 use super::{accepted, CommandErrors, ReasonBody};
-use crate::auth::{Principal, Role};
+use crate::auth::{Caller, Principal, Role};
 use crate::error::ApiError;
 use crate::extract::{CommandContext, JsonBody};
 use crate::service::{execute, Accepted, Commands, Mode};
@@ -50,7 +50,7 @@ pub struct RefundBody {
     security(("bearer" = [])))]
 pub async fn initiate(
     State(commands): State<Arc<Commands>>,
-    principal: Principal,
+    Caller(principal): Caller,
     ctx: CommandContext,
     JsonBody(body): JsonBody<InitiatePayment>,
 ) -> Result<Response, ApiError> {
@@ -121,7 +121,7 @@ async fn provider_step(
     security(("bearer" = [])))]
 pub async fn authorize(
     State(commands): State<Arc<Commands>>,
-    principal: Principal,
+    Caller(principal): Caller,
     Path(id): Path<String>,
     ctx: CommandContext,
     JsonBody(body): JsonBody<AmountBody>,
@@ -140,7 +140,7 @@ pub async fn authorize(
     security(("bearer" = [])))]
 pub async fn capture(
     State(commands): State<Arc<Commands>>,
-    principal: Principal,
+    Caller(principal): Caller,
     Path(id): Path<String>,
     ctx: CommandContext,
     JsonBody(body): JsonBody<AmountBody>,
@@ -159,7 +159,7 @@ pub async fn capture(
     security(("bearer" = [])))]
 pub async fn fail(
     State(commands): State<Arc<Commands>>,
-    principal: Principal,
+    Caller(principal): Caller,
     Path(id): Path<String>,
     ctx: CommandContext,
     JsonBody(body): JsonBody<ReasonBody>,
@@ -186,7 +186,7 @@ pub async fn fail(
     security(("bearer" = [])))]
 pub async fn refund(
     State(commands): State<Arc<Commands>>,
-    principal: Principal,
+    Caller(principal): Caller,
     Path(id): Path<String>,
     ctx: CommandContext,
     JsonBody(body): JsonBody<RefundBody>,

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::{accepted, valid, CommandErrors, Fields, MoneyBody};
-use crate::auth::{Principal, Role};
+use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::extract::{CommandContext, JsonBody};
 use crate::service::{execute, Accepted, Commands, Mode};
@@ -62,7 +62,7 @@ fn path_sku(raw: &str) -> Result<Sku, ApiError> {
     security(("bearer" = [])))]
 pub async fn create(
     State(commands): State<Arc<Commands>>,
-    principal: Principal,
+    Caller(principal): Caller,
     ctx: CommandContext,
     JsonBody(body): JsonBody<CreateProduct>,
 ) -> Result<Response, ApiError> {
@@ -107,7 +107,7 @@ pub async fn create(
     security(("bearer" = [])))]
 pub async fn update(
     State(commands): State<Arc<Commands>>,
-    principal: Principal,
+    Caller(principal): Caller,
     Path(sku): Path<String>,
     ctx: CommandContext,
     JsonBody(body): JsonBody<UpdateProduct>,
@@ -155,7 +155,7 @@ pub async fn update(
     security(("bearer" = [])))]
 pub async fn retire(
     State(commands): State<Arc<Commands>>,
-    principal: Principal,
+    Caller(principal): Caller,
     Path(sku): Path<String>,
     ctx: CommandContext,
 ) -> Result<Response, ApiError> {

@@ -10,7 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::CommandErrors;
-use crate::auth::{Principal, Role};
+use crate::auth::{Caller, Principal, Role};
 use crate::error::ApiError;
 use crate::service::Commands;
 
@@ -91,7 +91,7 @@ macro_rules! stream_route {
             security(("bearer" = [])))]
         pub async fn $name(
             State(commands): State<Arc<Commands>>,
-            principal: Principal,
+            Caller(principal): Caller,
             Path(id): Path<String>,
         ) -> Result<Json<StreamView>, ApiError> {
             stream(&commands, &principal, $type, &id).await

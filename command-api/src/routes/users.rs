@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{accepted, valid, CommandErrors, Fields};
-use crate::auth::{Principal, Role};
+use crate::auth::{Caller, Principal, Role};
 use crate::error::ApiError;
 use crate::extract::{CommandContext, JsonBody};
 use crate::service::{execute, Accepted, Commands, Mode};
@@ -142,7 +142,7 @@ async fn reserve_email(commands: &Commands, email: &str, user_id: &str) -> Resul
     security(("bearer" = [])))]
 pub async fn update(
     State(commands): State<Arc<Commands>>,
-    principal: Principal,
+    Caller(principal): Caller,
     Path(id): Path<String>,
     ctx: CommandContext,
     JsonBody(body): JsonBody<UpdateUser>,
@@ -198,7 +198,7 @@ pub async fn update(
     security(("bearer" = [])))]
 pub async fn deactivate(
     State(commands): State<Arc<Commands>>,
-    principal: Principal,
+    Caller(principal): Caller,
     Path(id): Path<String>,
     ctx: CommandContext,
 ) -> Result<Response, ApiError> {
@@ -212,7 +212,7 @@ pub async fn deactivate(
     security(("bearer" = [])))]
 pub async fn reactivate(
     State(commands): State<Arc<Commands>>,
-    principal: Principal,
+    Caller(principal): Caller,
     Path(id): Path<String>,
     ctx: CommandContext,
 ) -> Result<Response, ApiError> {

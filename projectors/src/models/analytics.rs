@@ -21,6 +21,9 @@ pub struct OrderMemo {
     pub currency: String,
     /// SKU → (unit price, quantity).
     pub lines: BTreeMap<String, (i64, i64)>,
+    /// SKU → product name as the order recorded it.
+    #[serde(default)]
+    pub names: BTreeMap<String, String>,
 }
 
 impl DocRow for OrderMemo {
@@ -61,7 +64,7 @@ impl Default for State {
             customers: Counters::new("analytics_customers", &["day"], &["new_customers"]),
             products: Counters::new(
                 "analytics_products",
-                &["day", "sku", "currency"],
+                &["day", "sku", "currency", "name"],
                 &["quantity", "revenue_minor"],
             ),
             payments: Counters::new(
@@ -97,20 +100,25 @@ fn fold_order(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
                 OrderMemo {
                     currency: currency.to_string(),
                     lines: BTreeMap::new(),
+                    names: BTreeMap::new(),
                 },
             );
             s.funnel.add(&[&d, "created"], "count", 1);
         }
         OrderEvent::ItemAdded {
             sku,
+            name,
             unit_price,
             quantity,
             ..
         } => {
-            s.memo(id, e)?.lines.insert(
+            let memo = s.memo(id, e)?;
+            memo.lines.insert(
                 sku.as_str().to_string(),
                 (unit_price.amount_minor, i64::from(quantity)),
             );
+            memo.names
+                .insert(sku.as_str().to_string(), name.as_str().to_string());
         }
         OrderEvent::ItemQuantityChanged { sku, quantity, .. } => {
             if let Some(line) = s.memo(id, e)?.lines.get_mut(sku.as_str()) {
@@ -136,9 +144,10 @@ fn fold_order(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
             let memo = s.memo(id, e)?.clone();
             s.daily.add(&[&d, &memo.currency], "orders_paid", 1);
             for (sku, (price, qty)) in &memo.lines {
-                s.products.add(&[&d, sku, &memo.currency], "quantity", *qty);
-                s.products
-                    .add(&[&d, sku, &memo.currency], "revenue_minor", price * qty);
+                let name = memo.names.get(sku).map_or("", String::as_str);
+                let key = [d.as_str(), sku.as_str(), memo.currency.as_str(), name];
+                s.products.add(&key, "quantity", *qty);
+                s.products.add(&key, "revenue_minor", price * qty);
             }
             s.funnel.add(&[&d, "paid"], "count", 1);
         }
@@ -183,7 +192,7 @@ impl Projection for Analytics {
     const CHECKSUM_ORDER: &'static [(&'static str, &'static str)] = &[
         ("analytics_daily", "day, currency"),
         ("analytics_customers", "day"),
-        ("analytics_products", "day, sku, currency"),
+        ("analytics_products", "day, sku, currency, name"),
         ("analytics_payments", "day, outcome, reason"),
         ("analytics_funnel", "day, stage"),
         ("analytics_orders", "order_id"),
@@ -267,8 +276,11 @@ mod tests {
         // revenue, placed, paid, cancelled, placed value
         assert_eq!(row(&state.daily, &[d, "EUR"]), &vec![1000, 1, 1, 0, 1250]);
         assert_eq!(row(&state.customers, &[d]), &vec![1]);
-        assert_eq!(row(&state.products, &[d, "A", "EUR"]), &vec![2, 1000]);
-        assert_eq!(row(&state.products, &[d, "B", "EUR"]), &vec![1, 250]);
+        assert_eq!(
+            row(&state.products, &[d, "A", "EUR", "Tee"]),
+            &vec![2, 1000]
+        );
+        assert_eq!(row(&state.products, &[d, "B", "EUR", "Mug"]), &vec![1, 250]);
         for stage in ["created", "placed", "paid", "shipped", "delivered"] {
             assert_eq!(row(&state.funnel, &[d, stage]), &vec![1], "{stage}");
         }

@@ -160,6 +160,7 @@ async fn poison_event_stops_only_its_projection(t: &TestDatabase) {
         &log,
         &db,
         &Wake::default(),
+        &Wake::default(),
         Duration::from_millis(20),
         &stopped,
     );
@@ -213,7 +214,14 @@ async fn rebuild_under_load_swaps_atomically(t: &TestDatabase) {
     let wake = Wake::default();
     projectors::ensure_all(&db).await.expect("live generations");
     let (stop, stopped) = watch::channel(false);
-    let tasks = projectors::spawn_all(&log, &db, &wake, Duration::from_millis(20), &stopped);
+    let tasks = projectors::spawn_all(
+        &log,
+        &db,
+        &wake,
+        &Wake::default(),
+        Duration::from_millis(20),
+        &stopped,
+    );
 
     // Writers keep appending while a reader keeps reading.
     let writer_db = t.db.clone();

@@ -1,0 +1,185 @@
+//! Read your writes: a query sent with `X-Consistency-Token: <position>`
+//! waits (bounded) until every projection it touches has applied that
+//! position. Waiting wakes on projection commits, never polls per request.
+
+use std::time::Duration;
+
+use async_graphql::parser::types::{DocumentOperations, Selection};
+use eventlog::Cursor;
+use projectors::Wake;
+use sqlx::{AnyPool, Row};
+
+/// Where the projections a query reads stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reflected {
+    /// The lowest position applied by the projections the query reads.
+    pub position: i64,
+    /// A token was sent and not reached in time.
+    pub stale: bool,
+}
+
+/// Waits for tokens.
+#[derive(Clone)]
+pub struct Consistency {
+    pool: AnyPool,
+    postgres: bool,
+    commits: Wake,
+    timeout: Duration,
+}
+
+/// The projections a query's top-level fields read (all of them when unsure).
+pub fn touched(query: &str) -> Vec<&'static str> {
+    let all = vec!["customer_view", "order_view", "analytics"];
+    let Ok(doc) = async_graphql::parser::parse_query(query) else {
+        return all;
+    };
+    let operations: Vec<_> = match &doc.operations {
+        DocumentOperations::Single(op) => vec![op],
+        DocumentOperations::Multiple(ops) => ops.values().collect(),
+    };
+    let mut out = Vec::new();
+    for op in operations {
+        for selection in &op.node.selection_set.node.items {
+            let Selection::Field(field) = &selection.node else {
+                return all;
+            };
+            let names: &[&'static str] = match field.node.name.node.as_str() {
+                "me" | "customer" => &["customer_view", "order_view"],
+                "customers" => &["customer_view"],
+                "order" | "orders" => &["order_view"],
+                "analytics" => &["analytics", "order_view"],
+                "projections" | "__schema" | "__type" | "__typename" => &[],
+                _ => return all,
+            };
+            for n in names {
+                if !out.contains(n) {
+                    out.push(*n);
+                }
+            }
+        }
+    }
+    out
+}
+
+impl Consistency {
+    /// Waits on `commits`, at most `timeout` per query.
+    pub fn new(pool: AnyPool, postgres: bool, commits: Wake, timeout: Duration) -> Self {
+        Self {
+            pool,
+            postgres,
+            commits,
+            timeout,
+        }
+    }
+
+    /// The live checkpoints of `names`.
+    async fn checkpoints(&self, names: &[&str]) -> Result<Vec<Cursor>, sqlx::Error> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT s.cursor_txid, s.cursor_position FROM projection_state s \
+             JOIN projection_live l ON s.name = l.name AND s.generation = l.generation \
+             WHERE s.name IN ({})",
+            placeholders.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for n in names {
+            q = q.bind(*n);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let txid: String = r.try_get(0)?;
+                Ok(Cursor {
+                    transaction_id: txid.parse().unwrap_or(0),
+                    position: r.try_get(1)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The token's place in the log, when the event exists.
+    async fn target(&self, position: i64) -> Result<Option<Cursor>, sqlx::Error> {
+        if !self.postgres {
+            return Ok(Some(Cursor {
+                transaction_id: 0,
+                position,
+            }));
+        }
+        let xid: Option<String> =
+            sqlx::query_scalar("SELECT transaction_id::text FROM events WHERE position = $1")
+                .bind(position)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(xid
+            .and_then(|x| x.parse().ok())
+            .map(|transaction_id| Cursor {
+                transaction_id,
+                position,
+            }))
+    }
+
+    /// Waits until `names` have applied `token` (or the timeout passes) and
+    /// says what the answer will reflect.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn wait(&self, token: Option<i64>, names: &[&str]) -> Result<Reflected, sqlx::Error> {
+        let mut woken = self.commits.subscribe();
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let target = match token {
+            Some(p) => Some((p, self.target(p).await?)),
+            None => None,
+        };
+        loop {
+            let checkpoints = self.checkpoints(names).await?;
+            let position = checkpoints.iter().map(|c| c.position).min().unwrap_or(0);
+            let reached = match target {
+                None => true,
+                // The event exists: compare places in the log.
+                Some((_, Some(t))) => {
+                    checkpoints.len() == names.len() && checkpoints.iter().all(|c| *c >= t)
+                }
+                // Unknown position: compare positions only.
+                Some((p, None)) => {
+                    checkpoints.len() == names.len() && checkpoints.iter().all(|c| c.position >= p)
+                }
+            };
+            if reached {
+                return Ok(Reflected {
+                    position,
+                    stale: false,
+                });
+            }
+            tokio::select! {
+                _ = woken.changed() => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    return Ok(Reflected { position, stale: true });
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::touched;
+
+    #[test]
+    fn touched_projections_follow_top_level_fields() {
+        assert_eq!(touched("{ order(id: \"x\") { id } }"), ["order_view"]);
+        assert_eq!(
+            touched("query { me { id } analytics { ordersByStatus { status } } }"),
+            ["customer_view", "order_view", "analytics"]
+        );
+        assert_eq!(touched("{ projections { name } }"), Vec::<&str>::new());
+        assert_eq!(
+            touched("{ ... on Query { me { id } } }").len(),
+            3,
+            "unsure → all"
+        );
+        assert_eq!(touched("not graphql").len(), 3);
+    }
+}
