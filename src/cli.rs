@@ -45,6 +45,8 @@ pub enum Command {
     },
     /// Print the command API's OpenAPI document.
     Openapi,
+    /// Print the GraphQL schema (SDL).
+    GraphqlSchema,
     /// Run only the projectors (what the `projectors` binary runs).
     Project,
     /// Inspect and rebuild the read models.
@@ -120,6 +122,10 @@ impl Cli {
                 Ok(())
             }
             Command::Project => crate::serve::project(&self.settings).await,
+            Command::GraphqlSchema => {
+                write!(std::io::stdout(), "{}", query_api::sdl()).context("cannot write")?;
+                Ok(())
+            }
             Command::Projections { action } => {
                 let store = connect(&self.settings).await?;
                 store.migrate().await.context("migration failed")?;

@@ -71,8 +71,9 @@ impl std::str::FromStr for Role {
             "customer" => Ok(Self::Customer),
             "admin" => Ok(Self::Admin),
             "service" => Ok(Self::Service),
+            "analyst" => Ok(Self::Analyst),
             other => Err(format!(
-                "unknown role '{other}' (customer, admin or service)"
+                "unknown role '{other}' (customer, admin, service or analyst)"
             )),
         }
     }

@@ -34,6 +34,9 @@ use crate::consistency::Consistency;
 use crate::schema::{ApiSchema, Query, StatusSource, Viewer};
 use crate::store::Store;
 
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
 /// Settings of the query API.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -110,6 +113,10 @@ pub fn router(
     Router::new()
         .route("/graphql", post(graphql).get(graphiql))
         .with_state(state)
+        // The GraphQL extractor reads the body itself: limit it here.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_BODY_BYTES,
+        ))
 }
 
 /// The SDL of the schema (checked in as `query-api/schema.graphql`).

@@ -109,6 +109,56 @@ impl Server {
         )
     }
 
+    /// A GraphQL request; returns the HTTP status and the response body.
+    pub async fn graphql(
+        &self,
+        token: Option<&str>,
+        consistency: Option<i64>,
+        query: &str,
+        variables: Value,
+    ) -> (u16, Value) {
+        let mut req = self.client.post(format!("{}/graphql", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(p) = consistency {
+            req = req.header("x-consistency-token", p.to_string());
+        }
+        let resp = req
+            .json(&serde_json::json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .expect("request");
+        (
+            resp.status().as_u16(),
+            resp.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// A raw POST to `/graphql`.
+    pub async fn graphql_raw(&self, body: String) -> (u16, String) {
+        let resp = self
+            .client
+            .post(format!("{}/graphql", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        (
+            resp.status().as_u16(),
+            resp.text().await.unwrap_or_default(),
+        )
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let resp = self
             .client

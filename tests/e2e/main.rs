@@ -2,6 +2,7 @@
 //! it, spoken to over HTTP.
 
 mod crash;
+mod graphql;
 mod helpers;
 
 use serde_json::json;
