@@ -20,17 +20,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql::{EmptyMutation, EmptySubscription, Schema};
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use async_graphql::{Data, EmptyMutation, Schema};
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use auth::{authenticate, Authenticator};
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use projectors::Wake;
 
 use crate::consistency::Consistency;
+use crate::schema::subscription::SubscriptionRoot;
 use crate::schema::{ApiSchema, Query, StatusSource, Viewer};
 use crate::store::Store;
 
@@ -64,11 +66,12 @@ impl Default for Config {
     }
 }
 
-/// Builds the schema with its limits.
-pub fn schema(store: Store, status: StatusSource, config: &Config) -> ApiSchema {
-    let mut builder = Schema::build(Query, EmptyMutation, EmptySubscription)
+/// Builds the schema with its limits; `commits` wakes subscriptions.
+pub fn schema(store: Store, status: StatusSource, commits: Wake, config: &Config) -> ApiSchema {
+    let mut builder = Schema::build(Query, EmptyMutation, SubscriptionRoot)
         .data(store)
         .data(status)
+        .data(commits)
         .limit_depth(config.max_depth)
         .limit_complexity(config.max_complexity)
         .limit_directives(20);
@@ -100,7 +103,7 @@ pub fn router(
         db: read.clone(),
     };
     let state = Arc::new(QueryState {
-        schema: schema(store, status, &config),
+        schema: schema(store, status, commits.clone(), &config),
         auth,
         consistency: Consistency::new(
             read.pool().clone(),
@@ -112,6 +115,7 @@ pub fn router(
     });
     Router::new()
         .route("/graphql", post(graphql).get(graphiql))
+        .route("/graphql/ws", get(graphql_ws))
         .with_state(state)
         // The GraphQL extractor reads the body itself: limit it here.
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
@@ -121,7 +125,7 @@ pub fn router(
 
 /// The SDL of the schema (checked in as `query-api/schema.graphql`).
 pub fn sdl() -> String {
-    Schema::build(Query, EmptyMutation, EmptySubscription)
+    Schema::build(Query, EmptyMutation, SubscriptionRoot)
         .finish()
         .sdl()
 }
@@ -181,6 +185,55 @@ async fn graphql(
         .extensions
         .insert("consistency".to_string(), consistency);
     GraphQLResponse::from(response).into_response()
+}
+
+/// Subscriptions over WebSocket (graphql-transport-ws or graphql-ws). The
+/// token comes in the upgrade's `Authorization` header or in the
+/// `connection_init` payload (`{"Authorization": "Bearer …"}`).
+async fn graphql_ws(
+    State(s): State<Arc<QueryState>>,
+    protocol: GraphQLProtocol,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let from_header = if headers.contains_key(axum::http::header::AUTHORIZATION) {
+        match authenticate(&s.auth, &headers) {
+            Ok(p) => Some(p),
+            Err(e) => return (axum::http::StatusCode::UNAUTHORIZED, e.to_string()).into_response(),
+        }
+    } else {
+        None
+    };
+    let state = s.clone();
+    upgrade
+        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| {
+            let schema = state.schema.clone();
+            let auth = state.auth.clone();
+            GraphQLWebSocket::new(socket, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    let token = payload
+                        .get("Authorization")
+                        .or_else(|| payload.get("authorization"))
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string);
+                    let viewer = match token {
+                        Some(t) => {
+                            let mut h = HeaderMap::new();
+                            let value = t
+                                .parse()
+                                .map_err(|_| error::unauthenticated("invalid Authorization"))?;
+                            h.insert(axum::http::header::AUTHORIZATION, value);
+                            Some(authenticate(&auth, &h).map_err(error::auth)?)
+                        }
+                        None => from_header,
+                    };
+                    let mut data = Data::default();
+                    data.insert(Viewer(viewer));
+                    Ok(data)
+                })
+                .serve()
+        })
 }
 
 async fn graphiql(State(s): State<Arc<QueryState>>) -> Response {

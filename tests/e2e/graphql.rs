@@ -385,3 +385,147 @@ async fn graphql_reads_the_read_models_safely() {
     assert_eq!(status, 413);
     server.stop().await;
 }
+
+mod subscriptions {
+    use std::time::Duration;
+
+    use futures::{SinkExt, StreamExt};
+    use serde_json::{json, Value};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+
+    use crate::helpers::{run_cli, Server};
+
+    type Socket = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    async fn connect(server: &Server, token: &str) -> Socket {
+        let url = format!("{}/graphql/ws", server.base().replace("http://", "ws://"));
+        let mut request = url.into_client_request().expect("request");
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            "graphql-transport-ws".parse().expect("header"),
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("connect");
+        let init = json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}});
+        ws.send(Message::Text(init.to_string().into()))
+            .await
+            .expect("init");
+        let ack = next_json(&mut ws).await;
+        assert_eq!(ack["type"], "connection_ack", "{ack}");
+        ws
+    }
+
+    async fn next_json(ws: &mut Socket) -> Value {
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+                .await
+                .expect("a message in time")
+                .expect("open")
+                .expect("frame");
+            if let Message::Text(t) = msg {
+                return serde_json::from_str(&t).expect("json");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn order_updates_are_pushed_to_their_owner_only() {
+        let data = tempfile::tempdir().expect("tempdir");
+        let server = Server::start(data.path(), None).await;
+        let admin = run_cli(data.path(), &["token", "--sub", "ops", "--role", "admin"]);
+        server.post("/v1/products", Some(&admin), json!({"sku": "SUB-1", "name": "Sub", "unit_price": {"amount_minor": 500, "currency": "EUR"}})).await;
+        let (_, user) = server
+            .post(
+                "/v1/users",
+                None,
+                json!({"email": "sub@example.com", "name": "Sub"}),
+            )
+            .await;
+        let id = user["id"].as_str().expect("id").to_string();
+        let token = run_cli(data.path(), &["token", "--sub", &id, "--role", "customer"]);
+        let (_, other) = server
+            .post(
+                "/v1/users",
+                None,
+                json!({"email": "other@example.com", "name": "Other"}),
+            )
+            .await;
+        let other_token = run_cli(
+            data.path(),
+            &[
+                "token",
+                "--sub",
+                other["id"].as_str().expect("id"),
+                "--role",
+                "customer",
+            ],
+        );
+        let (_, order) = server
+            .post(
+                "/v1/orders",
+                Some(&token),
+                json!({"customer_id": id, "currency": "EUR"}),
+            )
+            .await;
+        let order_id = order["id"].as_str().expect("order").to_string();
+        let query = "subscription($id: ID!) { orderUpdated(id: $id) { id status itemCount } }";
+        // Wait until the order is in the read model before subscribing.
+        let (_, seen) = server
+            .graphql(
+                Some(&token),
+                order["position"].as_i64(),
+                "query($id: ID!) { order(id: $id) { id } }",
+                json!({"id": order_id}),
+            )
+            .await;
+        assert_eq!(seen["data"]["order"]["id"], order_id.as_str());
+
+        let mut intruder = connect(&server, &other_token).await;
+        let subscribe = json!({"id": "1", "type": "subscribe", "payload": {"query": query, "variables": {"id": order_id}}});
+        intruder
+            .send(Message::Text(subscribe.to_string().into()))
+            .await
+            .expect("subscribe");
+        let refused = next_json(&mut intruder).await;
+        assert!(
+            refused.to_string().contains("NOT_FOUND"),
+            "another customer must not subscribe: {refused}"
+        );
+
+        let mut ws = connect(&server, &token).await;
+        ws.send(Message::Text(subscribe.to_string().into()))
+            .await
+            .expect("subscribe");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        server
+            .post(
+                &format!("/v1/orders/{order_id}/items"),
+                Some(&token),
+                json!({"sku": "SUB-1", "quantity": 2}),
+            )
+            .await;
+        let update = next_json(&mut ws).await;
+        assert_eq!(update["type"], "next", "{update}");
+        assert_eq!(
+            update["payload"]["data"]["orderUpdated"],
+            json!({"id": order_id, "status": "draft", "itemCount": 2})
+        );
+        server
+            .post(
+                &format!("/v1/orders/{order_id}/place"),
+                Some(&token),
+                json!(null),
+            )
+            .await;
+        let update = next_json(&mut ws).await;
+        assert_eq!(
+            update["payload"]["data"]["orderUpdated"]["status"], "placed",
+            "{update}"
+        );
+        server.stop().await;
+    }
+}

@@ -1,12 +1,12 @@
 //! The schema: queries over the customer, order and analytics views.
 
 pub mod analytics;
+pub mod subscription;
 pub mod types;
 
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{
-    Context, EmptyMutation, EmptySubscription, Enum, InputObject, Object, Result, Schema,
-    SimpleObject, ID,
+    Context, EmptyMutation, Enum, InputObject, Object, Result, Schema, SimpleObject, ID,
 };
 use auth::{Principal, Role};
 use chrono::{DateTime, Utc};
@@ -22,7 +22,7 @@ use crate::store::{CustomerFilter, CustomerOrder, Store};
 pub const MAX_PAGE: i32 = 100;
 
 /// The schema type.
-pub type ApiSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+pub type ApiSchema = Schema<Query, EmptyMutation, subscription::SubscriptionRoot>;
 
 /// The caller of a request (absent: anonymous).
 #[derive(Debug, Clone)]
@@ -48,7 +48,7 @@ fn require(ctx: &Context<'_>, roles: &[Role]) -> Result<()> {
 }
 
 /// Whether the caller may read what belongs to `owner`.
-fn may_read(p: &Principal, owner: &str) -> bool {
+pub(crate) fn may_read(p: &Principal, owner: &str) -> bool {
     match p.role {
         Role::Admin | Role::Analyst | Role::Service => true,
         Role::Customer => p.sub == owner,

@@ -1,0 +1,85 @@
+//! Subscriptions (graphql-transport-ws): `orderUpdated(id)` and
+//! `customerUpdated(id)`, pushed after a projection commits a change to the
+//! row. Same authorization as the queries.
+
+use async_graphql::{Context, Result, Subscription, ID};
+use futures::stream::{self, Stream};
+use projectors::Wake;
+
+use super::types::{Customer, Order};
+use super::{may_read, viewer};
+use crate::error::{internal, not_found};
+use crate::store::Store;
+
+/// The subscription root.
+pub struct SubscriptionRoot;
+
+#[Subscription]
+impl SubscriptionRoot {
+    /// The order, each time the order view changes it.
+    async fn order_updated(&self, ctx: &Context<'_>, id: ID) -> Result<impl Stream<Item = Order>> {
+        let p = viewer(ctx)?.clone();
+        let store = ctx.data::<Store>()?.clone();
+        let current = store.order(&id).await.map_err(|e| internal(&e))?;
+        let Some(current) = current.filter(|o| may_read(&p, &o.customer_id)) else {
+            return Err(not_found("order"));
+        };
+        let woken = ctx.data::<Wake>()?.subscribe();
+        let last = serde_json::json!([current.status, current.updated_at, current.doc]);
+        Ok(stream::unfold(
+            (store, woken, id.0, last),
+            |(store, mut woken, id, last)| async move {
+                loop {
+                    woken.changed().await.ok()?;
+                    let Ok(Some(row)) = store.order(&id).await else {
+                        continue;
+                    };
+                    let now = serde_json::json!([row.status, row.updated_at, row.doc]);
+                    if now != last {
+                        return Some((Order(row), (store, woken, id, now)));
+                    }
+                }
+            },
+        ))
+    }
+
+    /// The customer, each time the customer view changes them.
+    async fn customer_updated(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> Result<impl Stream<Item = Customer>> {
+        let p = viewer(ctx)?.clone();
+        if !may_read(&p, &id) {
+            return Err(not_found("customer"));
+        }
+        let store = ctx.data::<Store>()?.clone();
+        let current = store
+            .customer(&id)
+            .await
+            .map_err(|e| internal(&e))?
+            .ok_or_else(|| not_found("customer"))?;
+        let woken = ctx.data::<Wake>()?.subscribe();
+        let last = serde_json::json!([
+            current.status,
+            current.name,
+            current.order_count,
+            current.doc
+        ]);
+        Ok(stream::unfold(
+            (store, woken, id.0, last),
+            |(store, mut woken, id, last)| async move {
+                loop {
+                    woken.changed().await.ok()?;
+                    let Ok(Some(row)) = store.customer(&id).await else {
+                        continue;
+                    };
+                    let now = serde_json::json!([row.status, row.name, row.order_count, row.doc]);
+                    if now != last {
+                        return Some((Customer(row), (store, woken, id, now)));
+                    }
+                }
+            },
+        ))
+    }
+}
