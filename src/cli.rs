@@ -49,6 +49,8 @@ pub enum Command {
     GraphqlSchema,
     /// Run only the projectors (what the `projectors` binary runs).
     Project,
+    /// Serve only the GraphQL query API (what the `query-api` binary runs).
+    Query,
     /// Inspect and rebuild the read models.
     Projections {
         #[command(subcommand)]
@@ -122,6 +124,7 @@ impl Cli {
                 Ok(())
             }
             Command::Project => crate::serve::project(&self.settings).await,
+            Command::Query => crate::serve::query(&self.settings).await,
             Command::GraphqlSchema => {
                 write!(std::io::stdout(), "{}", query_api::sdl()).context("cannot write")?;
                 Ok(())

@@ -34,6 +34,77 @@ pub async fn project(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Serves only the GraphQL query API over the read models (projectors run
+/// elsewhere), waking consistency-token waiters on Postgres notifications.
+///
+/// # Errors
+/// When the store cannot be opened or the address is taken.
+pub async fn query(settings: &Settings) -> anyhow::Result<()> {
+    let db = connect(settings).await?;
+    db.migrate()
+        .await
+        .context("cannot migrate the event store")?;
+    let read_db = projections::open(settings).await?;
+    let commits = Wake::default();
+    let listener_task = read_db.is_postgres().then(|| {
+        projectors::listen_postgres(
+            settings.database_url(),
+            "shopstream_projections",
+            commits.clone(),
+        )
+    });
+    // A missed notification (reconnect) delays a waiter by at most a second.
+    let ticker = {
+        let commits = commits.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                commits.notify();
+            }
+        })
+    };
+    let graphql = query_api::router(
+        &read_db,
+        &db,
+        Authenticator::new(settings.jwt_secret()?),
+        commits,
+        query_api::Config {
+            introspection: !settings.production,
+            ..query_api::Config::default()
+        },
+    );
+    let app = graphql
+        .route(
+            "/livez",
+            axum::routing::get(command_api::routes::health::livez),
+        )
+        .route(
+            "/readyz",
+            axum::routing::get(command_api::routes::health::readyz).with_state(db.clone()),
+        )
+        .layer(axum::middleware::from_fn(
+            command_api::request_id::request_context,
+        ));
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    let banner = format!("\nshopstream query API\n\n  GraphQL       http://{addr}/graphql\n  Subscriptions ws://{addr}/graphql/ws\n\n");
+    let _ = std::io::stdout().lock().write_all(banner.as_bytes());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server failed")?;
+    ticker.abort();
+    if let Some(l) = listener_task {
+        l.abort();
+    }
+    read_db.close().await;
+    db.close().await;
+    Ok(())
+}
+
 /// Migrates, starts the HTTP server, prints where everything is, and runs
 /// until Ctrl-C or SIGTERM.
 ///

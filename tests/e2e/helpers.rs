@@ -18,6 +18,13 @@ pub fn run_cli(data_dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// Like [`run_cli`], against the store at `database_url`.
+pub fn run_cli_with(data_dir: &Path, args: &[&str], database_url: &str) -> String {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--database-url", database_url]);
+    run_cli(data_dir, &all)
+}
+
 pub fn cli(data_dir: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
@@ -38,8 +45,18 @@ pub struct Server {
 
 impl Server {
     pub async fn start(data_dir: &Path, database_url: Option<&str>) -> Self {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("serve")
+        Self::start_bin(BIN, &["serve"], data_dir, database_url).await
+    }
+
+    /// Starts `bin` with `args` on a free port; the banner names the address.
+    pub async fn start_bin(
+        bin: &str,
+        args: &[&str],
+        data_dir: &Path,
+        database_url: Option<&str>,
+    ) -> Self {
+        let mut cmd = Command::new(bin);
+        cmd.args(args)
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--data-dir")
@@ -60,8 +77,15 @@ impl Server {
             let mut lines = BufReader::new(stdout).lines();
             for line in lines.by_ref() {
                 let line = line.expect("banner line");
-                if let Some(rest) = line.trim().strip_prefix("REST API") {
-                    let base = rest.trim().trim_end_matches("/v1").to_string();
+                let line = line.trim();
+                let found = line
+                    .strip_prefix("REST API")
+                    .map(|r| r.trim().trim_end_matches("/v1").to_string())
+                    .or_else(|| {
+                        line.strip_prefix("GraphQL")
+                            .map(|r| r.trim().trim_end_matches("/graphql").to_string())
+                    });
+                if let Some(base) = found {
                     // Keep draining what the server prints.
                     std::thread::spawn(move || lines.for_each(drop));
                     return base;

@@ -7,7 +7,7 @@ mod helpers;
 
 use serde_json::json;
 
-use helpers::{run_cli, Server};
+use helpers::{run_cli, run_cli_with, Server};
 
 #[tokio::test]
 async fn embedded_default_runs_a_whole_order_flow_and_keeps_its_data() {
@@ -163,6 +163,56 @@ async fn postgres_profile_via_database_url() {
     assert_eq!(s, 201, "{body}");
     let (s, ready) = server.get("/readyz").await;
     assert_eq!((s, ready["store"].as_str()), (200, Some("postgres")));
+
+    // The query API as its own process: a token written through `serve` is
+    // waited for (woken by Postgres notifications) and then visible.
+    let reads = Server::start_bin(
+        env!("CARGO_BIN_EXE_query-api"),
+        &["--production"],
+        data.path(),
+        Some(&db.url),
+    )
+    .await;
+    let user_id = body["id"].as_str().expect("id").to_string();
+    let token = run_cli_with(
+        data.path(),
+        &["token", "--sub", &user_id, "--role", "customer"],
+        &db.url,
+    );
+    let (s, order) = server
+        .post(
+            "/v1/orders",
+            Some(&token),
+            json!({"customer_id": user_id, "currency": "EUR"}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (_, answer) = reads
+        .graphql(
+            Some(&token),
+            order["position"].as_i64(),
+            "{ me { orderCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(answer["data"]["me"]["orderCount"], 1, "{answer}");
+    assert_eq!(answer["extensions"]["consistency"]["stale"], false);
+    // Production: no introspection, no GraphiQL.
+    let (_, schema) = reads
+        .graphql(
+            Some(&token),
+            None,
+            "{ __schema { queryType { name } } }",
+            json!({}),
+        )
+        .await;
+    assert!(
+        schema["data"]["__schema"].is_null(),
+        "introspection must be off in production: {schema}"
+    );
+    let (s, _) = reads.get("/graphql").await;
+    assert_eq!(s, 404);
+    reads.stop().await;
     server.stop().await;
     let events = eventlog::EventLog::new(db.db.clone())
         .stream("User", body["id"].as_str().expect("id"))

@@ -1,0 +1,11 @@
+//! The `query-api` binary: only the GraphQL query API (`shopstream query`),
+//! for serving reads as their own processes against PostgreSQL.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut cli = shopstream::cli::Cli::parse();
+    cli.command = Some(shopstream::cli::Command::Query);
+    cli.run().await
+}
