@@ -1,6 +1,9 @@
 //! The SQL of the query API: reads of the read-model views only (never the
 //! event store), in the SQL PostgreSQL and SQLite share.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
@@ -95,12 +98,25 @@ pub struct CustomerFilter {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    statements: Arc<AtomicU64>,
 }
 
 impl Store {
     /// A store over the read-model pool.
     pub fn new(pool: AnyPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            statements: Arc::default(),
+        }
+    }
+
+    /// SQL statements run so far (tests prove pages cost a fixed number).
+    pub fn statements(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
+    }
+
+    fn count(&self) {
+        self.statements.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The pool (consistency checks read the registry through it).
@@ -113,6 +129,7 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn customer(&self, id: &str) -> Result<Option<CustomerRow>, sqlx::Error> {
+        self.count();
         let row = sqlx::query(&format!(
             "SELECT {CUSTOMER_COLUMNS} FROM customer_view WHERE user_id = $1"
         ))
@@ -133,6 +150,7 @@ impl Store {
         after: Option<&After>,
         limit: i64,
     ) -> Result<Vec<CustomerRow>, sqlx::Error> {
+        self.count();
         let (key, dir) = match order {
             CustomerOrder::RegisteredNewest => ("registered_at", "DESC"),
             CustomerOrder::RegisteredOldest => ("registered_at", "ASC"),
@@ -187,6 +205,7 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn order(&self, id: &str) -> Result<Option<OrderRow>, sqlx::Error> {
+        self.count();
         let row = sqlx::query(&format!(
             "SELECT {ORDER_COLUMNS} FROM order_view WHERE order_id = $1"
         ))
@@ -208,6 +227,7 @@ impl Store {
         after: Option<&After>,
         limit: i64,
     ) -> Result<Vec<OrderRow>, sqlx::Error> {
+        self.count();
         let mut clauses = Vec::new();
         let mut binds: Vec<String> = Vec::new();
         if let Some(c) = customer_id {
@@ -247,6 +267,7 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn orders_by_status(&self) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        self.count();
         let rows = sqlx::query("SELECT status, CAST(count(*) AS BIGINT) AS n FROM order_view GROUP BY status ORDER BY status")
             .fetch_all(&self.pool)
             .await?;
@@ -265,6 +286,7 @@ impl Store {
         to: &str,
         currency: &str,
     ) -> Result<Vec<(String, i64, i64, i64)>, sqlx::Error> {
+        self.count();
         let rows = sqlx::query(
             "SELECT day, revenue_minor, orders_placed, placed_value_minor FROM analytics_daily \
              WHERE day >= $1 AND day <= $2 AND currency = $3 ORDER BY day",
@@ -297,6 +319,7 @@ impl Store {
         by_revenue: bool,
         limit: i64,
     ) -> Result<Vec<(String, String, String, i64, i64)>, sqlx::Error> {
+        self.count();
         let order = if by_revenue {
             "revenue DESC, quantity DESC"
         } else {
@@ -334,6 +357,7 @@ impl Store {
         from: &str,
         to: &str,
     ) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+        self.count();
         let rows = sqlx::query(
             "SELECT outcome, reason, CAST(SUM(count) AS BIGINT) AS n FROM analytics_payments \
              WHERE day >= $1 AND day <= $2 GROUP BY outcome, reason ORDER BY outcome, reason",
@@ -352,6 +376,7 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn new_customers(&self, from: &str, to: &str) -> Result<i64, sqlx::Error> {
+        self.count();
         sqlx::query_scalar("SELECT CAST(COALESCE(SUM(new_customers), 0) AS BIGINT) FROM analytics_customers WHERE day >= $1 AND day <= $2")
             .bind(from)
             .bind(to)
@@ -364,6 +389,7 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn funnel(&self, from: &str, to: &str) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        self.count();
         let rows = sqlx::query(
             "SELECT stage, CAST(SUM(count) AS BIGINT) AS n FROM analytics_funnel WHERE day >= $1 AND day <= $2 GROUP BY stage",
         )
