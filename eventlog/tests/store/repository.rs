@@ -111,27 +111,7 @@ async fn rejected_commands_append_nothing(t: &TestDatabase) {
     assert_eq!(EventLog::new(t.db.clone()).head().await.expect("head"), 1);
 }
 
-macro_rules! both_backends {
-    ($($name:ident),*) => {
-        mod postgres { $(
-            #[tokio::test]
-            async fn $name() {
-                let t = eventlog::testing::TestDatabase::postgres().await;
-                super::$name(&t).await;
-                t.drop_database().await;
-            }
-        )* }
-        mod sqlite { $(
-            #[tokio::test]
-            async fn $name() {
-                let t = eventlog::testing::TestDatabase::sqlite().await;
-                super::$name(&t).await;
-            }
-        )* }
-    };
-}
-
-both_backends!(
+crate::both_backends!(
     append_reports_version_and_position,
     a_stale_commit_conflicts,
     snapshots_load_the_same_state,

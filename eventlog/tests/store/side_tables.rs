@@ -110,27 +110,7 @@ async fn emails_have_one_owner_even_when_racing(t: &TestDatabase) {
     );
 }
 
-macro_rules! both_backends {
-    ($($name:ident),*) => {
-        mod postgres { $(
-            #[tokio::test]
-            async fn $name() {
-                let t = eventlog::testing::TestDatabase::postgres().await;
-                super::$name(&t).await;
-                t.drop_database().await;
-            }
-        )* }
-        mod sqlite { $(
-            #[tokio::test]
-            async fn $name() {
-                let t = eventlog::testing::TestDatabase::sqlite().await;
-                super::$name(&t).await;
-            }
-        )* }
-    };
-}
-
-both_backends!(
+crate::both_backends!(
     idempotency_key_lifecycle,
     emails_have_one_owner_even_when_racing
 );
