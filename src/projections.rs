@@ -123,6 +123,97 @@ async fn status_handler(State(s): State<AdminState>, parts: Parts) -> Response {
     }
 }
 
+#[derive(Clone)]
+struct MetricsState {
+    store: Database,
+    log: EventLog,
+    db: ReadDb,
+}
+
+/// `GET /metrics` (Prometheus text): the registry every part of the process
+/// records into, plus projector lag and pool saturation read at scrape time.
+pub fn metrics_router(store: &Database, db: &ReadDb) -> Router {
+    let state = MetricsState {
+        store: store.clone(),
+        log: EventLog::new(store.clone()),
+        db: db.clone(),
+    };
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .with_state(state)
+}
+
+async fn metrics_handler(State(s): State<MetricsState>) -> Response {
+    use eventlog::metrics::gauge;
+    match projectors::status::all(&s.log, &s.db).await {
+        Ok(status) => {
+            for p in status {
+                let l = [("projection", p.name.as_str())];
+                gauge(
+                    "projector_lag_events",
+                    "Events the live projection has not applied yet.",
+                    &l,
+                    p.lag_events as f64,
+                );
+                gauge(
+                    "projector_lag_seconds",
+                    "Recorded-time lag of the live projection.",
+                    &l,
+                    p.lag_seconds,
+                );
+                gauge(
+                    "projector_position",
+                    "Global position the live projection has applied.",
+                    &l,
+                    p.position as f64,
+                );
+                gauge(
+                    "projector_failed",
+                    "1 when the projection stopped on a poison event.",
+                    &l,
+                    f64::from(u8::from(p.state == "failed")),
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read projection status for metrics"),
+    }
+    let (size, idle) = s.store.pool_stats();
+    let help = "Connections of each pool, idle or in use.";
+    gauge(
+        "db_pool_connections",
+        help,
+        &[("pool", "event_store"), ("state", "idle")],
+        idle as f64,
+    );
+    gauge(
+        "db_pool_connections",
+        help,
+        &[("pool", "event_store"), ("state", "in_use")],
+        f64::from(size) - idle as f64,
+    );
+    let (size, idle) = (s.db.pool().size(), s.db.pool().num_idle());
+    gauge(
+        "db_pool_connections",
+        help,
+        &[("pool", "read_models"), ("state", "idle")],
+        idle as f64,
+    );
+    gauge(
+        "db_pool_connections",
+        help,
+        &[("pool", "read_models"), ("state", "in_use")],
+        f64::from(size) - idle as f64,
+    );
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        eventlog::metrics::render(),
+    )
+        .into_response()
+}
+
 /// `shopstream projections status`.
 ///
 /// # Errors

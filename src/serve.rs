@@ -75,6 +75,7 @@ pub async fn query(settings: &Settings) -> anyhow::Result<()> {
         },
     );
     let app = graphql
+        .merge(projections::metrics_router(&db, &read_db))
         .route(
             "/livez",
             axum::routing::get(command_api::routes::health::livez),
@@ -134,7 +135,8 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
             ..query_api::Config::default()
         },
     );
-    let app = command_api::build_with(db.clone(), &config, admin.merge(graphql));
+    let metrics = projections::metrics_router(&db, &read_db);
+    let app = command_api::build_with(db.clone(), &config, admin.merge(graphql).merge(metrics));
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;

@@ -33,18 +33,38 @@ fn incoming_id(req: &Request) -> Option<String> {
 pub async fn request_context(mut req: Request, next: Next) -> Response {
     let id = incoming_id(&req).unwrap_or_else(|| Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
+    // The route template, never the raw path (ids would explode the metrics).
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| req.uri().path().to_string(), |m| m.as_str().to_string());
-    let span =
-        tracing::info_span!("request", request_id = %id, method = %req.method(), route = %route);
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let method = req.method().to_string();
+    let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
     let started = Instant::now();
     let response = next.run(req).instrument(span.clone()).await;
     let mut response = ensure_problem(response, &id).instrument(span.clone()).await;
     let status = response.status();
+    let seconds = started.elapsed().as_secs_f64();
+    let code = status.as_u16().to_string();
+    let labels = [("method", method.as_str()), ("route", route.as_str())];
+    eventlog::metrics::observe_seconds(
+        "http_request_duration_seconds",
+        "HTTP request latency by route.",
+        &labels,
+        seconds,
+    );
+    eventlog::metrics::count(
+        "http_requests_total",
+        "HTTP requests by route and status.",
+        &[
+            ("method", method.as_str()),
+            ("route", route.as_str()),
+            ("status", code.as_str()),
+        ],
+        1.0,
+    );
     span.in_scope(|| {
-        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let latency_ms = seconds * 1000.0;
         if status.is_server_error() {
             tracing::error!(status = status.as_u16(), latency_ms, "request finished");
         } else {

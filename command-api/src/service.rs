@@ -87,6 +87,38 @@ where
     V: FnOnce(&A) -> bool,
     C: FnOnce(&A) -> Result<A::Command, ApiError>,
 {
+    let result = execute_inner(repo, id, mode, principal, ctx, visible, command).await;
+    let outcome = match &result {
+        Ok(_) => "accepted",
+        Err(ApiError::Rule(_)) => "rejected",
+        Err(ApiError::ConcurrentModification | ApiError::PreconditionFailed { .. }) => "conflict",
+        Err(ApiError::NotFound(_)) => "not_found",
+        Err(ApiError::Internal(_) | ApiError::Unavailable(_)) => "error",
+        Err(_) => "invalid",
+    };
+    eventlog::metrics::count(
+        "commands_total",
+        "Commands by aggregate type and outcome.",
+        &[("aggregate", A::TYPE), ("outcome", outcome)],
+        1.0,
+    );
+    result
+}
+
+async fn execute_inner<A, V, C>(
+    repo: &Repository<A>,
+    id: &str,
+    mode: Mode,
+    principal: Option<&Principal>,
+    ctx: &CommandContext,
+    visible: V,
+    command: C,
+) -> Result<Outcome, ApiError>
+where
+    A: Aggregate<Error = domain::DomainError, Services = ()> + Clone + Send + Sync + 'static,
+    V: FnOnce(&A) -> bool,
+    C: FnOnce(&A) -> Result<A::Command, ApiError>,
+{
     let loaded = repo.load(id).await?;
     match mode {
         Mode::Update if loaded.version() == 0 || !visible(loaded.aggregate()) => {
@@ -115,7 +147,15 @@ where
     let events = repo.decide(&loaded, command, &()).await?;
     let actor = principal.map_or_else(|| "anonymous".to_string(), Principal::scope);
     let expected = loaded.version();
-    match repo.commit(loaded, events, ctx.metadata(&actor)).await {
+    let started = std::time::Instant::now();
+    let committed = repo.commit(loaded, events, ctx.metadata(&actor)).await;
+    eventlog::metrics::observe_seconds(
+        "event_append_duration_seconds",
+        "Latency of appending a command's events.",
+        &[("aggregate", A::TYPE)],
+        started.elapsed().as_secs_f64(),
+    );
+    match committed {
         Ok(c) => Ok(Outcome {
             version: c.version,
             position: c.position,

@@ -110,6 +110,14 @@ impl Database {
         Ok(())
     }
 
+    /// Connections open and idle in the pool (pool saturation).
+    pub fn pool_stats(&self) -> (u32, usize) {
+        match self {
+            Self::Postgres(pool) => (pool.size(), pool.num_idle()),
+            Self::Sqlite(pool) => (pool.size(), pool.num_idle()),
+        }
+    }
+
     /// Closes the pool, waiting for connections in use.
     pub async fn close(&self) {
         match self {

@@ -14,6 +14,7 @@
 //! - `idempotency`: [`IdempotencyStore`]: durable idempotency keys.
 //! - `emails`: [`EmailRegistry`]: the one-user-per-e-mail reservation.
 //! - `telemetry`: tracing subscriber setup (pretty or JSON).
+//! - `metrics`: the Prometheus registry every service renders at `/metrics`.
 //! - `testing` (feature `testing`): a fresh Postgres database or SQLite file per test.
 
 mod db;
@@ -21,6 +22,7 @@ mod emails;
 mod error;
 mod idempotency;
 mod log;
+pub mod metrics;
 mod repository;
 pub mod telemetry;
 #[cfg(feature = "testing")]

@@ -272,8 +272,28 @@ async fn step<P: Projection>(
         }
         return Ok(false);
     }
+    let started = std::time::Instant::now();
     let applied = apply_batch::<P>(db, state.generation, state.cursor, &events).await?;
     state.cursor = applied.cursor;
+    let labels = [("projection", P::NAME)];
+    eventlog::metrics::observe_size(
+        "projector_batch_events",
+        "Events per projector batch.",
+        &labels,
+        applied.events as f64,
+    );
+    eventlog::metrics::observe_seconds(
+        "projector_batch_duration_seconds",
+        "Time to fold and commit one batch.",
+        &labels,
+        started.elapsed().as_secs_f64(),
+    );
+    eventlog::metrics::count(
+        "projector_events_total",
+        "Events seen by each projection.",
+        &labels,
+        applied.events as f64,
+    );
     tracing::debug!(
         projection = P::NAME,
         position = applied.cursor.position,

@@ -171,6 +171,7 @@ async fn graphql(
         }
     };
     request = request.data(Viewer(viewer));
+    let started = std::time::Instant::now();
     let mut response =
         match tokio::time::timeout(s.config.query_timeout, s.schema.execute(request)).await {
             Ok(r) => r,
@@ -184,6 +185,31 @@ async fn graphql(
     response
         .extensions
         .insert("consistency".to_string(), consistency);
+    let outcome = if response.errors.is_empty() {
+        "ok"
+    } else {
+        "error"
+    };
+    eventlog::metrics::observe_seconds(
+        "graphql_request_duration_seconds",
+        "GraphQL operation latency.",
+        &[("outcome", outcome)],
+        started.elapsed().as_secs_f64(),
+    );
+    eventlog::metrics::count(
+        "graphql_requests_total",
+        "GraphQL operations by outcome.",
+        &[("outcome", outcome)],
+        1.0,
+    );
+    if reflected.stale {
+        eventlog::metrics::count(
+            "graphql_stale_total",
+            "Queries answered before their consistency token was reached.",
+            &[],
+            1.0,
+        );
+    }
     GraphQLResponse::from(response).into_response()
 }
 

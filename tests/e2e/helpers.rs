@@ -183,6 +183,16 @@ impl Server {
         )
     }
 
+    pub async fn text(&self, path: &str) -> String {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request");
+        resp.text().await.expect("body")
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let resp = self
             .client

@@ -113,6 +113,19 @@ async fn embedded_default_runs_a_whole_order_flow_and_keeps_its_data() {
     }
     let (s, _) = server.get_auth("/v1/admin/projections", &customer).await;
     assert_eq!(s, 403);
+    let metrics = server.text("/metrics").await;
+    for series in [
+        "http_requests_total{method=\"POST\",route=\"/v1/orders/{id}/place\",status=\"200\"} 1",
+        "commands_total{aggregate=\"Payment\",outcome=\"rejected\"} 1",
+        "projector_lag_events{projection=\"order_view\"} 0",
+        "# TYPE event_append_duration_seconds histogram",
+        "db_pool_connections{pool=\"event_store\",state=\"idle\"}",
+    ] {
+        assert!(
+            metrics.contains(series),
+            "/metrics lacks {series}:\n{metrics}"
+        );
+    }
     let status = run_cli(data.path(), &["projections", "status", "--json"]);
     let status: serde_json::Value = serde_json::from_str(&status).expect("status JSON");
     assert_eq!(status.as_array().map(Vec::len), Some(3));
