@@ -12,6 +12,7 @@
 //! - `idempotency`: the `Idempotency-Key` middleware.
 //! - `request_id`: request ids, the request span, problem documents for every error.
 //! - `service`: the command path (load, authorize, decide, append).
+//! - `operations`: commands as library calls (for handlers and in-process callers).
 //! - `routes`: one handler file per resource, plus health and event streams.
 //! - `openapi`: the generated OpenAPI 3.1 document.
 
@@ -20,6 +21,7 @@ pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod openapi;
+pub mod operations;
 pub mod request_id;
 pub mod routes;
 pub mod service;

@@ -5,17 +5,17 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use chrono::Utc;
-use domain::order::{CustomerFacts, OrderCommand, PaymentFacts, ProductFacts};
+use domain::order::{CustomerFacts, OrderCommand, ProductFacts};
 use domain::{Carrier, Currency, Order, Reason, Sku, TrackingNumber};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::users::path_uuid;
 use super::{accepted, valid, CommandErrors, Fields, ReasonBody};
 use crate::auth::{Caller, Principal, Role};
 use crate::error::ApiError;
 use crate::extract::{CommandContext, JsonBody};
+use crate::operations;
 use crate::service::{execute, Accepted, Commands, Mode, Outcome};
 
 /// A new, empty order.
@@ -65,11 +65,6 @@ pub struct Ship {
     pub tracking_number: String,
 }
 
-/// Who may see an order: its customer, admins, and services where allowed.
-fn visible(principal: &Principal, services: bool) -> impl Fn(&Order) -> bool + '_ {
-    move |order: &Order| principal.may_act_for(order.customer_id, services)
-}
-
 async fn run(
     commands: &Commands,
     principal: &Principal,
@@ -78,18 +73,7 @@ async fn run(
     services: bool,
     command: impl FnOnce(&Order) -> Result<OrderCommand, ApiError>,
 ) -> Result<(String, Outcome), ApiError> {
-    let id = path_uuid(id, "order")?.to_string();
-    let outcome = execute(
-        &commands.orders,
-        &id,
-        Mode::Update,
-        Some(principal),
-        ctx,
-        visible(principal, services),
-        command,
-    )
-    .await?;
-    Ok((id, outcome))
+    operations::order_command(commands, principal, id, ctx, services, command).await
 }
 
 /// Create an order for a customer (the customer or an admin).
@@ -296,26 +280,7 @@ pub async fn mark_paid(
     principal.require(&[Role::Service, Role::Admin])?;
     let payment_id = Uuid::parse_str(&body.payment_id)
         .map_err(|_| ApiError::field("payment_id", "invalid_id", "must be a payment id (UUID)"))?;
-    let payment = commands.payments.load(&payment_id.to_string()).await?;
-    let p = payment.aggregate();
-    let Some(order_id) = p.order_id else {
-        return Err(ApiError::NotFound(format!(
-            "payment {payment_id} not found"
-        )));
-    };
-    let facts = PaymentFacts {
-        payment_id,
-        order_id,
-        captured: p.captured(),
-        refunded_minor: p.refunded_minor,
-    };
-    let (id, outcome) = run(&commands, &principal, &id, &ctx, true, |_| {
-        Ok(OrderCommand::MarkPaid {
-            payment: facts,
-            at: Utc::now(),
-        })
-    })
-    .await?;
+    let (id, outcome) = operations::mark_paid(&commands, &principal, &ctx, &id, payment_id).await?;
     Ok(accepted(&id, outcome, None))
 }
 

@@ -6,18 +6,18 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use chrono::Utc;
-use domain::payment::{OrderFacts, PaymentCommand};
-use domain::{Payment, Reason};
+use domain::payment::PaymentCommand;
+use domain::Reason;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::users::path_uuid;
 use super::{accepted, CommandErrors, ReasonBody};
-use crate::auth::{Caller, Principal, Role};
+use crate::auth::{Caller, Principal};
 use crate::error::ApiError;
 use crate::extract::{CommandContext, JsonBody};
-use crate::service::{execute, Accepted, Commands, Mode};
+use crate::operations;
+use crate::service::{Accepted, Commands};
 
 /// A payment for a placed order; its amount is the order's total.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -56,39 +56,7 @@ pub async fn initiate(
 ) -> Result<Response, ApiError> {
     let order_id = Uuid::parse_str(&body.order_id)
         .map_err(|_| ApiError::field("order_id", "invalid_id", "must be an order id (UUID)"))?;
-    let order = commands.orders.load(&order_id.to_string()).await?;
-    let o = order.aggregate();
-    let not_found = || ApiError::NotFound(format!("order {order_id} not found"));
-    if order.version() == 0 || !principal.may_act_for(o.customer_id, true) {
-        return Err(not_found());
-    }
-    let (Some(customer_id), Some(total)) = (o.customer_id, o.total()) else {
-        return Err(not_found());
-    };
-    let facts = OrderFacts {
-        order_id,
-        customer_id,
-        status: o.status,
-        total,
-    };
-    let payment_id = Uuid::new_v4();
-    let id = payment_id.to_string();
-    let outcome = execute(
-        &commands.payments,
-        &id,
-        Mode::Create,
-        Some(&principal),
-        &ctx,
-        |_: &Payment| true,
-        |_| {
-            Ok(PaymentCommand::Initiate {
-                payment_id,
-                order: facts,
-                at: Utc::now(),
-            })
-        },
-    )
-    .await?;
+    let (id, outcome) = operations::initiate_payment(&commands, &principal, &ctx, order_id).await?;
     Ok(accepted(&id, outcome, Some(format!("/v1/payments/{id}"))))
 }
 
@@ -99,18 +67,7 @@ async fn provider_step(
     ctx: &CommandContext,
     command: PaymentCommand,
 ) -> Result<Response, ApiError> {
-    principal.require(&[Role::Service, Role::Admin])?;
-    let id = path_uuid(id, "payment")?.to_string();
-    let outcome = execute(
-        &commands.payments,
-        &id,
-        Mode::Update,
-        Some(principal),
-        ctx,
-        |_: &Payment| true,
-        |_| Ok(command),
-    )
-    .await?;
+    let (id, outcome) = operations::payment_command(commands, principal, ctx, id, command).await?;
     Ok(accepted(&id, outcome, None))
 }
 
