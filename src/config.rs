@@ -76,6 +76,42 @@ pub struct Settings {
     #[arg(long, env = "SHOPSTREAM_PRODUCTION", global = true)]
     pub production: bool,
 
+    /// Run the order–payment saga in `serve` (orders are paid or cancelled
+    /// without anyone driving them).
+    #[arg(long, env = "SHOPSTREAM_SAGA", global = true)]
+    pub saga: bool,
+
+    /// How long a payment may stay neither captured nor failed (minutes).
+    #[arg(
+        long,
+        env = "SHOPSTREAM_PAYMENT_DEADLINE_MINUTES",
+        default_value_t = 15,
+        global = true
+    )]
+    pub payment_deadline_minutes: u32,
+
+    /// New payments the saga tries after a failure.
+    #[arg(
+        long,
+        env = "SHOPSTREAM_PAYMENT_RETRIES",
+        default_value_t = 1,
+        global = true
+    )]
+    pub payment_retries: u32,
+
+    /// Run the simulated payment provider (demo; refused with --production).
+    #[arg(long, env = "SHOPSTREAM_SIMULATE_PAYMENTS", global = true)]
+    pub simulate_payments: bool,
+
+    /// Share of simulated payments that fail (0.0..=1.0).
+    #[arg(
+        long,
+        env = "SHOPSTREAM_SIMULATED_FAILURE_RATE",
+        default_value_t = 0.1,
+        global = true
+    )]
+    pub simulated_failure_rate: f64,
+
     /// Most database connections the pool opens.
     #[arg(
         long,

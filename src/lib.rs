@@ -7,8 +7,10 @@
 //!   directory and the JWT secret kept in it.
 //! - `serve`: starts the platform and prints where it listens.
 //! - `projections`: the projection role, `projections status|rebuild`, the admin endpoint.
+//! - `saga`: the order–payment saga and the simulated payment provider.
 
 pub mod cli;
 pub mod config;
 pub mod projections;
+pub mod saga;
 pub mod serve;

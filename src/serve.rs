@@ -106,6 +106,61 @@ pub async fn query(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Starts the saga and the simulated provider when configured.
+fn start_saga(
+    settings: &Settings,
+    db: &eventlog::Database,
+    read_db: &projectors::ReadDb,
+    wake: &Wake,
+) -> anyhow::Result<(
+    tokio::sync::watch::Sender<bool>,
+    Vec<tokio::task::JoinHandle<()>>,
+)> {
+    use crate::saga::simulator::{Simulator, SimulatorConfig};
+    use crate::saga::{Saga, SagaConfig, SystemClock};
+    anyhow::ensure!(
+        !(settings.simulate_payments && settings.production),
+        "the simulated payment provider cannot run in production mode"
+    );
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&settings.simulated_failure_rate),
+        "--simulated-failure-rate must be between 0 and 1"
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    let commands = Arc::new(command_api::service::Commands::new(
+        db,
+        settings.snapshot_every,
+    ));
+    let log = eventlog::EventLog::new(db.clone());
+    let tick = std::time::Duration::from_secs(1);
+    if settings.saga {
+        let config = SagaConfig {
+            deadline: chrono::Duration::minutes(i64::from(settings.payment_deadline_minutes)),
+            max_retries: settings.payment_retries,
+        };
+        let saga = Saga::new(
+            commands.clone(),
+            log.clone(),
+            read_db.clone(),
+            Arc::new(SystemClock),
+            config,
+        );
+        tasks.push(tokio::spawn(saga.run(wake.clone(), tick, stopped.clone())));
+        tracing::info!("order-payment saga running");
+    }
+    if settings.simulate_payments {
+        let config = SimulatorConfig {
+            failure_rate: settings.simulated_failure_rate,
+            ..SimulatorConfig::default()
+        };
+        let simulator = Simulator::new(commands, log, read_db.clone(), config);
+        tasks.push(tokio::spawn(simulator.run(wake.clone(), tick, stopped)));
+        tracing::info!("simulated payment provider running");
+    }
+    Ok((stop, tasks))
+}
+
 /// Migrates, starts the HTTP server, prints where everything is, and runs
 /// until Ctrl-C or SIGTERM.
 ///
@@ -123,7 +178,8 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     let secret = settings.jwt_secret()?;
     let mut config = Config::new(secret.clone());
     config.snapshot_every = settings.snapshot_every;
-    config.on_append = Some(Arc::new(move || wake.notify()));
+    let appended = wake.clone();
+    config.on_append = Some(Arc::new(move || appended.notify()));
     let admin = projections::admin_router(Authenticator::new(secret.clone()), &db, &read_db);
     let graphql = query_api::router(
         &read_db,
@@ -137,6 +193,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     );
     let metrics = projections::metrics_router(&db, &read_db);
     let app = command_api::build_with(db.clone(), &config, admin.merge(graphql).merge(metrics));
+    let processes = start_saga(settings, &db, &read_db, &wake)?;
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -145,6 +202,10 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     app.run(listener, shutdown_signal())
         .await
         .context("server failed")?;
+    let _ = processes.0.send(true);
+    for task in processes.1 {
+        let _ = task.await;
+    }
     running.stop().await;
     read_db.close().await;
     db.close().await;

@@ -110,9 +110,24 @@ pub struct CommandContext {
     pub expected_version: Option<u64>,
     /// The idempotency key, scoped to the caller, when sent.
     pub idempotency_key: Option<String>,
+    /// The event that caused this command (commands issued by a process manager).
+    pub causation_id: Option<String>,
 }
 
 impl CommandContext {
+    /// The context of a command issued in process in reaction to an event:
+    /// it continues the event's correlation, names the event as its cause,
+    /// and carries a deterministic idempotency key.
+    pub fn caused_by(correlation_id: &str, causation_id: &str, idempotency_key: String) -> Self {
+        Self {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            correlation_id: correlation_id.to_string(),
+            expected_version: None,
+            idempotency_key: Some(idempotency_key),
+            causation_id: Some(causation_id.to_string()),
+        }
+    }
+
     /// Event metadata for a command issued by `actor`.
     pub fn metadata(&self, actor: &str) -> HashMap<String, String> {
         let mut m = HashMap::from([
@@ -122,6 +137,9 @@ impl CommandContext {
         ]);
         if let Some(key) = &self.idempotency_key {
             m.insert("idempotency_key".to_string(), key.clone());
+        }
+        if let Some(cause) = &self.causation_id {
+            m.insert("causation_id".to_string(), cause.clone());
         }
         m
     }
@@ -160,6 +178,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CommandContext {
             correlation_id,
             expected_version,
             idempotency_key,
+            causation_id: None,
         })
     }
 }
