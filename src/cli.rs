@@ -51,6 +51,9 @@ pub enum Command {
     Project,
     /// Serve only the GraphQL query API (what the `query-api` binary runs).
     Query,
+    /// Run only the order–payment saga (and, with --simulate-payments, the
+    /// simulated payment provider).
+    Saga,
     /// Inspect and rebuild the read models.
     Projections {
         #[command(subcommand)]
@@ -125,6 +128,7 @@ impl Cli {
             }
             Command::Project => crate::serve::project(&self.settings).await,
             Command::Query => crate::serve::query(&self.settings).await,
+            Command::Saga => crate::serve::saga(&self.settings).await,
             Command::GraphqlSchema => {
                 write!(std::io::stdout(), "{}", query_api::sdl()).context("cannot write")?;
                 Ok(())

@@ -81,14 +81,14 @@ pub struct Settings {
     #[arg(long, env = "SHOPSTREAM_SAGA", global = true)]
     pub saga: bool,
 
-    /// How long a payment may stay neither captured nor failed (minutes).
+    /// How long a payment may stay neither captured nor failed (seconds).
     #[arg(
         long,
-        env = "SHOPSTREAM_PAYMENT_DEADLINE_MINUTES",
-        default_value_t = 15,
+        env = "SHOPSTREAM_PAYMENT_DEADLINE_SECONDS",
+        default_value_t = 900,
         global = true
     )]
-    pub payment_deadline_minutes: u32,
+    pub payment_deadline_seconds: u32,
 
     /// New payments the saga tries after a failure.
     #[arg(

@@ -106,6 +106,37 @@ pub async fn query(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs only the saga (and the simulated provider when asked) until Ctrl-C
+/// or SIGTERM: what `shopstream saga` runs.
+///
+/// # Errors
+/// When the store cannot be opened.
+pub async fn saga(settings: &Settings) -> anyhow::Result<()> {
+    let db = connect(settings).await?;
+    db.migrate()
+        .await
+        .context("cannot migrate the event store")?;
+    let read_db = projections::open(settings).await?;
+    let wake = Wake::default();
+    let listener = read_db.is_postgres().then(|| {
+        projectors::listen_postgres(settings.database_url(), "shopstream_events", wake.clone())
+    });
+    let mut settings = settings.clone();
+    settings.saga = true;
+    let (stop, tasks) = start_saga(&settings, &db, &read_db, &wake)?;
+    shutdown_signal().await;
+    let _ = stop.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    if let Some(l) = listener {
+        l.abort();
+    }
+    read_db.close().await;
+    db.close().await;
+    Ok(())
+}
+
 /// Starts the saga and the simulated provider when configured.
 fn start_saga(
     settings: &Settings,
@@ -133,10 +164,10 @@ fn start_saga(
         settings.snapshot_every,
     ));
     let log = eventlog::EventLog::new(db.clone());
-    let tick = std::time::Duration::from_secs(1);
+    let tick = std::time::Duration::from_millis(500);
     if settings.saga {
         let config = SagaConfig {
-            deadline: chrono::Duration::minutes(i64::from(settings.payment_deadline_minutes)),
+            deadline: chrono::Duration::seconds(i64::from(settings.payment_deadline_seconds)),
             max_retries: settings.payment_retries,
         };
         let saga = Saga::new(

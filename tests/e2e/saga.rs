@@ -351,3 +351,127 @@ async fn saga_happy_path_and_redelivery() {
     let t = TestDatabase::sqlite().await;
     happy_path_and_redelivery(&t).await;
 }
+
+/// `shopstream saga` (with the simulated provider) killed with SIGKILL at
+/// random moments while 200 orders are placed concurrently: every order
+/// ends in exactly one terminal state, no order is paid twice, no payment is
+/// refunded twice, none is left waiting past its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saga_survives_kill_9_during_200_concurrent_orders() {
+    use rand::Rng;
+    use std::process::{Command, Stdio};
+
+    let t = TestDatabase::postgres().await;
+    let w = Arc::new(World::new(&t).await);
+    let data = tempfile::tempdir().expect("tempdir");
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_shopstream"))
+            .args([
+                "saga",
+                "--simulate-payments",
+                "--simulated-failure-rate",
+                "0.3",
+                "--payment-deadline-seconds",
+                "3",
+            ])
+            .arg("--database-url")
+            .arg(&t.url)
+            .arg("--data-dir")
+            .arg(data.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn saga")
+    };
+    let mut writers = Vec::new();
+    for _ in 0..8 {
+        let w = w.clone();
+        writers.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for _ in 0..25 {
+                ids.push(w.placed_order().await);
+            }
+            ids
+        }));
+    }
+    let mut rng = rand::thread_rng();
+    for _ in 0..10 {
+        let mut child = start();
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(100..600))).await;
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    }
+    let mut orders = Vec::new();
+    for writer in writers {
+        orders.extend(writer.await.expect("writer"));
+    }
+    assert_eq!(orders.len(), 200);
+
+    let mut child = start();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let mut waiting = 0;
+        for o in &orders {
+            if !matches!(
+                w.order_status(o).await,
+                OrderStatus::Paid | OrderStatus::Cancelled
+            ) {
+                waiting += 1;
+            }
+        }
+        if waiting == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{waiting} orders still waiting"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+
+    let all = w
+        .log
+        .read_from(eventlog::Cursor::START, 1_000_000)
+        .await
+        .expect("read");
+    for o in &orders {
+        let terminal = all
+            .iter()
+            .filter(|e| {
+                &e.aggregate_id == o
+                    && (e.event_type == "OrderPaid" || e.event_type == "OrderCancelled")
+            })
+            .count();
+        assert_eq!(terminal, 1, "order {o} has {terminal} terminal events");
+        let payments: Vec<&str> = all
+            .iter()
+            .filter(|e| {
+                e.event_type == "PaymentInitiated"
+                    && e.payload["PaymentInitiated"]["order_id"] == o.as_str()
+            })
+            .map(|e| e.aggregate_id.as_str())
+            .collect();
+        let captured = all
+            .iter()
+            .filter(|e| {
+                e.event_type == "PaymentCaptured" && payments.contains(&e.aggregate_id.as_str())
+            })
+            .count();
+        assert!(captured <= 1, "order {o} was paid {captured} times");
+        if w.order_status(o).await == OrderStatus::Paid {
+            assert_eq!(captured, 1);
+        }
+        for p in &payments {
+            let refunds = all
+                .iter()
+                .filter(|e| e.event_type == "PaymentRefunded" && e.aggregate_id == *p)
+                .count();
+            assert!(refunds <= 1, "payment {p} refunded {refunds} times");
+        }
+    }
+    w.db.close().await;
+    t.drop_database().await;
+}
