@@ -99,7 +99,8 @@ pub struct Settings {
     )]
     pub payment_retries: u32,
 
-    /// Run the simulated payment provider (demo; refused with --production).
+    /// Run the simulated payment provider, and with it the saga (demo;
+    /// refused with --production).
     #[arg(long, env = "SHOPSTREAM_SIMULATE_PAYMENTS", global = true)]
     pub simulate_payments: bool,
 

@@ -165,7 +165,8 @@ fn start_saga(
     ));
     let log = eventlog::EventLog::new(db.clone());
     let tick = std::time::Duration::from_millis(500);
-    if settings.saga {
+    // The simulated provider only makes sense with someone initiating payments.
+    if settings.saga || settings.simulate_payments {
         let config = SagaConfig {
             deadline: chrono::Duration::seconds(i64::from(settings.payment_deadline_seconds)),
             max_retries: settings.payment_retries,
