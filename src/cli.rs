@@ -54,6 +54,22 @@ pub enum Command {
     /// Run only the order–payment saga (and, with --simulate-payments, the
     /// simulated payment provider).
     Saga,
+    /// Write realistic, deterministic shop data (customers, catalog, orders,
+    /// payments) spread over a date range.
+    Seed {
+        /// Customers to register.
+        #[arg(long, default_value_t = 1000)]
+        customers: usize,
+        /// Orders to create.
+        #[arg(long, default_value_t = 5000)]
+        orders: usize,
+        /// Random seed: the same seed writes the same data.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Days of history, ending today.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
     /// Inspect and rebuild the read models.
     Projections {
         #[command(subcommand)]
@@ -129,6 +145,33 @@ impl Cli {
             Command::Project => crate::serve::project(&self.settings).await,
             Command::Query => crate::serve::query(&self.settings).await,
             Command::Saga => crate::serve::saga(&self.settings).await,
+            Command::Seed {
+                customers,
+                orders,
+                seed,
+                days,
+            } => {
+                let store = connect(&self.settings).await?;
+                store.migrate().await.context("migration failed")?;
+                let options = crate::seed::SeedOptions {
+                    customers,
+                    orders,
+                    seed,
+                    days,
+                    end: chrono::Utc::now().date_naive(),
+                };
+                let report = crate::seed::seed(&store, &options)
+                    .await
+                    .context("seeding failed")?;
+                writeln!(
+                    std::io::stdout(),
+                    "seeded {} events ({customers} customers, {orders} orders over {days} days) in {:.1}s",
+                    report.events,
+                    report.seconds
+                )?;
+                store.close().await;
+                Ok(())
+            }
             Command::GraphqlSchema => {
                 write!(std::io::stdout(), "{}", query_api::sdl()).context("cannot write")?;
                 Ok(())

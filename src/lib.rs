@@ -8,9 +8,11 @@
 //! - `serve`: starts the platform and prints where it listens.
 //! - `projections`: the projection role, `projections status|rebuild`, the admin endpoint.
 //! - `saga`: the order–payment saga and the simulated payment provider.
+//! - `seed`: realistic, deterministic demo data (`shopstream seed`).
 
 pub mod cli;
 pub mod config;
 pub mod projections;
 pub mod saga;
+pub mod seed;
 pub mod serve;

@@ -157,6 +157,11 @@ pub async fn rebuild_one<P: Projection>(
     let progress = options.progress;
     (cursor, events) =
         catch_up::<P>(log, db, g, cursor, events, head, started, &mut *progress).await?;
+    // Verifying compares like with like: a live generation that fell behind
+    // (no runner) is brought up to the shadow's position first.
+    if options.verify {
+        catch_up_live::<P>(log, db, live.generation, cursor).await?;
+    }
     // Swap only when the shadow has seen at least what the live generation
     // has, so readers never step back in time. Holding the live row while
     // comparing and swapping keeps the live runner from advancing meanwhile.
@@ -228,6 +233,33 @@ async fn catch_up<P: Projection>(
             elapsed: started.elapsed(),
         });
     }
+}
+
+/// Folds the live generation up to at least `target` (as any runner would;
+/// the optimistic checkpoint keeps concurrent runners safe).
+async fn catch_up_live<P: Projection>(
+    log: &EventLog,
+    db: &ReadDb,
+    g: i64,
+    target: eventlog::Cursor,
+) -> Result<(), RebuildError> {
+    for _ in 0..10_000 {
+        let Some(state) = registry::generation(db, P::NAME, g).await? else {
+            return Ok(());
+        };
+        if state.cursor >= target || state.state != "live" {
+            return Ok(());
+        }
+        let batch = log.read_from(state.cursor, BATCH).await?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        match engine::apply_batch::<P>(db, g, state.cursor, &batch).await {
+            Ok(_) | Err(ProjectionError::CheckpointMoved) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Row counts and checksums of every table, live (through the views) vs generation `g`.

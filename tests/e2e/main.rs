@@ -275,3 +275,65 @@ fn token_refuses_a_short_secret_and_help_documents_every_flag() {
     );
     assert!(data.path().join("shopstream.db").exists());
 }
+
+/// `shopstream seed` is deterministic, spreads activity over the range, and
+/// writes events every projection folds.
+#[tokio::test]
+async fn seed_is_deterministic_and_foldable() {
+    use shopstream::seed::{seed, SeedOptions};
+    let options = SeedOptions {
+        customers: 20,
+        orders: 60,
+        seed: 7,
+        days: 90,
+        end: chrono::NaiveDate::from_ymd_opt(2026, 6, 30).expect("date"),
+    };
+    let mut stories = Vec::new();
+    for _ in 0..2 {
+        let t = eventlog::testing::TestDatabase::sqlite().await;
+        let report = seed(&t.db, &options).await.expect("seed");
+        let log = eventlog::EventLog::new(t.db.clone());
+        let events = log
+            .read_from(eventlog::Cursor::START, 100_000)
+            .await
+            .expect("read");
+        assert_eq!(events.len(), report.events);
+        let days: std::collections::BTreeSet<_> =
+            events.iter().map(|e| e.recorded_at.date_naive()).collect();
+        assert!(
+            days.len() > 20,
+            "activity is spread over the range: {} days",
+            days.len()
+        );
+        assert!(days.iter().all(|d| *d <= options.end));
+        let db = projectors::ReadDb::connect(&t.url, 2)
+            .await
+            .expect("read db");
+        for name in projectors::NAMES {
+            let mut progress = |_p: projectors::rebuild::Progress| {};
+            let report = projectors::rebuild::rebuild(
+                name,
+                &log,
+                &db,
+                projectors::rebuild::Options {
+                    verify: true,
+                    progress: &mut progress,
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(report.diff.iter().any(|d| d.rebuilt_rows > 0));
+        }
+        db.close().await;
+        stories.push(
+            events
+                .into_iter()
+                .map(|e| (e.aggregate_id, e.sequence, e.event_type, e.payload))
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(
+        stories[0], stories[1],
+        "the same seed writes the same events"
+    );
+}
