@@ -269,7 +269,8 @@ fn print_banner(settings: &Settings, addr: std::net::SocketAddr) {
          \n  GraphQL       {base}/graphql{graphiql}\
          \n  Health        {base}/livez  {base}/readyz\
          \n  Projections   {base}/v1/admin/projections (admin)   read models: customer_view, order_view, analytics\
-         \n\nMint a token:   cargo run --release -- token --sub <user-id> --role customer|admin|service\
+         \n  Metrics       {base}/metrics\
+         \n\nMint a token:   cargo run --release -- token --sub <user-id> --role customer|admin|service|analyst\
          \n                (same --data-dir / --jwt-secret as this server)\
          \nStop:           Ctrl-C\n\n"
     );
