@@ -500,7 +500,13 @@ mod subscriptions {
         ws.send(Message::Text(subscribe.to_string().into()))
             .await
             .expect("subscribe");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The current state arrives first: the subscription is live from here.
+        let initial = next_json(&mut ws).await;
+        assert_eq!(
+            initial["payload"]["data"]["orderUpdated"],
+            json!({"id": order_id, "status": "draft", "itemCount": 0}),
+            "{initial}"
+        );
         server
             .post(
                 &format!("/v1/orders/{order_id}/items"),

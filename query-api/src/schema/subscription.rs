@@ -1,9 +1,10 @@
 //! Subscriptions (graphql-transport-ws): `orderUpdated(id)` and
-//! `customerUpdated(id)`, pushed after a projection commits a change to the
-//! row. Same authorization as the queries.
+//! `customerUpdated(id)`: the current state on subscribing, then a push
+//! after every projection commit that changes the row. Same authorization
+//! as the queries.
 
 use async_graphql::{Context, Result, Subscription, ID};
-use futures::stream::{self, Stream};
+use futures::stream::{self, Stream, StreamExt};
 use projectors::Wake;
 
 use super::types::{Customer, Order};
@@ -26,7 +27,9 @@ impl SubscriptionRoot {
         };
         let woken = ctx.data::<Wake>()?.subscribe();
         let last = serde_json::json!([current.status, current.updated_at, current.doc]);
-        Ok(stream::unfold(
+        // The current state first, then every change after it.
+        let first = stream::once(std::future::ready(Order(current)));
+        Ok(first.chain(stream::unfold(
             (store, woken, id.0, last),
             |(store, mut woken, id, last)| async move {
                 loop {
@@ -40,7 +43,7 @@ impl SubscriptionRoot {
                     }
                 }
             },
-        ))
+        )))
     }
 
     /// The customer, each time the customer view changes them.
@@ -66,7 +69,8 @@ impl SubscriptionRoot {
             current.order_count,
             current.doc
         ]);
-        Ok(stream::unfold(
+        let first = stream::once(std::future::ready(Customer(current)));
+        Ok(first.chain(stream::unfold(
             (store, woken, id.0, last),
             |(store, mut woken, id, last)| async move {
                 loop {
@@ -80,6 +84,6 @@ impl SubscriptionRoot {
                     }
                 }
             },
-        ))
+        )))
     }
 }
