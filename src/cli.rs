@@ -47,8 +47,13 @@ pub enum Command {
     Openapi,
     /// Print the GraphQL schema (SDL).
     GraphqlSchema,
-    /// Run only the projectors (what the `projectors` binary runs).
+    /// Run only the projectors (what the `projectors` binary runs); with
+    /// --kafka-brokers they consume Kafka in a consumer group.
     Project,
+    /// Run only the relay: store → Kafka (needs --kafka-brokers and Postgres).
+    Relay,
+    /// Serve only the command REST API (what the `command-api` binary runs).
+    Commands,
     /// Serve only the GraphQL query API (what the `query-api` binary runs).
     Query,
     /// Run only the order–payment saga (and, with --simulate-payments, the
@@ -143,6 +148,8 @@ impl Cli {
                 Ok(())
             }
             Command::Project => crate::serve::project(&self.settings).await,
+            Command::Relay => crate::serve::relay(&self.settings).await,
+            Command::Commands => crate::serve::commands(&self.settings).await,
             Command::Query => crate::serve::query(&self.settings).await,
             Command::Saga => crate::serve::saga(&self.settings).await,
             Command::Seed {

@@ -121,6 +121,68 @@ pub struct Settings {
         global = true
     )]
     pub db_max_connections: u32,
+
+    /// Kafka bootstrap servers (`host:port,…`): the distributed profile.
+    /// `serve` then runs the relay and Kafka-fed projectors; `project`
+    /// consumes Kafka. Needs a Postgres store.
+    #[arg(long, env = "SHOPSTREAM_KAFKA_BROKERS", global = true)]
+    pub kafka_brokers: Option<String>,
+
+    /// The events topic.
+    #[arg(
+        long,
+        env = "SHOPSTREAM_KAFKA_TOPIC",
+        default_value = "shopstream.events",
+        global = true
+    )]
+    pub kafka_topic: String,
+
+    /// Partitions when the relay creates the topic (the most projector
+    /// processes that share the work).
+    #[arg(
+        long,
+        env = "SHOPSTREAM_KAFKA_PARTITIONS",
+        default_value_t = 6,
+        global = true
+    )]
+    pub kafka_partitions: i32,
+
+    /// Replication factor when the relay creates the topic (3 in production).
+    #[arg(
+        long,
+        env = "SHOPSTREAM_KAFKA_REPLICATION_FACTOR",
+        default_value_t = 1,
+        global = true
+    )]
+    pub kafka_replication_factor: i32,
+
+    /// Consumer groups are `<prefix>.<projection>`.
+    #[arg(
+        long,
+        env = "SHOPSTREAM_KAFKA_GROUP_PREFIX",
+        default_value = "shopstream",
+        global = true
+    )]
+    pub kafka_group_prefix: String,
+
+    /// Consumer session timeout: how soon a dead projector's partitions move.
+    #[arg(
+        long,
+        env = "SHOPSTREAM_KAFKA_SESSION_TIMEOUT_MS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub kafka_session_timeout_ms: u32,
+
+    /// Extra librdkafka property, `key=value` (repeatable; e.g.
+    /// `security.protocol=SASL_SSL`).
+    #[arg(
+        long = "kafka-option",
+        env = "SHOPSTREAM_KAFKA_OPTIONS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub kafka_options: Vec<String>,
 }
 
 impl Settings {
@@ -130,6 +192,49 @@ impl Settings {
             Some(url) => url.clone(),
             None => format!("sqlite://{}", self.data_dir.join("shopstream.db").display()),
         }
+    }
+
+    /// The Kafka settings, when the distributed profile is configured.
+    ///
+    /// # Errors
+    /// A malformed `--kafka-option`, out-of-range numbers, or a store that
+    /// is not Postgres.
+    pub fn kafka(&self) -> anyhow::Result<Option<eventlog::kafka::KafkaSettings>> {
+        let Some(brokers) = self.kafka_brokers.as_ref().filter(|b| !b.trim().is_empty()) else {
+            return Ok(None);
+        };
+        anyhow::ensure!(
+            self.database_url().starts_with("postgres"),
+            "the Kafka profile needs a Postgres store: set --database-url postgres://…"
+        );
+        anyhow::ensure!(
+            (1..=10_000).contains(&self.kafka_partitions),
+            "--kafka-partitions must be between 1 and 10000"
+        );
+        anyhow::ensure!(
+            (1..=32).contains(&self.kafka_replication_factor),
+            "--kafka-replication-factor must be between 1 and 32"
+        );
+        anyhow::ensure!(
+            (1_000..=600_000).contains(&self.kafka_session_timeout_ms),
+            "--kafka-session-timeout-ms must be between 1000 and 600000"
+        );
+        let mut extra = Vec::new();
+        for option in &self.kafka_options {
+            let (k, v) = option
+                .split_once('=')
+                .with_context(|| format!("--kafka-option '{option}' is not key=value"))?;
+            extra.push((k.trim().to_string(), v.trim().to_string()));
+        }
+        Ok(Some(eventlog::kafka::KafkaSettings {
+            brokers: brokers.trim().to_string(),
+            topic: self.kafka_topic.clone(),
+            partitions: self.kafka_partitions,
+            replication_factor: self.kafka_replication_factor,
+            group_prefix: self.kafka_group_prefix.clone(),
+            session_timeout_ms: self.kafka_session_timeout_ms,
+            extra,
+        }))
     }
 
     /// Creates the data directory when the embedded store lives in it.

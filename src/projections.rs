@@ -88,6 +88,22 @@ pub fn start(
     }
 }
 
+/// Starts every projection's Kafka consumer (distributed profile);
+/// signals `commits` after commits.
+pub fn start_kafka(
+    kafka: &eventlog::kafka::KafkaSettings,
+    db: &ReadDb,
+    commits: &Wake,
+) -> Running {
+    let (stop, stopped) = watch::channel(false);
+    let tasks = projectors::spawn_all_kafka(kafka, db, commits, &stopped);
+    Running {
+        stop,
+        tasks,
+        listener: None,
+    }
+}
+
 #[derive(Clone)]
 struct AdminState {
     auth: Arc<Authenticator>,

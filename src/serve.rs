@@ -25,8 +25,16 @@ pub async fn project(settings: &Settings) -> anyhow::Result<()> {
         .await
         .context("cannot migrate the event store")?;
     let read_db = projections::open(settings).await?;
-    let running = projections::start(settings, &db, &read_db, &Wake::default(), &Wake::default());
-    tracing::info!(projections = ?projectors::NAMES, "projectors running");
+    let running = match settings.kafka()? {
+        Some(kafka) => {
+            tracing::info!(projections = ?projectors::NAMES, brokers = %kafka.brokers, "projectors consuming Kafka");
+            projections::start_kafka(&kafka, &read_db, &Wake::default())
+        }
+        None => {
+            tracing::info!(projections = ?projectors::NAMES, "projectors tailing the store");
+            projections::start(settings, &db, &read_db, &Wake::default(), &Wake::default())
+        }
+    };
     shutdown_signal().await;
     running.stop().await;
     read_db.close().await;
@@ -101,6 +109,137 @@ pub async fn query(settings: &Settings) -> anyhow::Result<()> {
     if let Some(l) = listener_task {
         l.abort();
     }
+    read_db.close().await;
+    db.close().await;
+    Ok(())
+}
+
+/// Starts the relay in this process; `wake` signals appends.
+fn start_relay(
+    settings: &Settings,
+    kafka: &eventlog::kafka::KafkaSettings,
+    db: &eventlog::Database,
+    wake: &Wake,
+) -> anyhow::Result<(
+    eventlog::relay::RelayStatus,
+    tokio::sync::watch::Sender<bool>,
+    Vec<tokio::task::JoinHandle<()>>,
+)> {
+    let relay = eventlog::relay::Relay::new(db, eventlog::relay::RelayConfig::new(kafka.clone()))
+        .context("cannot start the relay")?;
+    let status = relay.status();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // Appends in other processes arrive as notifications.
+    let listener = projectors::listen_postgres(
+        settings.database_url(),
+        "shopstream_events",
+        wake.clone(),
+    );
+    let task = tokio::spawn(relay.run(wake.subscribe(), stopped));
+    Ok((status, stop, vec![task, listener]))
+}
+
+/// `/readyz` of a relay: ready while it is standing by, or active with the
+/// broker answering; 503 with the reason otherwise.
+fn relay_readyz(status: eventlog::relay::RelayStatus) -> axum::routing::MethodRouter {
+    axum::routing::get(move || {
+        let state = status.get();
+        async move {
+            use axum::response::IntoResponse;
+            let ready = state.role == "standby" || (state.role == "active" && state.kafka_reachable);
+            if ready {
+                axum::Json(serde_json::json!({ "status": "ready", "relay": state })).into_response()
+            } else {
+                let detail = match (&state.role[..], &state.last_error) {
+                    ("active", Some(e)) => format!("kafka is unreachable: {e}; {} records waiting", state.in_flight),
+                    ("active", None) => format!("kafka is unreachable; {} records waiting", state.in_flight),
+                    (role, _) => format!("the relay is {role}"),
+                };
+                command_api::error::ApiError::Unavailable(detail).into_response()
+            }
+        }
+    })
+}
+
+/// Runs only the relay (store → Kafka) until Ctrl-C or SIGTERM, with
+/// `/livez`, `/readyz` and `/metrics` on `--listen`.
+///
+/// # Errors
+/// Without --kafka-brokers or Postgres; when the address is taken.
+pub async fn relay(settings: &Settings) -> anyhow::Result<()> {
+    let kafka = settings
+        .kafka()?
+        .context("the relay needs --kafka-brokers (or SHOPSTREAM_KAFKA_BROKERS)")?;
+    let db = connect(settings).await?;
+    db.migrate()
+        .await
+        .context("cannot migrate the event store")?;
+    let read_db = projections::open(settings).await?;
+    let wake = Wake::default();
+    let (status, stop, tasks) = start_relay(settings, &kafka, &db, &wake)?;
+    let app = axum::Router::new()
+        .route(
+            "/livez",
+            axum::routing::get(command_api::routes::health::livez),
+        )
+        .route("/readyz", relay_readyz(status))
+        .merge(projections::metrics_router(&db, &read_db))
+        .layer(axum::middleware::from_fn(
+            command_api::request_id::request_context,
+        ));
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    let banner = format!(
+        "\nshopstream relay (store → Kafka {} topic {})\n\n  Health        http://{addr}/livez  http://{addr}/readyz\n  Metrics       http://{addr}/metrics\n\n",
+        kafka.brokers, kafka.topic
+    );
+    let _ = std::io::stdout().lock().write_all(banner.as_bytes());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server failed")?;
+    let _ = stop.send(true);
+    let mut tasks = tasks.into_iter();
+    if let Some(relay_task) = tasks.next() {
+        let _ = relay_task.await;
+    }
+    for t in tasks {
+        t.abort();
+    }
+    read_db.close().await;
+    db.close().await;
+    Ok(())
+}
+
+/// Serves only the command REST API (what the `command-api` binary runs).
+///
+/// # Errors
+/// When the store cannot be opened or the address is taken.
+pub async fn commands(settings: &Settings) -> anyhow::Result<()> {
+    let db = connect(settings).await?;
+    db.migrate()
+        .await
+        .context("cannot migrate the event store")?;
+    let read_db = projections::open(settings).await?;
+    let secret = settings.jwt_secret()?;
+    let mut config = Config::new(secret.clone());
+    config.snapshot_every = settings.snapshot_every;
+    let admin = projections::admin_router(Authenticator::new(secret), &db, &read_db);
+    let metrics = projections::metrics_router(&db, &read_db);
+    let app = command_api::build_with(db.clone(), &config, admin.merge(metrics));
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    let banner = format!(
+        "\nshopstream command API\n\n  REST API      http://{addr}/v1\n  API docs      http://{addr}/docs\n  Health        http://{addr}/livez  http://{addr}/readyz\n\n"
+    );
+    let _ = std::io::stdout().lock().write_all(banner.as_bytes());
+    app.run(listener, shutdown_signal())
+        .await
+        .context("server failed")?;
     read_db.close().await;
     db.close().await;
     Ok(())
@@ -206,7 +345,17 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     let read_db = projections::open(settings).await?;
     let wake = Wake::default();
     let commits = Wake::default();
-    let running = projections::start(settings, &db, &read_db, &wake, &commits);
+    let kafka = settings.kafka()?;
+    let (running, relay) = match &kafka {
+        Some(kafka) => (
+            projections::start_kafka(kafka, &read_db, &commits),
+            Some(start_relay(settings, kafka, &db, &wake)?),
+        ),
+        None => (
+            projections::start(settings, &db, &read_db, &wake, &commits),
+            None,
+        ),
+    };
     let secret = settings.jwt_secret()?;
     let mut config = Config::new(secret.clone());
     config.snapshot_every = settings.snapshot_every;
@@ -231,6 +380,13 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
     print_banner(settings, addr);
+    if let Some(kafka) = &kafka {
+        let line = format!(
+            "  Kafka         relay → {} topic {} ({} partitions); projectors consume it\n\n",
+            kafka.brokers, kafka.topic, kafka.partitions
+        );
+        let _ = std::io::stdout().lock().write_all(line.as_bytes());
+    }
     app.run(listener, shutdown_signal())
         .await
         .context("server failed")?;
@@ -239,6 +395,16 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
         let _ = task.await;
     }
     running.stop().await;
+    if let Some((_, stop, tasks)) = relay {
+        let _ = stop.send(true);
+        let mut tasks = tasks.into_iter();
+        if let Some(relay_task) = tasks.next() {
+            let _ = relay_task.await;
+        }
+        for t in tasks {
+            t.abort();
+        }
+    }
     read_db.close().await;
     db.close().await;
     tracing::info!("stopped");

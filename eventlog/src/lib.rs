@@ -14,6 +14,8 @@
 //! - `idempotency`: [`IdempotencyStore`]: durable idempotency keys.
 //! - `emails`: [`EmailRegistry`]: the one-user-per-e-mail reservation.
 //! - `telemetry`: tracing subscriber setup (pretty or JSON).
+//! - `kafka`: Kafka settings, the events topic, the record format (distributed profile).
+//! - `relay`: [`relay::Relay`]: store → Kafka, one active at a time.
 //! - `metrics`: the Prometheus registry every service renders at `/metrics`.
 //! - `testing` (feature `testing`): a fresh Postgres database or SQLite file per test.
 
@@ -21,8 +23,10 @@ mod db;
 mod emails;
 mod error;
 mod idempotency;
+pub mod kafka;
 mod log;
 pub mod metrics;
+pub mod relay;
 mod repository;
 pub mod telemetry;
 #[cfg(feature = "testing")]

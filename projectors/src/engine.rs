@@ -89,27 +89,23 @@ pub async fn apply_batch<P: Projection>(
         .filter(|e| P::handles(&e.event_type))
         .collect();
     let mut tx = db.begin().await?;
-    let mut state = P::State::default();
-    P::load(&mut tx, g, &relevant, &mut state).await?;
-    for (i, event) in relevant.iter().enumerate() {
-        if let Err(e) = P::fold(&mut state, event) {
-            drop(tx);
-            // Keep everything before the poison event, then stop on it.
-            let before: Vec<StoredEvent> = fresh
-                .iter()
-                .take_while(|f| f.cursor() < event.cursor())
-                .map(|f| (*f).clone())
-                .collect();
-            if i > 0 || !before.is_empty() {
-                Box::pin(apply_batch::<P>(db, g, from, &before)).await?;
-            }
-            return Err(ProjectionError::Poison {
-                position: event.position,
-                message: e.0,
-            });
+    if let Err((i, e)) = fold_into::<P>(&mut tx, g, &relevant).await? {
+        let event = relevant[i];
+        drop(tx);
+        // Keep everything before the poison event, then stop on it.
+        let before: Vec<StoredEvent> = fresh
+            .iter()
+            .take_while(|f| f.cursor() < event.cursor())
+            .map(|f| (*f).clone())
+            .collect();
+        if i > 0 || !before.is_empty() {
+            Box::pin(apply_batch::<P>(db, g, from, &before)).await?;
         }
+        return Err(ProjectionError::Poison {
+            position: event.position,
+            message: e.0,
+        });
     }
-    P::save(&mut tx, g, &state).await?;
     let at = last
         .recorded_at
         .format("%Y-%m-%dT%H:%M:%S%.6fZ")
@@ -129,6 +125,28 @@ pub async fn apply_batch<P: Projection>(
         cursor: last.cursor(),
         events: fresh.len(),
     })
+}
+
+/// Loads, folds and saves `events` (all relevant to `P`) into generation
+/// `g` inside `tx`. `Ok(Err((i, e)))`: event `i` is poison and nothing was
+/// saved.
+///
+/// # Errors
+/// Database errors.
+pub async fn fold_into<P: Projection>(
+    tx: &mut Tx<'_>,
+    g: i64,
+    events: &[&StoredEvent],
+) -> Result<Result<(), (usize, FoldError)>, ProjectionError> {
+    let mut state = P::State::default();
+    P::load(tx, g, events, &mut state).await?;
+    for (i, event) in events.iter().enumerate() {
+        if let Err(e) = P::fold(&mut state, event) {
+            return Ok(Err((i, e)));
+        }
+    }
+    P::save(tx, g, &state).await?;
+    Ok(Ok(()))
 }
 
 /// Makes sure `P` has a live generation (creating generation 1, empty, on
@@ -254,6 +272,14 @@ async fn step<P: Projection>(
 ) -> Result<bool, ProjectionError> {
     if current.is_none() {
         let live = ensure_live::<P>(db).await?;
+        if crate::kafka::consumes_kafka(db, P::NAME, live.generation).await? {
+            // Two sources folding one generation would apply events twice.
+            tracing::warn!(
+                projection = P::NAME,
+                "the live generation consumes Kafka; this store tailer stays idle (run projectors with --kafka-brokers)"
+            );
+            return Ok(false);
+        }
         *current = Some(live);
     }
     let Some(state) = current.as_mut() else {

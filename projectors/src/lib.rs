@@ -10,6 +10,7 @@
 //!
 //! # Layout
 //! - `engine`: the [`Projection`] trait, batch application, the tail loop, wake-ups.
+//! - `kafka`: the Kafka source (consumer group, positions in the read-model database).
 //! - `registry`: generations, checkpoints, states, the atomic swap (SQL).
 //! - `store`: the read-model pool and generic row operations (documents, counters, checksums).
 //! - `models`: the read models — `customer` (customer_view), `orders` (order_view), `analytics`.
@@ -20,6 +21,7 @@
 
 pub mod engine;
 mod error;
+pub mod kafka;
 pub mod models;
 pub mod rebuild;
 pub mod registry;
@@ -82,6 +84,35 @@ pub fn spawn_all(
             c.clone(),
             poll,
             s.clone(),
+        )),
+    ]
+}
+
+/// Starts every projection's Kafka consumer (the distributed profile).
+pub fn spawn_all_kafka(
+    settings: &eventlog::kafka::KafkaSettings,
+    db: &ReadDb,
+    commits: &Wake,
+    shutdown: &watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    vec![
+        tokio::spawn(kafka::run::<CustomerView>(
+            settings.clone(),
+            db.clone(),
+            commits.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(kafka::run::<OrderViewProjection>(
+            settings.clone(),
+            db.clone(),
+            commits.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(kafka::run::<Analytics>(
+            settings.clone(),
+            db.clone(),
+            commits.clone(),
+            shutdown.clone(),
         )),
     ]
 }

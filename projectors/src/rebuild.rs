@@ -159,7 +159,8 @@ pub async fn rebuild_one<P: Projection>(
         catch_up::<P>(log, db, g, cursor, events, head, started, &mut *progress).await?;
     // Verifying compares like with like: a live generation that fell behind
     // (no runner) is brought up to the shadow's position first.
-    if options.verify {
+    // (A Kafka-fed live generation is never folded from the store here.)
+    if options.verify && !crate::kafka::consumes_kafka(db, P::NAME, live.generation).await? {
         catch_up_live::<P>(log, db, live.generation, cursor).await?;
     }
     // Swap only when the shadow has seen at least what the live generation
@@ -169,12 +170,28 @@ pub async fn rebuild_one<P: Projection>(
     let (previous, diff) = loop {
         attempts += 1;
         let mut tx = db.begin().await?;
+        if db.is_postgres() {
+            // Kafka consumers hold this row shared for each batch.
+            sqlx::query("SELECT generation FROM projection_live WHERE name = $1 FOR UPDATE")
+                .bind(P::NAME)
+                .fetch_optional(&mut *tx)
+                .await?;
+        }
         let live_cursor = registry::lock_cursor(&mut tx, P::NAME, live.generation).await?;
-        if live_cursor.is_some_and(|c| c > cursor) && attempts < 100 {
+        // Over Kafka, some partitions are ahead of the generation's
+        // checkpoint (the lowest of them): the shadow must reach the highest.
+        let kafka = crate::kafka::cursor_range(&mut tx, P::NAME, live.generation).await?;
+        let needed = live_cursor.max(kafka.map(|(_, high)| high));
+        // Verifying against a Kafka-fed generation compares like with like
+        // only when every partition stands where the shadow does.
+        let unsettled =
+            options.verify && kafka.is_some_and(|(low, high)| low != high || high != cursor);
+        if (needed.is_some_and(|c| c > cursor) || unsettled) && attempts < 200 {
             drop(tx);
             (cursor, events) =
                 catch_up::<P>(log, db, g, cursor, events, head, started, &mut *progress).await?;
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            let pause = if kafka.is_some() { 50 } else { 5 };
+            tokio::time::sleep(Duration::from_millis(pause)).await;
             continue;
         }
         let diff = compare::<P>(db, g).await?;
@@ -184,6 +201,7 @@ pub async fn rebuild_one<P: Projection>(
             return Err(RebuildError::Differs(P::NAME.into(), diff));
         }
         let previous = registry::make_live(&mut tx, P::NAME, P::SCHEMA, g).await?;
+        crate::kafka::hand_over_offsets(&mut tx, P::NAME, live.generation, g, cursor).await?;
         tx.commit().await?;
         break (previous, diff);
     };

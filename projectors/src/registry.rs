@@ -320,3 +320,54 @@ pub async fn fail(
         .await?;
     Ok(())
 }
+
+/// A Kafka batch's bookkeeping on generation `g` inside `tx`: counts and
+/// the newest event time, and the checkpoint moved up to `watermark` (never
+/// back: consumers in several processes commit in any order).
+///
+/// # Errors
+/// Database errors.
+pub async fn progress(
+    tx: &mut Tx<'_>,
+    name: &str,
+    g: i64,
+    watermark: Option<Cursor>,
+    applied: i64,
+    last_event_at: Option<&str>,
+    postgres: bool,
+) -> Result<(), ProjectionError> {
+    let lock = if postgres { " FOR UPDATE" } else { "" };
+    let row = sqlx::query(&format!(
+        "SELECT cursor_txid, cursor_position FROM projection_state WHERE name = $1 AND generation = $2{lock}"
+    ))
+    .bind(name)
+    .bind(g)
+    .fetch_one(&mut **tx)
+    .await?;
+    let txid: String = row.try_get(0)?;
+    let current = Cursor {
+        transaction_id: txid
+            .parse()
+            .map_err(|_| ProjectionError::Corrupt(format!("cursor {txid}")))?,
+        position: row.try_get(1)?,
+    };
+    let to = watermark.filter(|w| *w > current).unwrap_or(current);
+    if to == current && applied == 0 {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE projection_state SET cursor_txid = $1, cursor_position = $2, \
+         events_applied = events_applied + $3, last_event_at = COALESCE($4, last_event_at), updated_at = $5 \
+         WHERE name = $6 AND generation = $7",
+    )
+    .bind(to.transaction_id.to_string())
+    .bind(to.position)
+    .bind(applied)
+    .bind(last_event_at)
+    .bind(now())
+    .bind(name)
+    .bind(g)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -3,6 +3,7 @@
 
 use eventlog::EventLog;
 use serde::Serialize;
+use sqlx::Row;
 
 use crate::engine::Projection;
 use crate::{registry, Analytics, CustomerView, OrderViewProjection, ProjectionError, ReadDb};
@@ -28,6 +29,8 @@ pub struct ProjectionStatus {
     pub error_position: Option<i64>,
     /// A shadow generation being rebuilt: (generation, position).
     pub rebuilding: Option<(i64, i64)>,
+    /// Where the live generation's events come from: `store` or `kafka`.
+    pub source: String,
 }
 
 async fn one<P: Projection>(
@@ -57,9 +60,30 @@ async fn one<P: Projection>(
             error: None,
             error_position: None,
             rebuilding,
+            source: "store".into(),
         });
     };
-    let (lag_events, newest) = log.backlog_after(live.cursor.position).await?;
+    let kafka = crate::kafka::consumes_kafka(db, P::NAME, live.generation).await?;
+    // Over Kafka the head is what the relay has published (lag = relay
+    // head − applied); from the store it is the store's head.
+    let relay = if kafka {
+        relay_head(db).await?
+    } else {
+        None
+    };
+    let (head, (lag_events, newest)) = match relay {
+        Some((relay_head, relay_at)) => {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM events WHERE position > $1 AND position <= $2",
+            )
+            .bind(live.cursor.position)
+            .bind(relay_head)
+            .fetch_one(db.pool())
+            .await?;
+            (relay_head, (n, relay_at))
+        }
+        None => (head, log.backlog_after(live.cursor.position).await?),
+    };
     let last = live
         .last_event_at
         .as_deref()
@@ -87,7 +111,27 @@ async fn one<P: Projection>(
         error: live.error.clone(),
         error_position: live.error_position,
         rebuilding,
+        source: if kafka { "kafka" } else { "store" }.into(),
     })
+}
+
+/// The relay's acknowledged head: position and recording time.
+async fn relay_head(
+    db: &ReadDb,
+) -> Result<Option<(i64, Option<chrono::DateTime<chrono::Utc>>)>, ProjectionError> {
+    let row = sqlx::query(
+        "SELECT cursor_position, recorded_at::text FROM relay_checkpoint ORDER BY cursor_position DESC LIMIT 1",
+    )
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|r| {
+        let at: Option<String> = r.try_get(1)?;
+        let at = at
+            .and_then(|s| chrono::DateTime::parse_from_str(&s, "%Y-%m-%d %H:%M:%S%.f%#z").ok())
+            .map(|d| d.with_timezone(&chrono::Utc));
+        Ok((r.try_get(0)?, at))
+    })
+    .transpose()
 }
 
 /// The status of every projection.

@@ -1,0 +1,400 @@
+//! The Kafka side of the distributed profile: client settings, the topic,
+//! and the record format the relay writes and the projectors read.
+//!
+//! Kafka distributes; the store decides (invariant 6). Every record is one
+//! stored event, JSON in the value (the same shape as [`StoredEvent`]), keyed
+//! by the customer the event belongs to, with the envelope repeated in
+//! headers so tools can route and filter without parsing values. Besides
+//! events, the relay writes *watermark* records to every partition: "every
+//! event up to this cursor that belongs in this partition is before me".
+//! They let a consumer group know how far the log is complete across all
+//! partitions (the position a consistency token waits for).
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::{Cursor, StoredEvent};
+
+/// Header naming what a record is: `event` or `watermark`.
+pub const KIND_HEADER: &str = "shopstream-kind";
+
+/// How to reach Kafka and which topic to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSettings {
+    /// `host:port[,host:port…]`.
+    pub brokers: String,
+    /// The events topic.
+    pub topic: String,
+    /// Partitions when the relay creates the topic.
+    pub partitions: i32,
+    /// Replication factor when the relay creates the topic.
+    pub replication_factor: i32,
+    /// Consumer groups are `<group_prefix>.<projection>`.
+    pub group_prefix: String,
+    /// Consumer session timeout (a dead consumer's partitions move after it).
+    pub session_timeout_ms: u32,
+    /// Extra librdkafka properties (`security.protocol`, `sasl.*`, …).
+    pub extra: Vec<(String, String)>,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            topic: "shopstream.events".into(),
+            partitions: 6,
+            replication_factor: 1,
+            group_prefix: "shopstream".into(),
+            session_timeout_ms: 10_000,
+            extra: Vec::new(),
+        }
+    }
+}
+
+/// Errors of the Kafka side.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSideError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("kafka topic {topic}: {message}")]
+    Topic { topic: String, message: String },
+    #[error("undecodable record at {partition}/{offset}: {message}")]
+    Undecodable {
+        partition: i32,
+        offset: i64,
+        message: String,
+    },
+}
+
+impl KafkaSettings {
+    /// The common client configuration.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("client.id", "shopstream")
+            // Reconnect quickly after a broker comes back.
+            .set("reconnect.backoff.ms", "100")
+            .set("reconnect.backoff.max.ms", "2000");
+        for (k, v) in &self.extra {
+            config.set(k, v);
+        }
+        config
+    }
+
+    /// The relay's producer: idempotent, `acks=all`, ordered per partition,
+    /// and never giving up on a message (the relay bounds what is in flight).
+    pub fn producer_config(&self) -> ClientConfig {
+        let mut config = self.client_config();
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("max.in.flight.requests.per.connection", "5")
+            .set("message.timeout.ms", "0")
+            .set("linger.ms", "2")
+            // The Java client's partitioner: the same key lands on the same
+            // partition whichever client wrote it.
+            .set("partitioner", "murmur2_random");
+        for (k, v) in &self.extra {
+            config.set(k, v);
+        }
+        config
+    }
+
+    /// A projection's consumer: offsets live in the read-model database,
+    /// so nothing is committed to Kafka.
+    pub fn consumer_config(&self, projection: &str) -> ClientConfig {
+        let mut config = self.client_config();
+        config
+            .set("group.id", format!("{}.{projection}", self.group_prefix))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", self.session_timeout_ms.to_string())
+            .set(
+                "heartbeat.interval.ms",
+                (self.session_timeout_ms / 3).max(100).to_string(),
+            )
+            .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", "10");
+        for (k, v) in &self.extra {
+            config.set(k, v);
+        }
+        config
+    }
+
+    /// Creates the topic when missing and returns its partition count.
+    ///
+    /// # Errors
+    /// When the broker cannot be reached or refuses.
+    pub async fn ensure_topic(&self) -> Result<i32, KafkaSideError> {
+        let admin: AdminClient<DefaultClientContext> = self.client_config().create()?;
+        let topic = NewTopic::new(
+            &self.topic,
+            self.partitions,
+            TopicReplication::Fixed(self.replication_factor),
+        );
+        let options = AdminOptions::new()
+            .operation_timeout(Some(Duration::from_secs(5)))
+            .request_timeout(Some(Duration::from_secs(5)));
+        let results = admin.create_topics([&topic], &options).await?;
+        for result in results {
+            match result {
+                Ok(_) => tracing::info!(topic = %self.topic, partitions = self.partitions, "created the events topic"),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    return Err(KafkaSideError::Topic {
+                        topic: name,
+                        message: code.to_string(),
+                    })
+                }
+            }
+        }
+        self.partition_count().await
+    }
+
+    /// The topic's partition count, from the broker's metadata.
+    ///
+    /// # Errors
+    /// When the broker cannot be reached or has no such topic.
+    pub async fn partition_count(&self) -> Result<i32, KafkaSideError> {
+        let settings = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let consumer: rdkafka::consumer::BaseConsumer = settings.client_config().create()?;
+            let metadata = rdkafka::consumer::Consumer::fetch_metadata(
+                &consumer,
+                Some(&settings.topic),
+                Duration::from_secs(5),
+            )?;
+            let topic = metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == settings.topic)
+                .ok_or_else(|| KafkaSideError::Topic {
+                    topic: settings.topic.clone(),
+                    message: "missing from the broker's metadata".into(),
+                })?;
+            if let Some(e) = topic.error() {
+                return Err(KafkaSideError::Topic {
+                    topic: settings.topic.clone(),
+                    message: format!("{:?}", RDKafkaErrorCode::from(e)),
+                });
+            }
+            let n = topic.partitions().len() as i32;
+            if n == 0 {
+                return Err(KafkaSideError::Topic {
+                    topic: settings.topic.clone(),
+                    message: "has no partitions yet".into(),
+                });
+            }
+            Ok(n)
+        })
+        .await
+        .map_err(|e| KafkaSideError::Topic {
+            topic: self.topic.clone(),
+            message: e.to_string(),
+        })?
+    }
+}
+
+/// What one record carries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// A stored event.
+    Event(Box<StoredEvent>),
+    /// Every event of this partition up to the cursor comes before this record.
+    Watermark(Cursor),
+}
+
+impl Record {
+    /// The cursor the record brings its partition to.
+    pub fn cursor(&self) -> Cursor {
+        match self {
+            Self::Event(e) => e.cursor(),
+            Self::Watermark(c) => *c,
+        }
+    }
+}
+
+fn metadata_str<'a>(event: &'a StoredEvent, key: &str) -> Option<&'a str> {
+    event.metadata.get(key).and_then(|v| v.as_str())
+}
+
+/// The headers of an event record.
+pub fn event_headers(event: &StoredEvent) -> OwnedHeaders {
+    let position = event.position.to_string();
+    let txid = event.transaction_id.to_string();
+    let sequence = event.sequence.to_string();
+    let event_id = event.event_id.to_string();
+    let recorded = event.recorded_at.to_rfc3339();
+    let mut headers = OwnedHeaders::new_with_capacity(13)
+        .insert(header(KIND_HEADER, "event"))
+        .insert(header("event-id", &event_id))
+        .insert(header("position", &position))
+        .insert(header("transaction-id", &txid))
+        .insert(header("aggregate-type", &event.aggregate_type))
+        .insert(header("aggregate-id", &event.aggregate_id))
+        .insert(header("sequence", &sequence))
+        .insert(header("event-type", &event.event_type))
+        .insert(header("event-version", &event.event_version))
+        .insert(header("recorded-at", &recorded));
+    for (key, name) in [
+        ("correlation_id", "correlation-id"),
+        ("causation_id", "causation-id"),
+        ("traceparent", "traceparent"),
+    ] {
+        if let Some(value) = metadata_str(event, key) {
+            headers = headers.insert(header(name, value));
+        }
+    }
+    headers
+}
+
+fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
+    Header {
+        key,
+        value: Some(value),
+    }
+}
+
+/// The headers of a watermark record.
+pub fn watermark_headers(cursor: Cursor) -> OwnedHeaders {
+    OwnedHeaders::new_with_capacity(3)
+        .insert(header(KIND_HEADER, "watermark"))
+        .insert(header("position", &cursor.position.to_string()))
+        .insert(header("transaction-id", &cursor.transaction_id.to_string()))
+}
+
+/// The value of a watermark record.
+pub fn watermark_value(cursor: Cursor) -> String {
+    serde_json::json!({ "watermark": cursor }).to_string()
+}
+
+/// Decodes a record the relay wrote.
+///
+/// # Errors
+/// [`KafkaSideError::Undecodable`] for anything else.
+pub fn decode<M: Message>(message: &M) -> Result<Record, KafkaSideError> {
+    let undecodable = |m: String| KafkaSideError::Undecodable {
+        partition: message.partition(),
+        offset: message.offset(),
+        message: m,
+    };
+    let kind = message.headers().and_then(|h| {
+        h.iter()
+            .find(|h| h.key == KIND_HEADER)
+            .and_then(|h| h.value)
+            .map(<[u8]>::to_vec)
+    });
+    let payload = message
+        .payload()
+        .ok_or_else(|| undecodable("no value".into()))?;
+    match kind.as_deref() {
+        Some(b"event") => serde_json::from_slice::<StoredEvent>(payload)
+            .map(|e| Record::Event(Box::new(e)))
+            .map_err(|e| undecodable(e.to_string())),
+        Some(b"watermark") => {
+            #[derive(serde::Deserialize)]
+            struct Watermark {
+                watermark: Cursor,
+            }
+            serde_json::from_slice::<Watermark>(payload)
+                .map(|w| Record::Watermark(w.watermark))
+                .map_err(|e| undecodable(e.to_string()))
+        }
+        _ => Err(undecodable(format!("no {KIND_HEADER} header"))),
+    }
+}
+
+/// The partition key of an event whose customer is `customer`, or of an
+/// event that belongs to no customer (products: their own id).
+pub fn partition_key(event: &StoredEvent, customer: Option<&str>) -> String {
+    customer.map_or_else(|| event.aggregate_id.clone(), str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::message::OwnedMessage;
+    use rdkafka::Timestamp;
+
+    fn event() -> StoredEvent {
+        StoredEvent {
+            position: 42,
+            transaction_id: 7,
+            event_id: uuid::Uuid::from_u128(9),
+            aggregate_type: "Order".into(),
+            aggregate_id: "o-1".into(),
+            sequence: 3,
+            event_type: "OrderPlaced".into(),
+            event_version: "1".into(),
+            payload: serde_json::json!({"OrderPlaced": {"item_count": 1}}),
+            metadata: serde_json::json!({"correlation_id": "c-1", "causation_id": "e-0"}),
+            recorded_at: chrono::Utc::now(),
+        }
+    }
+
+    fn message(value: String, headers: OwnedHeaders) -> OwnedMessage {
+        OwnedMessage::new(
+            Some(value.into_bytes()),
+            Some(b"k".to_vec()),
+            "t".into(),
+            Timestamp::NotAvailable,
+            2,
+            17,
+            Some(headers),
+        )
+    }
+
+    #[test]
+    fn events_and_watermarks_round_trip() {
+        let e = event();
+        let m = message(serde_json::to_string(&e).unwrap(), event_headers(&e));
+        assert_eq!(decode(&m).unwrap(), Record::Event(Box::new(e.clone())));
+        let names: Vec<String> = m
+            .headers()
+            .unwrap()
+            .iter()
+            .map(|h| h.key.to_string())
+            .collect();
+        for expected in [
+            "event-id",
+            "position",
+            "aggregate-type",
+            "aggregate-id",
+            "sequence",
+            "event-type",
+            "event-version",
+            "recorded-at",
+            "correlation-id",
+            "causation-id",
+        ] {
+            assert!(names.iter().any(|n| n == expected), "{expected} missing");
+        }
+        let c = Cursor {
+            transaction_id: 5,
+            position: 6,
+        };
+        let w = message(watermark_value(c), watermark_headers(c));
+        assert_eq!(decode(&w).unwrap(), Record::Watermark(c));
+    }
+
+    #[test]
+    fn foreign_records_are_refused() {
+        let m = message("{}".into(), OwnedHeaders::new());
+        assert!(matches!(
+            decode(&m),
+            Err(KafkaSideError::Undecodable {
+                partition: 2,
+                offset: 17,
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,11 @@
+//! The `command-api` binary: only the command REST API (`shopstream
+//! commands`), for running it as its own process against PostgreSQL.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut cli = shopstream::cli::Cli::parse();
+    cli.command = Some(shopstream::cli::Command::Commands);
+    cli.run().await
+}
