@@ -4,6 +4,7 @@
 mod crash;
 mod graphql;
 mod helpers;
+mod kafka;
 mod saga;
 
 use serde_json::json;

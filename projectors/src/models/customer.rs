@@ -31,6 +31,12 @@ pub struct Customer {
     /// Currency → captured − refunded, minor units.
     pub lifetime_spend: BTreeMap<String, i64>,
     pub shipping_address: Option<ShippingAddress>,
+    /// The last event that changed this customer. A customer's events must
+    /// arrive in commit order (over Kafka they share a partition); one
+    /// arriving after a later one stops the projection instead of folding
+    /// out of order.
+    #[serde(default)]
+    pub last_cursor: Option<eventlog::Cursor>,
 }
 
 impl DocRow for Customer {
@@ -135,9 +141,18 @@ pub struct CustomerView;
 impl State {
     fn customer(&mut self, id: &str, e: &StoredEvent) -> Result<&mut Customer, FoldError> {
         self.dirty_customers.insert(id.to_string());
-        self.customers
+        let customer = self
+            .customers
             .get_mut(id)
-            .ok_or_else(|| missing("customer", id, e))
+            .ok_or_else(|| missing("customer", id, e))?;
+        if let Some(last) = customer.last_cursor.filter(|last| *last > e.cursor()) {
+            return Err(FoldError::new(format!(
+                "customer {id}: {} at position {} arrived after position {} (out of commit order)",
+                e.event_type, e.position, last.position
+            )));
+        }
+        customer.last_cursor = Some(e.cursor());
+        Ok(customer)
     }
 
     fn order(&mut self, id: &str, e: &StoredEvent) -> Result<&mut CustomerOrder, FoldError> {
@@ -207,6 +222,7 @@ fn fold_user(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
                     counts_by_status: BTreeMap::new(),
                     lifetime_spend: BTreeMap::new(),
                     shipping_address: None,
+                    last_cursor: Some(e.cursor()),
                 },
             );
         }
@@ -354,7 +370,7 @@ fn fold_payment(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
 
 impl Projection for CustomerView {
     const NAME: &'static str = "customer_view";
-    const VERSION: i64 = 1;
+    const VERSION: i64 = 2;
     const SCHEMA: &'static str = include_str!("../../../migrations/projections/customer_view.sql");
     const CHECKSUM_ORDER: &'static [(&'static str, &'static str)] = &[
         ("customer_view", "user_id"),

@@ -1,0 +1,443 @@
+//! The distributed profile with real processes, real Postgres and a real
+//! Kafka-protocol broker (tansu, memory storage, on loopback): the relay
+//! (store → Kafka) and projector processes in a consumer group.
+//!
+//! tansu must be installed (`cargo install tansu --locked --features
+//! dynostore`; `scripts/test` and `.ci/run` do it when it is missing), or
+//! named by `TANSU_BIN`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use eventlog::testing::TestDatabase;
+use eventlog::EventLog;
+use projectors::rebuild::{self, Options};
+use projectors::testing::Shop;
+use projectors::ReadDb;
+use rand::Rng;
+use serde_json::json;
+
+use crate::helpers::Server;
+
+const BIN: &str = env!("CARGO_BIN_EXE_shopstream");
+const PROJECTORS: &str = env!("CARGO_BIN_EXE_projectors");
+const COMMAND_API: &str = env!("CARGO_BIN_EXE_command-api");
+
+/// One broker per test and several processes each: run these one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn tansu_bin() -> PathBuf {
+    if let Ok(bin) = std::env::var("TANSU_BIN") {
+        return PathBuf::from(bin);
+    }
+    let home = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|_| std::env::var("HOME").map(|h| Path::new(&h).join(".cargo")))
+        .unwrap_or_default();
+    let installed = home.join("bin").join("tansu");
+    if installed.exists() {
+        return installed;
+    }
+    PathBuf::from("tansu")
+}
+
+/// A tansu broker on a loopback port.
+struct Broker {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Broker {
+    fn new() -> Self {
+        Self {
+            port: free_port(),
+            child: None,
+        }
+    }
+
+    fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    async fn start(&mut self) {
+        let url = format!("tcp://{}", self.address());
+        let child = Command::new(tansu_bin())
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start tansu ({e}); install it with `cargo install tansu --locked --features dynostore` or set TANSU_BIN"
+                )
+            });
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(self.address()).await.is_err() {
+            assert!(tokio::time::Instant::now() < deadline, "tansu did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("broker running").id().to_string();
+        let ok = Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // A frozen broker must be thawed to die cleanly.
+            let _ = Command::new("kill").args(["-CONT", &c.id().to_string()]).status();
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The flags every Kafka-profile process of one test shares.
+struct Profile {
+    url: String,
+    brokers: String,
+    topic: String,
+    data: tempfile::TempDir,
+}
+
+impl Profile {
+    fn new(url: &str, broker: &Broker) -> Self {
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        Self {
+            url: url.to_string(),
+            brokers: broker.address(),
+            topic: format!("shopstream.test.{tag}"),
+            data: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn args(&self) -> Vec<String> {
+        [
+            "--database-url",
+            &self.url,
+            "--data-dir",
+            &self.data.path().display().to_string(),
+            "--kafka-brokers",
+            &self.brokers,
+            "--kafka-topic",
+            &self.topic,
+            "--kafka-partitions",
+            "4",
+            "--kafka-session-timeout-ms",
+            "6000",
+            "--jwt-secret",
+            "kafka-test-secret-kafka-test-secret-0123",
+        ]
+        .iter()
+        .map(|s| (*s).to_string())
+        .collect()
+    }
+
+    fn spawn(&self, bin: &str, role: &[&str], listen: Option<u16>) -> Child {
+        let mut cmd = Command::new(bin);
+        cmd.args(role).args(self.args());
+        if let Some(port) = listen {
+            cmd.arg("--listen").arg(format!("127.0.0.1:{port}"));
+        }
+        cmd.env("RUST_LOG", "warn")
+            .env_remove("SHOPSTREAM_DATABASE_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn")
+    }
+
+    fn relay(&self, port: u16) -> Child {
+        self.spawn(BIN, &["relay"], Some(port))
+    }
+
+    fn projectors(&self) -> Child {
+        self.spawn(PROJECTORS, &[], None)
+    }
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn alive(child: &mut Child) -> bool {
+    matches!(child.try_wait(), Ok(None))
+}
+
+/// Waits until every projection consumes Kafka, is live, and has applied
+/// everything in the store.
+async fn caught_up(log: &EventLog, db: &ReadDb, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let head = log.head().await.expect("head");
+        let status = projectors::status::all(log, db).await.expect("status");
+        assert!(
+            status.iter().all(|s| s.state == "live"),
+            "a projection stopped: {status:#?}"
+        );
+        if status
+            .iter()
+            .all(|s| s.source == "kafka" && s.position == head)
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "projections did not catch up to {head}: {status:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every read model equals a from-scratch rebuild from the store (which
+/// then takes over and continues from Kafka).
+async fn equals_rebuild(log: &EventLog, db: &ReadDb) {
+    for name in projectors::NAMES {
+        let mut progress = |_p: rebuild::Progress| {};
+        let report = rebuild::rebuild(
+            name,
+            log,
+            db,
+            Options {
+                verify: true,
+                progress: &mut progress,
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{name} fed by Kafka differs from a rebuild: {e:?}"));
+        assert!(report.diff.iter().all(|d| d.same()), "{report:?}");
+        assert!(
+            report.diff.iter().any(|d| d.live_rows > 0),
+            "{name} is empty"
+        );
+    }
+}
+
+async fn readyz(port: u16) -> (u16, String, String) {
+    match reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let ct = r
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            (status, ct, r.text().await.unwrap_or_default())
+        }
+        Err(e) => (0, String::new(), e.to_string()),
+    }
+}
+
+/// Brings a live generation of every projection to the current code version
+/// before the Kafka consumers start (the customer view's version moved).
+async fn open_read_db(t: &TestDatabase) -> ReadDb {
+    t.db.migrate().await.expect("migrate");
+    let db = ReadDb::connect(&t.url, 4).await.expect("read db");
+    projectors::ensure_all(&db).await.expect("read models");
+    db
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_flow_through_kafka_to_two_projector_processes() {
+    let _serial = SERIAL.lock().await;
+    let t = TestDatabase::postgres().await;
+    let db = open_read_db(&t).await;
+    let log = EventLog::new(t.db.clone());
+    let mut broker = Broker::new();
+    let profile = Profile::new(&t.url, &broker);
+
+    // Relay and projectors start before the broker: they wait, never crash.
+    let relay_port = free_port();
+    let mut relay = profile.relay(relay_port);
+    let mut first = profile.projectors();
+    let mut second = profile.projectors();
+    let api = Server::start_bin(
+        COMMAND_API,
+        &[
+            "--database-url",
+            &t.url,
+            "--jwt-secret",
+            "kafka-test-secret-kafka-test-secret-0123",
+        ],
+        profile.data.path(),
+        None,
+    )
+    .await;
+    let mut shop = Shop::new(&t.db, 7);
+    shop.activity(3, 6).await;
+    let (status, _) = api
+        .post(
+            "/v1/users",
+            None,
+            json!({"email": "kafka@example.com", "name": "Kafka"}),
+        )
+        .await;
+    assert_eq!(status, 201, "commands succeed without a broker");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (code, content_type, body) = readyz(relay_port).await;
+    assert_eq!(code, 503, "{body}");
+    assert!(content_type.starts_with("application/problem+json"), "{content_type}");
+    assert!(body.contains("kafka"), "{body}");
+    assert!(alive(&mut relay) && alive(&mut first) && alive(&mut second));
+
+    broker.start().await;
+    caught_up(&log, &db, Duration::from_secs(90)).await;
+    let (code, _, body) = readyz(relay_port).await;
+    assert_eq!(code, 200, "{body}");
+
+    // More traffic while both consumers share the partitions; then one
+    // dies and the other takes its partitions over.
+    shop.activity(4, 10).await;
+    caught_up(&log, &db, Duration::from_secs(60)).await;
+    kill(&mut first);
+    shop.activity(3, 10).await;
+    caught_up(&log, &db, Duration::from_secs(60)).await;
+
+    // Equal to a rebuild from the store; the rebuilt generations take over
+    // and continue from Kafka without a gap or a double apply.
+    equals_rebuild(&log, &db).await;
+    shop.activity(2, 8).await;
+    caught_up(&log, &db, Duration::from_secs(60)).await;
+    equals_rebuild(&log, &db).await;
+
+    // Lag is reported against the relay's head.
+    let status = projectors::status::all(&log, &db).await.expect("status");
+    assert!(status.iter().all(|s| s.lag_events == 0 && s.source == "kafka"));
+
+    kill(&mut second);
+    kill(&mut relay);
+    api.stop().await;
+    db.close().await;
+    t.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_relays_and_projectors_lose_and_duplicate_nothing() {
+    let _serial = SERIAL.lock().await;
+    let t = TestDatabase::postgres().await;
+    let db = open_read_db(&t).await;
+    let log = EventLog::new(t.db.clone());
+    let mut broker = Broker::new();
+    broker.start().await;
+    let profile = Profile::new(&t.url, &broker);
+
+    // Two relays (one active, one standby) and two projectors.
+    let mut relays = [profile.relay(free_port()), profile.relay(free_port())];
+    let mut workers = [profile.projectors(), profile.projectors()];
+    let writer_db = t.db.clone();
+    let writer = tokio::spawn(async move {
+        let mut shop = Shop::new(&writer_db, 11);
+        for _ in 0..40 {
+            shop.activity(1, 2).await;
+        }
+    });
+    let mut rng = rand::thread_rng();
+    for round in 0..10 {
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(100..900))).await;
+        let i = rng.gen_range(0..2);
+        kill(&mut relays[i]);
+        relays[i] = profile.relay(free_port());
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(100..900))).await;
+        let j = (round + rng.gen_range(0..2)) % 2;
+        kill(&mut workers[j]);
+        workers[j] = profile.projectors();
+    }
+    writer.await.expect("writer");
+    caught_up(&log, &db, Duration::from_secs(120)).await;
+    equals_rebuild(&log, &db).await;
+
+    // The standby takes over from a dead active relay within seconds.
+    for r in &mut relays {
+        kill(r);
+    }
+    let mut standby = profile.relay(free_port());
+    let mut shop = Shop::new(&t.db, 12);
+    shop.activity(2, 4).await;
+    caught_up(&log, &db, Duration::from_secs(30)).await;
+
+    kill(&mut standby);
+    for w in &mut workers {
+        kill(w);
+    }
+    db.close().await;
+    t.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_broker_delays_read_models_but_never_commands() {
+    let _serial = SERIAL.lock().await;
+    let t = TestDatabase::postgres().await;
+    let db = open_read_db(&t).await;
+    let log = EventLog::new(t.db.clone());
+    let mut broker = Broker::new();
+    broker.start().await;
+    let profile = Profile::new(&t.url, &broker);
+    let relay_port = free_port();
+    let mut relay = profile.relay(relay_port);
+    let mut worker = profile.projectors();
+    let api = Server::start_bin(
+        COMMAND_API,
+        &[
+            "--database-url",
+            &t.url,
+            "--jwt-secret",
+            "kafka-test-secret-kafka-test-secret-0123",
+        ],
+        profile.data.path(),
+        None,
+    )
+    .await;
+    let mut shop = Shop::new(&t.db, 21);
+    shop.activity(2, 4).await;
+    caught_up(&log, &db, Duration::from_secs(90)).await;
+
+    broker.signal("-STOP");
+    let frozen = tokio::time::Instant::now();
+    let mut n = 0;
+    while frozen.elapsed() < Duration::from_secs(30) {
+        n += 1;
+        let (status, body) = api
+            .post(
+                "/v1/users",
+                None,
+                json!({"email": format!("frozen{n}@example.com"), "name": "Frozen"}),
+            )
+            .await;
+        assert_eq!(status, 201, "a command failed while the broker was frozen: {body}");
+        shop.activity(1, 1).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, _, body) = readyz(relay_port).await;
+    assert_eq!(code, 503, "the relay reports the broker: {body}");
+    broker.signal("-CONT");
+    caught_up(&log, &db, Duration::from_secs(120)).await;
+    equals_rebuild(&log, &db).await;
+    assert!(alive(&mut relay) && alive(&mut worker));
+
+    kill(&mut relay);
+    kill(&mut worker);
+    api.stop().await;
+    db.close().await;
+    t.drop_database().await;
+}
