@@ -145,7 +145,20 @@ async fn concurrent_appends_are_tailed_without_loss_on_sqlite() {
 async fn transaction_ids_order_as_numbers_not_text() {
     let t = TestDatabase::postgres().await;
     let pool = pool(&t);
-    for (id, xid) in [("first", "9993"), ("second", "10001"), ("third", "100000")] {
+    // Transaction ids either side of a power of ten, all already final
+    // (below the server's current id, whatever its age).
+    let current: String = sqlx::query_scalar("SELECT pg_current_xact_id()::text")
+        .fetch_one(&pool)
+        .await
+        .expect("current xid");
+    let current: u64 = current.parse().expect("xid");
+    let mut power = 10u64;
+    while power * 10 + 3 <= current {
+        power *= 10;
+    }
+    assert!(power + 3 <= current, "the server is younger than 13 transactions");
+    let xids = [power - 7, power + 1, power + 2].map(|x| x.to_string());
+    for (id, xid) in [("first", &xids[0]), ("second", &xids[1]), ("third", &xids[2])] {
         sqlx::query(
             "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, transaction_id) \
              VALUES ('Probe', $1, 1, 'Probed', '1', '{}', '{}', $2::text::xid8)",
