@@ -174,12 +174,12 @@ pub struct Settings {
     )]
     pub kafka_session_timeout_ms: u32,
 
-    /// Extra librdkafka property, `key=value` (repeatable; e.g.
-    /// `security.protocol=SASL_SSL`).
+    /// Extra librdkafka property, `key=value` (repeatable; in the
+    /// environment, `;`-separated; e.g. `security.protocol=SASL_SSL`).
     #[arg(
         long = "kafka-option",
         env = "SHOPSTREAM_KAFKA_OPTIONS",
-        value_delimiter = ',',
+        value_delimiter = ';',
         global = true
     )]
     pub kafka_options: Vec<String>,

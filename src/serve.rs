@@ -155,7 +155,12 @@ fn relay_readyz(status: eventlog::relay::RelayStatus) -> axum::routing::MethodRo
                     ("active", None) => format!("kafka is unreachable; {} records waiting", state.in_flight),
                     (role, _) => format!("the relay is {role}"),
                 };
-                command_api::error::ApiError::Unavailable(detail).into_response()
+                command_api::error::problem(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "kafka_unavailable",
+                    &detail,
+                )
+                .into_response()
             }
         }
     })

@@ -35,9 +35,10 @@ pub struct KafkaSettings {
     pub partitions: i32,
     /// Replication factor when the relay creates the topic.
     pub replication_factor: i32,
-    /// Consumer groups are `<group_prefix>.<projection>`.
+    /// Kafka group ids are `<group_prefix>.<projection>`.
     pub group_prefix: String,
-    /// Consumer session timeout (a dead consumer's partitions move after it).
+    /// A projector process that has not renewed its lease for this long is
+    /// dead; its partitions move to the others.
     pub session_timeout_ms: u32,
     /// Extra librdkafka properties (`security.protocol`, `sasl.*`, …).
     pub extra: Vec<(String, String)>,
@@ -107,8 +108,8 @@ impl KafkaSettings {
         config
     }
 
-    /// A projection's consumer: offsets live in the read-model database,
-    /// so nothing is committed to Kafka.
+    /// A projection's consumer. Partitions are assigned explicitly at the
+    /// offsets the read-model database holds; nothing is committed to Kafka.
     pub fn consumer_config(&self, projection: &str) -> ClientConfig {
         let mut config = self.client_config();
         config
@@ -116,11 +117,6 @@ impl KafkaSettings {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", self.session_timeout_ms.to_string())
-            .set(
-                "heartbeat.interval.ms",
-                (self.session_timeout_ms / 3).max(100).to_string(),
-            )
             .set("enable.partition.eof", "false")
             .set("fetch.wait.max.ms", "10");
         for (k, v) in &self.extra {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer, PurgeConfig};
 use serde::Serialize;
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, PgPool, Row};
@@ -281,7 +281,7 @@ impl Relay {
             s.kafka_reachable = true;
             s.last_error = None;
         });
-        let producer: FutureProducer = self.config.kafka.producer_config().create()?;
+        let producer = Purging(self.config.kafka.producer_config().create()?);
         sqlx::query("INSERT INTO relay_checkpoint (name) VALUES ($1) ON CONFLICT DO NOTHING")
             .bind(&self.config.name)
             .execute(&self.pool)
@@ -409,17 +409,26 @@ impl Relay {
             // acknowledgement, new events, the poll interval or shutdown.
             let front = async {
                 match pending.front_mut() {
-                    Some(p) => {
-                        let _ = (&mut p.delivery).await;
-                    }
-                    None => std::future::pending::<()>().await,
+                    Some(p) => (&mut p.delivery).await,
+                    None => std::future::pending().await,
                 }
             };
-            tokio::select! {
-                () = front => {}
-                _ = wake.changed() => {}
-                () = tokio::time::sleep(self.config.poll) => {}
-                _ = shutdown.changed() => {}
+            // A delivery result can be taken only once: settle it here.
+            let delivered = tokio::select! {
+                result = front => Some(result),
+                _ = wake.changed() => None,
+                () = tokio::time::sleep(self.config.poll) => None,
+                _ = shutdown.changed() => None,
+            };
+            if let Some(result) = delivered {
+                if let Some(done) = pending.pop_front() {
+                    self.settle(
+                        result,
+                        (done.cursor, done.recorded_at, done.event),
+                        &mut acked,
+                        &mut acked_at,
+                    )?;
+                }
             }
         }
     }
@@ -475,6 +484,24 @@ impl Relay {
             cursor.position as f64,
         );
         Ok(())
+    }
+}
+
+/// Drops unacknowledged records when a session ends: with an unreachable
+/// broker and no message timeout, the client would otherwise wait for them
+/// forever. The next session re-publishes them from the checkpoint.
+struct Purging(FutureProducer);
+
+impl std::ops::Deref for Purging {
+    type Target = FutureProducer;
+    fn deref(&self) -> &FutureProducer {
+        &self.0
+    }
+}
+
+impl Drop for Purging {
+    fn drop(&mut self) {
+        self.0.purge(PurgeConfig::default().queue().inflight());
     }
 }
 

@@ -25,3 +25,14 @@ CREATE TABLE projection_kafka_offsets
     cursor_position bigint  NOT NULL,
     CONSTRAINT projection_kafka_offsets_pkey PRIMARY KEY (name, generation, topic, partition)
 );
+
+-- Which projector processes share a projection's partitions: each member
+-- renews its row every second; a row older than the session timeout is a
+-- dead member, and the survivors split its partitions among themselves.
+CREATE TABLE projection_kafka_members
+(
+    name         text        NOT NULL,
+    member_id    text        NOT NULL,
+    heartbeat_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT projection_kafka_members_pkey PRIMARY KEY (name, member_id)
+);

@@ -1,15 +1,20 @@
-//! The Kafka source: a projection consumes the events topic in a consumer
-//! group (`<prefix>.<projection>`), so adding a process splits the
-//! partitions and killing one hands its partitions to the others.
+//! The Kafka source: the processes running a projection share the events
+//! topic's partitions as a group — adding a process splits the partitions,
+//! killing one hands its partitions to the others after the session timeout.
+//! Membership lives in the database beside the positions
+//! (`projection_kafka_members`, a lease renewed every second), and each
+//! member assigns its partitions to its Kafka consumer at the offsets the
+//! database holds, so nothing depends on the broker's group coordinator.
 //!
 //! Exactly-once effect (invariant 4): the read-model rows, each partition's
 //! next offset, and the cursor of the last record seen in it commit in one
-//! transaction (`projection_kafka_offsets`). The consumer never trusts its
-//! own position: every batch is checked against what the database says for
-//! its partitions, and the consumer seeks there when they differ (after a
-//! rebalance, a crash, a swap). Duplicates from a re-publishing relay arrive
-//! in the same partition after the original, with a cursor at or below the
-//! partition's, and are skipped.
+//! transaction (`projection_kafka_offsets`). Every batch is checked against
+//! what the database says for its partitions (row locks), so two members
+//! that briefly both read a partition while it changes hands never apply
+//! a record twice; the consumer re-reads from the database's position when
+//! they differ. Duplicates from a re-publishing relay arrive in the same
+//! partition after the original, with a cursor at or below the partition's,
+//! and are skipped.
 //!
 //! The generation's checkpoint (what consistency tokens and status read) is
 //! the lowest cursor over all partitions: the relay's watermark records make
@@ -32,6 +37,9 @@ use crate::{registry, ProjectionError};
 
 /// Records per batch (and per transaction), at most.
 const BATCH: usize = 1000;
+
+/// How often a member renews its lease (and notices others come and go).
+const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// One record taken off the consumer.
 #[derive(Debug, Clone)]
@@ -132,10 +140,9 @@ pub async fn apply_records<P: Projection>(
             .filter(|r| next.is_none_or(|n| r.offset >= n))
             .collect();
         let Some(first) = records.first() else {
-            // All already applied: the consumer is behind the database.
-            if let Some(n) = next {
-                outcome.seeks.push((*partition, n));
-            }
+            // All already applied (a redelivery after a rebalance or a
+            // crash between the database commit and the offset commit).
+            outcome.duplicates += records.len();
             continue;
         };
         if let Some(n) = next {
@@ -194,6 +201,15 @@ pub async fn apply_records<P: Projection>(
             position: relevant[i].position,
             message: e.0,
         });
+    }
+    // Serialise the watermark: with the generation's row locked first, the
+    // last of two concurrent batches sees the other's partition rows.
+    if db.is_postgres() {
+        sqlx::query("SELECT 1 FROM projection_state WHERE name = $1 AND generation = $2 FOR UPDATE")
+            .bind(P::NAME)
+            .bind(g)
+            .execute(&mut *tx)
+            .await?;
     }
     let watermark = match partitions {
         Some(n) => watermark(&mut tx, P::NAME, g, topic, n).await?,
@@ -338,9 +354,96 @@ fn take(message: &rdkafka::message::BorrowedMessage<'_>) -> Incoming {
     }
 }
 
+/// This member's share of `partitions`: renews its lease, expires dead
+/// members, and takes every partition `p` with `p % members == its index`.
+async fn membership(
+    db: &ReadDb,
+    name: &str,
+    member: &str,
+    partitions: i32,
+    session_timeout_ms: u32,
+) -> Result<Vec<i32>, ProjectionError> {
+    sqlx::query(
+        "INSERT INTO projection_kafka_members (name, member_id) VALUES ($1, $2) \
+         ON CONFLICT (name, member_id) DO UPDATE SET heartbeat_at = now()",
+    )
+    .bind(name)
+    .bind(member)
+    .execute(db.pool())
+    .await?;
+    sqlx::query(
+        "DELETE FROM projection_kafka_members WHERE name = $1 \
+         AND heartbeat_at < now() - make_interval(secs => $2::float8 / 1000)",
+    )
+    .bind(name)
+    .bind(f64::from(session_timeout_ms))
+    .execute(db.pool())
+    .await?;
+    let members: Vec<String> = sqlx::query_scalar(
+        "SELECT member_id FROM projection_kafka_members WHERE name = $1 ORDER BY member_id",
+    )
+    .bind(name)
+    .fetch_all(db.pool())
+    .await?;
+    let Some(index) = members.iter().position(|m| m == member) else {
+        return Ok(Vec::new());
+    };
+    let n = members.len() as i32;
+    Ok((0..partitions).filter(|p| p % n == index as i32).collect())
+}
+
+/// Assigns `partitions` to the consumer at the offsets the database holds
+/// for the live generation (the beginning where it holds none).
+async fn assign(
+    consumer: &StreamConsumer,
+    db: &ReadDb,
+    name: &str,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<(), ProjectionError> {
+    let rows = sqlx::query(
+        "SELECT o.partition, o.next_offset FROM projection_kafka_offsets o \
+         JOIN projection_live l ON l.name = o.name AND l.generation = o.generation \
+         WHERE o.name = $1 AND o.topic = $2",
+    )
+    .bind(name)
+    .bind(topic)
+    .fetch_all(db.pool())
+    .await?;
+    let mut stored: BTreeMap<i32, i64> = BTreeMap::new();
+    for r in &rows {
+        stored.insert(r.try_get(0)?, r.try_get(1)?);
+    }
+    let mut list = TopicPartitionList::new();
+    for p in partitions {
+        let offset = stored
+            .get(p)
+            .map_or(Offset::Beginning, |n| Offset::Offset(*n));
+        list.add_partition_offset(topic, *p, offset)
+            .map_err(|e| ProjectionError::Corrupt(e.to_string()))?;
+    }
+    consumer
+        .assign(&list)
+        .map_err(|e| ProjectionError::Corrupt(format!("kafka assign: {e}")))?;
+    tracing::info!(projection = name, ?partitions, "consuming partitions");
+    Ok(())
+}
+
+async fn leave(db: &ReadDb, name: &str, member: &str) {
+    let _ = sqlx::query("DELETE FROM projection_kafka_members WHERE name = $1 AND member_id = $2")
+        .bind(name)
+        .bind(member)
+        .execute(db.pool())
+        .await;
+}
+
 /// Keeps `P`'s live generation up to date from Kafka until `shutdown`
 /// flips to true. Waits (never exits) while the broker is unreachable.
 /// Signals `commits` after every commit.
+///
+/// The processes running `P` share its partitions through leases in the
+/// database (`projection_kafka_members`): a new process takes its share
+/// within a second, a dead one's partitions move after the session timeout.
 pub async fn run<P: Projection>(
     settings: KafkaSettings,
     db: ReadDb,
@@ -348,144 +451,156 @@ pub async fn run<P: Projection>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let labels = [("projection", P::NAME)];
-    'connect: loop {
-        if *shutdown.borrow() {
-            return;
-        }
-        let consumer: StreamConsumer = match settings.consumer_config(P::NAME).create() {
-            Ok(c) => c,
+    let member = uuid::Uuid::new_v4().to_string();
+    let consumer: StreamConsumer = loop {
+        match settings.consumer_config(P::NAME).create() {
+            Ok(c) => break c,
             Err(e) => {
                 tracing::error!(error = %e, projection = P::NAME, "cannot create the Kafka consumer");
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                continue;
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    _ = shutdown.changed() => {}
+                }
+                if *shutdown.borrow() {
+                    return;
+                }
             }
-        };
-        if let Err(e) = consumer.subscribe(&[&settings.topic]) {
-            tracing::warn!(error = %e, "cannot subscribe; retrying");
-            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    };
+    // The partition count comes from the broker: wait for it.
+    let partitions = loop {
+        match settings.partition_count().await {
+            Ok(n) => break n,
+            Err(e) => {
+                tracing::debug!(error = %e, projection = P::NAME, "waiting for the events topic");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => {}
+                }
+                if *shutdown.borrow() {
+                    return;
+                }
+            }
+        }
+    };
+    tracing::info!(projection = P::NAME, topic = %settings.topic, partitions, member = %member, "consuming from Kafka");
+    let mut owned: Vec<i32> = Vec::new();
+    let mut reassign = false;
+    let mut next_heartbeat = tokio::time::Instant::now();
+    loop {
+        if *shutdown.borrow() {
+            leave(&db, P::NAME, &member).await;
+            return;
+        }
+        if tokio::time::Instant::now() >= next_heartbeat {
+            next_heartbeat = tokio::time::Instant::now() + HEARTBEAT;
+            match membership(&db, P::NAME, &member, partitions, settings.session_timeout_ms).await {
+                Ok(mine) if mine != owned || reassign => {
+                    match assign(&consumer, &db, P::NAME, &settings.topic, &mine).await {
+                        Ok(()) => {
+                            owned = mine;
+                            reassign = false;
+                        }
+                        Err(e) => tracing::warn!(error = %e, projection = P::NAME, "cannot assign partitions"),
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, projection = P::NAME, "membership heartbeat failed"),
+            }
+        }
+        let wait = next_heartbeat.saturating_duration_since(tokio::time::Instant::now());
+        if owned.is_empty() {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
             continue;
         }
-        tracing::info!(projection = P::NAME, topic = %settings.topic, "consuming from Kafka");
-        let mut partitions: Option<i32> = None;
-        loop {
-            if *shutdown.borrow() {
-                return;
+        let first = tokio::select! {
+            m = consumer.recv() => m,
+            () = tokio::time::sleep(wait) => continue,
+            _ = shutdown.changed() => continue,
+        };
+        let mut batch = Vec::new();
+        match first {
+            Ok(m) => batch.push(take(&m)),
+            Err(e) => {
+                tracing::debug!(error = %e, "kafka consumer");
+                continue;
             }
-            if partitions.is_none() {
-                partitions = settings.partition_count().await.ok();
+        }
+        while batch.len() < BATCH {
+            match tokio::time::timeout(Duration::from_millis(2), consumer.recv()).await {
+                Ok(Ok(m)) => batch.push(take(&m)),
+                _ => break,
             }
-            let first = tokio::select! {
-                m = consumer.recv() => m,
-                () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                _ = shutdown.changed() => continue,
-            };
-            let mut batch = Vec::new();
-            match first {
-                Ok(m) => batch.push(take(&m)),
-                Err(e) => {
-                    tracing::debug!(error = %e, "kafka consumer");
+        }
+        let started = std::time::Instant::now();
+        match apply_records::<P>(&db, &settings.topic, Some(partitions), &batch).await {
+            Ok((outcome, g)) => {
+                if !outcome.seeks.is_empty() {
+                    // Another member moved a partition on (an overlap while
+                    // ownership changed hands): read from the database's place.
+                    tracing::debug!(projection = P::NAME, seeks = ?outcome.seeks, "re-assigning at the stored positions");
+                    reassign = true;
+                    next_heartbeat = tokio::time::Instant::now();
+                }
+                if outcome.stopped {
+                    // A poison event stopped the live generation; wait for
+                    // an operator's rebuild to swap in a new one.
+                    reassign = true;
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.changed() => {}
+                    }
                     continue;
                 }
+                commits.notify();
+                eventlog::metrics::observe_size(
+                    "projector_batch_events",
+                    "Events per projector batch.",
+                    &labels,
+                    outcome.applied as f64,
+                );
+                eventlog::metrics::observe_seconds(
+                    "projector_batch_duration_seconds",
+                    "Time to fold and commit one batch.",
+                    &labels,
+                    started.elapsed().as_secs_f64(),
+                );
+                eventlog::metrics::count(
+                    "projector_events_total",
+                    "Events seen by each projection.",
+                    &labels,
+                    outcome.applied as f64,
+                );
+                eventlog::metrics::count(
+                    "projector_duplicates_total",
+                    "Redelivered events skipped.",
+                    &labels,
+                    outcome.duplicates as f64,
+                );
+                tracing::debug!(projection = P::NAME, generation = g, records = batch.len(), applied = outcome.applied, "kafka batch applied");
             }
-            while batch.len() < BATCH {
-                match tokio::time::timeout(Duration::from_millis(2), consumer.recv()).await {
-                    Ok(Ok(m)) => batch.push(take(&m)),
-                    _ => break,
-                }
-            }
-            let started = std::time::Instant::now();
-            let result = apply_records::<P>(&db, &settings.topic, partitions, &batch).await;
-            match result {
-                Ok((outcome, g)) => {
-                    for (partition, offset) in &outcome.seeks {
-                        tracing::debug!(projection = P::NAME, partition, offset, "seeking to the stored position");
-                        seek(&consumer, &settings.topic, *partition, Offset::Offset(*offset));
-                    }
-                    if outcome.stopped {
-                        // A poison event stopped the live generation; wait
-                        // for an operator's rebuild to swap in a new one.
-                        rewind(&consumer, &settings.topic, &batch);
-                        tokio::select! {
-                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                            _ = shutdown.changed() => {}
-                        }
-                        continue;
-                    }
-                    commits.notify();
-                    eventlog::metrics::observe_size(
-                        "projector_batch_events",
-                        "Events per projector batch.",
-                        &labels,
-                        outcome.applied as f64,
-                    );
-                    eventlog::metrics::observe_seconds(
-                        "projector_batch_duration_seconds",
-                        "Time to fold and commit one batch.",
-                        &labels,
-                        started.elapsed().as_secs_f64(),
-                    );
-                    eventlog::metrics::count(
-                        "projector_events_total",
-                        "Events seen by each projection.",
-                        &labels,
-                        outcome.applied as f64,
-                    );
-                    eventlog::metrics::count(
-                        "projector_duplicates_total",
-                        "Redelivered events skipped.",
-                        &labels,
-                        outcome.duplicates as f64,
-                    );
-                    tracing::debug!(projection = P::NAME, generation = g, records = batch.len(), applied = outcome.applied, "kafka batch applied");
-                }
-                Err(ProjectionError::Poison { position, message }) => {
+            Err(e) => {
+                if let ProjectionError::Poison { position, message } = &e {
                     tracing::error!(projection = P::NAME, position, error = %message, "poison event: projection stopped");
                     if let Ok(Some(g)) = registry::live_generation(&db, P::NAME).await {
-                        if let Err(e) = registry::fail(&db, P::NAME, g, position, &message).await {
+                        if let Err(e) = registry::fail(&db, P::NAME, g, *position, message).await {
                             tracing::error!(error = %e, "could not record the failure");
                         }
                     }
-                    rewind(&consumer, &settings.topic, &batch);
-                }
-                Err(e) => {
+                } else {
                     tracing::warn!(projection = P::NAME, error = %e, "kafka batch failed; retrying");
-                    // Read the batch again: the database decides what of it
-                    // is new.
-                    rewind(&consumer, &settings.topic, &batch);
-                    tokio::select! {
-                        () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                        _ = shutdown.changed() => {}
-                    }
-                    if matches!(e, ProjectionError::Unknown(_)) {
-                        continue 'connect;
-                    }
+                }
+                // Read the batch again from where the database says.
+                reassign = true;
+                next_heartbeat = tokio::time::Instant::now();
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = shutdown.changed() => {}
                 }
             }
         }
-    }
-}
-
-fn seek(consumer: &StreamConsumer, topic: &str, partition: i32, offset: Offset) {
-    let mut list = TopicPartitionList::new();
-    if list
-        .add_partition_offset(topic, partition, offset)
-        .is_err()
-    {
-        return;
-    }
-    // `seek_partitions` fails for a partition this consumer no longer owns;
-    // its new owner reads the database.
-    if let Err(e) = consumer.seek_partitions(list, Duration::from_secs(2)) {
-        tracing::debug!(error = %e, partition, "seek failed");
-    }
-}
-
-fn rewind(consumer: &StreamConsumer, topic: &str, batch: &[Incoming]) {
-    let mut firsts: BTreeMap<i32, i64> = BTreeMap::new();
-    for r in batch {
-        firsts.entry(r.partition).or_insert(r.offset);
-    }
-    for (partition, offset) in firsts {
-        seek(consumer, topic, partition, Offset::Offset(offset));
     }
 }

@@ -43,6 +43,16 @@ pub struct Server {
     client: reqwest::Client,
 }
 
+impl Drop for Server {
+    /// A failing test must not leave its server running.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Server {
     pub async fn start(data_dir: &Path, database_url: Option<&str>) -> Self {
         Self::start_bin(BIN, &["serve"], data_dir, database_url).await

@@ -116,17 +116,26 @@ struct Profile {
     url: String,
     brokers: String,
     topic: String,
-    data: tempfile::TempDir,
+    data: PathBuf,
+    _cleanup: Option<tempfile::TempDir>,
 }
 
 impl Profile {
     fn new(url: &str, broker: &Broker) -> Self {
         let tag = uuid::Uuid::new_v4().simple().to_string();
+        let dir = tempfile::tempdir().expect("tempdir");
         Self {
             url: url.to_string(),
             brokers: broker.address(),
             topic: format!("shopstream.test.{tag}"),
-            data: tempfile::tempdir().expect("tempdir"),
+            data: dir.path().to_path_buf(),
+            // SHOPSTREAM_TEST_KEEP_LOGS=1 keeps the processes' logs.
+            _cleanup: if std::env::var_os("SHOPSTREAM_TEST_KEEP_LOGS").is_some() {
+                eprintln!("process logs in {}", dir.keep().display());
+                None
+            } else {
+                Some(dir)
+            },
         }
     }
 
@@ -135,7 +144,7 @@ impl Profile {
             "--database-url",
             &self.url,
             "--data-dir",
-            &self.data.path().display().to_string(),
+            &self.data.display().to_string(),
             "--kafka-brokers",
             &self.brokers,
             "--kafka-topic",
@@ -152,36 +161,57 @@ impl Profile {
         .collect()
     }
 
-    fn spawn(&self, bin: &str, role: &[&str], listen: Option<u16>) -> Child {
+    fn spawn(&self, bin: &str, role: &[&str], listen: Option<u16>) -> Proc {
         let mut cmd = Command::new(bin);
         cmd.args(role).args(self.args());
         if let Some(port) = listen {
             cmd.arg("--listen").arg(format!("127.0.0.1:{port}"));
         }
-        cmd.env("RUST_LOG", "warn")
+        // Each process logs to a file beside the test's data (kept for a
+        // failing run: SHOPSTREAM_TEST_KEEP_LOGS=1).
+        let log = tempfile::Builder::new()
+            .prefix("process-")
+            .suffix(".log")
+            .tempfile_in(&self.data)
+            .and_then(|f| f.keep().map_err(|e| e.error))
+            .map(|(f, _)| f)
+            .map_or_else(|_| Stdio::null(), Stdio::from);
+        cmd.env("RUST_LOG", std::env::var("SHOPSTREAM_TEST_LOG").unwrap_or_else(|_| "warn".into()))
             .env_remove("SHOPSTREAM_DATABASE_URL")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
+            .map(Proc)
             .expect("spawn")
     }
 
-    fn relay(&self, port: u16) -> Child {
+    fn relay(&self, port: u16) -> Proc {
         self.spawn(BIN, &["relay"], Some(port))
     }
 
-    fn projectors(&self) -> Child {
+    fn projectors(&self) -> Proc {
         self.spawn(PROJECTORS, &[], None)
     }
 }
 
-fn kill(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
+/// A child process that dies with its handle (a failing test leaves none
+/// behind).
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
-fn alive(child: &mut Child) -> bool {
-    matches!(child.try_wait(), Ok(None))
+fn kill(child: &mut Proc) {
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+}
+
+fn alive(child: &mut Proc) -> bool {
+    matches!(child.0.try_wait(), Ok(None))
 }
 
 /// Waits until every projection consumes Kafka, is live, and has applied
@@ -280,7 +310,7 @@ async fn commands_flow_through_kafka_to_two_projector_processes() {
             "--jwt-secret",
             "kafka-test-secret-kafka-test-secret-0123",
         ],
-        profile.data.path(),
+        &profile.data,
         None,
     )
     .await;
@@ -404,7 +434,7 @@ async fn a_frozen_broker_delays_read_models_but_never_commands() {
             "--jwt-secret",
             "kafka-test-secret-kafka-test-secret-0123",
         ],
-        profile.data.path(),
+        &profile.data,
         None,
     )
     .await;
