@@ -90,11 +90,7 @@ pub fn start(
 
 /// Starts every projection's Kafka consumer (distributed profile);
 /// signals `commits` after commits.
-pub fn start_kafka(
-    kafka: &eventlog::kafka::KafkaSettings,
-    db: &ReadDb,
-    commits: &Wake,
-) -> Running {
+pub fn start_kafka(kafka: &eventlog::kafka::KafkaSettings, db: &ReadDb, commits: &Wake) -> Running {
     let (stop, stopped) = watch::channel(false);
     let tasks = projectors::spawn_all_kafka(kafka, db, commits, &stopped);
     Running {

@@ -130,11 +130,8 @@ fn start_relay(
     let status = relay.status();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     // Appends in other processes arrive as notifications.
-    let listener = projectors::listen_postgres(
-        settings.database_url(),
-        "shopstream_events",
-        wake.clone(),
-    );
+    let listener =
+        projectors::listen_postgres(settings.database_url(), "shopstream_events", wake.clone());
     let task = tokio::spawn(relay.run(wake.subscribe(), stopped));
     Ok((status, stop, vec![task, listener]))
 }
@@ -146,13 +143,19 @@ fn relay_readyz(status: eventlog::relay::RelayStatus) -> axum::routing::MethodRo
         let state = status.get();
         async move {
             use axum::response::IntoResponse;
-            let ready = state.role == "standby" || (state.role == "active" && state.kafka_reachable);
+            let ready =
+                state.role == "standby" || (state.role == "active" && state.kafka_reachable);
             if ready {
                 axum::Json(serde_json::json!({ "status": "ready", "relay": state })).into_response()
             } else {
                 let detail = match (&state.role[..], &state.last_error) {
-                    ("active", Some(e)) => format!("kafka is unreachable: {e}; {} records waiting", state.in_flight),
-                    ("active", None) => format!("kafka is unreachable; {} records waiting", state.in_flight),
+                    ("active", Some(e)) => format!(
+                        "kafka is unreachable: {e}; {} records waiting",
+                        state.in_flight
+                    ),
+                    ("active", None) => {
+                        format!("kafka is unreachable; {} records waiting", state.in_flight)
+                    }
                     (role, _) => format!("the relay is {role}"),
                 };
                 command_api::error::problem(

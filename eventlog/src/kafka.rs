@@ -142,7 +142,9 @@ impl KafkaSettings {
         let results = admin.create_topics([&topic], &options).await?;
         for result in results {
             match result {
-                Ok(_) => tracing::info!(topic = %self.topic, partitions = self.partitions, "created the events topic"),
+                Ok(_) => {
+                    tracing::info!(topic = %self.topic, partitions = self.partitions, "created the events topic")
+                }
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((name, code)) => {
                     return Err(KafkaSideError::Topic {

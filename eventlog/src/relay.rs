@@ -224,11 +224,12 @@ impl Relay {
     ) -> Result<(), RelayError> {
         let mut lock = self.pool.acquire().await?.detach();
         loop {
-            let held: bool =
-                sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('shopstream-relay:' || $1))")
-                    .bind(&self.config.name)
-                    .fetch_one(&mut lock)
-                    .await?;
+            let held: bool = sqlx::query_scalar(
+                "SELECT pg_try_advisory_lock(hashtext('shopstream-relay:' || $1))",
+            )
+            .bind(&self.config.name)
+            .fetch_one(&mut lock)
+            .await?;
             if held {
                 break;
             }
@@ -290,7 +291,11 @@ impl Relay {
             .await?
             .map(|c| c.cursor)
             .unwrap_or_default();
-        tracing::info!(position = start.position, partitions, "relay publishing from its checkpoint");
+        tracing::info!(
+            position = start.position,
+            partitions,
+            "relay publishing from its checkpoint"
+        );
         let mut acked = start;
         let mut saved = start;
         let mut acked_at: Option<DateTime<Utc>> = None;
@@ -329,7 +334,11 @@ impl Relay {
                     }
                 }
             });
-            eventlog_gauge("relay_in_flight", "Records produced and not yet acknowledged.", pending.len() as f64);
+            eventlog_gauge(
+                "relay_in_flight",
+                "Records produced and not yet acknowledged.",
+                pending.len() as f64,
+            );
             if *shutdown.borrow() {
                 // Give in-flight records a moment; whatever is not
                 // acknowledged is re-published by the next relay.
@@ -339,7 +348,10 @@ impl Relay {
                     let done = (front.cursor, front.recorded_at, front.event);
                     match tokio::time::timeout(left, front.delivery).await {
                         Ok(result) => {
-                            if self.settle(result, done, &mut acked, &mut acked_at).is_err() {
+                            if self
+                                .settle(result, done, &mut acked, &mut acked_at)
+                                .is_err()
+                            {
                                 break;
                             }
                         }
@@ -515,7 +527,11 @@ async fn check_lock(lock: &mut PgConnection) -> Result<(), RelayError> {
 }
 
 fn metrics_active(v: f64) {
-    eventlog_gauge("relay_active", "1 while this process is the active relay.", v);
+    eventlog_gauge(
+        "relay_active",
+        "1 while this process is the active relay.",
+        v,
+    );
 }
 
 fn eventlog_gauge(name: &'static str, help: &'static str, v: f64) {

@@ -205,19 +205,23 @@ pub async fn apply_records<P: Projection>(
     // Serialise the watermark: with the generation's row locked first, the
     // last of two concurrent batches sees the other's partition rows.
     if db.is_postgres() {
-        sqlx::query("SELECT 1 FROM projection_state WHERE name = $1 AND generation = $2 FOR UPDATE")
-            .bind(P::NAME)
-            .bind(g)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "SELECT 1 FROM projection_state WHERE name = $1 AND generation = $2 FOR UPDATE",
+        )
+        .bind(P::NAME)
+        .bind(g)
+        .execute(&mut *tx)
+        .await?;
     }
     let watermark = match partitions {
         Some(n) => watermark(&mut tx, P::NAME, g, topic, n).await?,
         None => None,
     };
-    let last_at = fresh.iter().map(|e| e.recorded_at).max().map(|t| {
-        t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-    });
+    let last_at = fresh
+        .iter()
+        .map(|e| e.recorded_at)
+        .max()
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string());
     registry::progress(
         &mut tx,
         P::NAME,
@@ -494,18 +498,30 @@ pub async fn run<P: Projection>(
         }
         if tokio::time::Instant::now() >= next_heartbeat {
             next_heartbeat = tokio::time::Instant::now() + HEARTBEAT;
-            match membership(&db, P::NAME, &member, partitions, settings.session_timeout_ms).await {
+            match membership(
+                &db,
+                P::NAME,
+                &member,
+                partitions,
+                settings.session_timeout_ms,
+            )
+            .await
+            {
                 Ok(mine) if mine != owned || reassign => {
                     match assign(&consumer, &db, P::NAME, &settings.topic, &mine).await {
                         Ok(()) => {
                             owned = mine;
                             reassign = false;
                         }
-                        Err(e) => tracing::warn!(error = %e, projection = P::NAME, "cannot assign partitions"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, projection = P::NAME, "cannot assign partitions")
+                        }
                     }
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, projection = P::NAME, "membership heartbeat failed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, projection = P::NAME, "membership heartbeat failed")
+                }
             }
         }
         let wait = next_heartbeat.saturating_duration_since(tokio::time::Instant::now());
@@ -580,7 +596,13 @@ pub async fn run<P: Projection>(
                     &labels,
                     outcome.duplicates as f64,
                 );
-                tracing::debug!(projection = P::NAME, generation = g, records = batch.len(), applied = outcome.applied, "kafka batch applied");
+                tracing::debug!(
+                    projection = P::NAME,
+                    generation = g,
+                    records = batch.len(),
+                    applied = outcome.applied,
+                    "kafka batch applied"
+                );
             }
             Err(e) => {
                 if let ProjectionError::Poison { position, message } = &e {

@@ -66,11 +66,7 @@ async fn one<P: Projection>(
     let kafka = crate::kafka::consumes_kafka(db, P::NAME, live.generation).await?;
     // Over Kafka the head is what the relay has published (lag = relay
     // head − applied); from the store it is the store's head.
-    let relay = if kafka {
-        relay_head(db).await?
-    } else {
-        None
-    };
+    let relay = if kafka { relay_head(db).await? } else { None };
     let (head, (lag_events, newest)) = match relay {
         Some((relay_head, relay_at)) => {
             let n: i64 = sqlx::query_scalar(

@@ -84,14 +84,25 @@ impl Broker {
             });
         self.child = Some(child);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while tokio::net::TcpStream::connect(self.address()).await.is_err() {
-            assert!(tokio::time::Instant::now() < deadline, "tansu did not start");
+        while tokio::net::TcpStream::connect(self.address())
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "tansu did not start"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().expect("broker running").id().to_string();
+        let pid = self
+            .child
+            .as_ref()
+            .expect("broker running")
+            .id()
+            .to_string();
         let ok = Command::new("kill")
             .args([signal, &pid])
             .status()
@@ -104,7 +115,9 @@ impl Drop for Broker {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
             // A frozen broker must be thawed to die cleanly.
-            let _ = Command::new("kill").args(["-CONT", &c.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-CONT", &c.id().to_string()])
+                .status();
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -176,13 +189,16 @@ impl Profile {
             .and_then(|f| f.keep().map_err(|e| e.error))
             .map(|(f, _)| f)
             .map_or_else(|_| Stdio::null(), Stdio::from);
-        cmd.env("RUST_LOG", std::env::var("SHOPSTREAM_TEST_LOG").unwrap_or_else(|_| "warn".into()))
-            .env_remove("SHOPSTREAM_DATABASE_URL")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map(Proc)
-            .expect("spawn")
+        cmd.env(
+            "RUST_LOG",
+            std::env::var("SHOPSTREAM_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .env_remove("SHOPSTREAM_DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map(Proc)
+        .expect("spawn")
     }
 
     fn relay(&self, port: u16) -> Proc {
@@ -327,7 +343,10 @@ async fn commands_flow_through_kafka_to_two_projector_processes() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     let (code, content_type, body) = readyz(relay_port).await;
     assert_eq!(code, 503, "{body}");
-    assert!(content_type.starts_with("application/problem+json"), "{content_type}");
+    assert!(
+        content_type.starts_with("application/problem+json"),
+        "{content_type}"
+    );
     assert!(body.contains("kafka"), "{body}");
     assert!(alive(&mut relay) && alive(&mut first) && alive(&mut second));
 
@@ -353,7 +372,9 @@ async fn commands_flow_through_kafka_to_two_projector_processes() {
 
     // Lag is reported against the relay's head.
     let status = projectors::status::all(&log, &db).await.expect("status");
-    assert!(status.iter().all(|s| s.lag_events == 0 && s.source == "kafka"));
+    assert!(status
+        .iter()
+        .all(|s| s.lag_events == 0 && s.source == "kafka"));
 
     kill(&mut second);
     kill(&mut relay);
@@ -454,7 +475,10 @@ async fn a_frozen_broker_delays_read_models_but_never_commands() {
                 json!({"email": format!("frozen{n}@example.com"), "name": "Frozen"}),
             )
             .await;
-        assert_eq!(status, 201, "a command failed while the broker was frozen: {body}");
+        assert_eq!(
+            status, 201,
+            "a command failed while the broker was frozen: {body}"
+        );
         shop.activity(1, 1).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -156,9 +156,16 @@ async fn transaction_ids_order_as_numbers_not_text() {
     while power * 10 + 3 <= current {
         power *= 10;
     }
-    assert!(power + 3 <= current, "the server is younger than 13 transactions");
+    assert!(
+        power + 3 <= current,
+        "the server is younger than 13 transactions"
+    );
     let xids = [power - 7, power + 1, power + 2].map(|x| x.to_string());
-    for (id, xid) in [("first", &xids[0]), ("second", &xids[1]), ("third", &xids[2])] {
+    for (id, xid) in [
+        ("first", &xids[0]),
+        ("second", &xids[1]),
+        ("third", &xids[2]),
+    ] {
         sqlx::query(
             "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, transaction_id) \
              VALUES ('Probe', $1, 1, 'Probed', '1', '{}', '{}', $2::text::xid8)",
