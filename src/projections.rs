@@ -239,8 +239,8 @@ pub async fn print_status(store: &Database, db: &ReadDb, json: bool) -> anyhow::
     }
     writeln!(
         out,
-        "{:<14} {:>7} {:>4} {:<10} {:>10} {:>10} {:>10} {:>9}",
-        "PROJECTION", "VERSION", "GEN", "STATE", "POSITION", "HEAD", "LAG", "LAG (s)"
+        "{:<14} {:>7} {:>4} {:<10} {:<6} {:>10} {:>10} {:>10} {:>9}",
+        "PROJECTION", "VERSION", "GEN", "STATE", "SOURCE", "POSITION", "HEAD", "LAG", "LAG (s)"
     )?;
     for s in &status {
         let version = match s.live_version {
@@ -250,11 +250,12 @@ pub async fn print_status(store: &Database, db: &ReadDb, json: bool) -> anyhow::
         };
         writeln!(
             out,
-            "{:<14} {:>7} {:>4} {:<10} {:>10} {:>10} {:>10} {:>9.1}",
+            "{:<14} {:>7} {:>4} {:<10} {:<6} {:>10} {:>10} {:>10} {:>9.1}",
             s.name,
             version,
             s.generation.map_or("-".into(), |g| g.to_string()),
             s.state,
+            s.source,
             s.position,
             s.head,
             s.lag_events,

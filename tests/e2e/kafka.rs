@@ -495,3 +495,62 @@ async fn a_frozen_broker_delays_read_models_but_never_commands() {
     db.close().await;
     t.drop_database().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_kafka_runs_every_role_in_one_process() {
+    let _serial = SERIAL.lock().await;
+    let t = TestDatabase::postgres().await;
+    let mut broker = Broker::new();
+    broker.start().await;
+    let profile = Profile::new(&t.url, &broker);
+    let server = Server::start_bin(
+        BIN,
+        &[
+            "serve",
+            "--kafka-brokers",
+            &profile.brokers,
+            "--kafka-topic",
+            &profile.topic,
+            "--kafka-partitions",
+            "3",
+        ],
+        &profile.data,
+        Some(&t.url),
+    )
+    .await;
+    let admin = crate::helpers::run_cli_with(
+        &profile.data,
+        &["token", "--sub", "ops", "--role", "admin"],
+        &t.url,
+    );
+    let (s, user) = server
+        .post(
+            "/v1/users",
+            None,
+            json!({"email": "one@example.com", "name": "One Process"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{user}");
+    let id = user["id"].as_str().expect("id").to_string();
+    let position = user["position"].as_i64().expect("position");
+
+    // Read your writes through relay → Kafka → projector → GraphQL.
+    let (s, body) = server
+        .graphql(
+            Some(&admin),
+            Some(position),
+            "query($id: ID!) { customer(id: $id) { email name } }",
+            json!({"id": id}),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["extensions"]["consistency"]["stale"], false, "{body}");
+    assert_eq!(body["data"]["customer"]["email"], "one@example.com", "{body}");
+
+    let log = EventLog::new(t.db.clone());
+    let db = ReadDb::connect(&t.url, 2).await.expect("read db");
+    caught_up(&log, &db, Duration::from_secs(30)).await;
+    server.stop().await;
+    db.close().await;
+    t.drop_database().await;
+}
