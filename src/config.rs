@@ -122,6 +122,11 @@ pub struct Settings {
     )]
     pub db_max_connections: u32,
 
+    /// Where the roles without an API of their own (`project`, `saga`)
+    /// serve `/livez`, `/readyz` and `/metrics` (off when unset).
+    #[arg(long, env = "SHOPSTREAM_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Kafka bootstrap servers (`host:port,…`): the distributed profile.
     /// `serve` then runs the relay and Kafka-fed projectors; `project`
     /// consumes Kafka. Needs a Postgres store.

@@ -35,7 +35,11 @@ pub async fn project(settings: &Settings) -> anyhow::Result<()> {
             projections::start(settings, &db, &read_db, &Wake::default(), &Wake::default())
         }
     };
+    let health = health_server(settings, &db, &read_db).await?;
     shutdown_signal().await;
+    if let Some(h) = health {
+        h.abort();
+    }
     running.stop().await;
     read_db.close().await;
     db.close().await;
@@ -112,6 +116,40 @@ pub async fn query(settings: &Settings) -> anyhow::Result<()> {
     read_db.close().await;
     db.close().await;
     Ok(())
+}
+
+/// Serves `/livez`, `/readyz` and `/metrics` on `--metrics-listen` for a
+/// role without an API of its own.
+async fn health_server(
+    settings: &Settings,
+    db: &eventlog::Database,
+    read_db: &projectors::ReadDb,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(addr) = settings.metrics_listen else {
+        return Ok(None);
+    };
+    let app = axum::Router::new()
+        .route(
+            "/livez",
+            axum::routing::get(command_api::routes::health::livez),
+        )
+        .route(
+            "/readyz",
+            axum::routing::get(command_api::routes::health::readyz).with_state(db.clone()),
+        )
+        .merge(projections::metrics_router(db, read_db))
+        .layer(axum::middleware::from_fn(
+            command_api::request_id::request_context,
+        ));
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(address = %listener.local_addr()?, "health and metrics");
+    Ok(Some(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "health server failed");
+        }
+    })))
 }
 
 /// Starts the relay in this process; `wake` signals appends.
@@ -271,7 +309,11 @@ pub async fn saga(settings: &Settings) -> anyhow::Result<()> {
     let mut settings = settings.clone();
     settings.saga = true;
     let (stop, tasks) = start_saga(&settings, &db, &read_db, &wake)?;
+    let health = health_server(&settings, &db, &read_db).await?;
     shutdown_signal().await;
+    if let Some(h) = health {
+        h.abort();
+    }
     let _ = stop.send(true);
     for task in tasks {
         let _ = task.await;

@@ -208,6 +208,11 @@ impl Profile {
     fn projectors(&self) -> Proc {
         self.spawn(PROJECTORS, &[], None)
     }
+
+    fn projectors_with_metrics(&self, port: u16) -> Proc {
+        let address = format!("127.0.0.1:{port}");
+        self.spawn(PROJECTORS, &["--metrics-listen", &address], None)
+    }
 }
 
 /// A child process that dies with its handle (a failing test leaves none
@@ -317,7 +322,8 @@ async fn commands_flow_through_kafka_to_two_projector_processes() {
     let relay_port = free_port();
     let mut relay = profile.relay(relay_port);
     let mut first = profile.projectors();
-    let mut second = profile.projectors();
+    let metrics_port = free_port();
+    let mut second = profile.projectors_with_metrics(metrics_port);
     let api = Server::start_bin(
         COMMAND_API,
         &[
@@ -354,6 +360,26 @@ async fn commands_flow_through_kafka_to_two_projector_processes() {
     caught_up(&log, &db, Duration::from_secs(90)).await;
     let (code, _, body) = readyz(relay_port).await;
     assert_eq!(code, 200, "{body}");
+    let relay_metrics = reqwest::get(format!("http://127.0.0.1:{relay_port}/metrics"))
+        .await
+        .expect("relay metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(
+        relay_metrics.contains("relay_events_published_total"),
+        "{relay_metrics}"
+    );
+    let projector_metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .expect("projector metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(
+        projector_metrics.contains("projector_lag_events"),
+        "{projector_metrics}"
+    );
 
     // More traffic while both consumers share the partitions; then one
     // dies and the other takes its partitions over.
@@ -422,12 +448,44 @@ async fn killed_relays_and_projectors_lose_and_duplicate_nothing() {
     for r in &mut relays {
         kill(r);
     }
-    let mut standby = profile.relay(free_port());
+    let ports = [free_port(), free_port()];
+    let mut pair = [profile.relay(ports[0]), profile.relay(ports[1])];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let active = loop {
+        let mut roles = Vec::new();
+        for port in ports {
+            let (_, _, body) = readyz(port).await;
+            let role = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["relay"]["role"].as_str().map(str::to_string));
+            roles.push(role);
+        }
+        let active: Vec<usize> = (0..2)
+            .filter(|i| roles[*i].as_deref() == Some("active"))
+            .collect();
+        if active.len() == 1 && roles.iter().any(|r| r.as_deref() == Some("standby")) {
+            break active[0];
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "expected one active and one standby relay: {roles:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    kill(&mut pair[active]);
+    let killed = tokio::time::Instant::now();
     let mut shop = Shop::new(&t.db, 12);
     shop.activity(2, 4).await;
-    caught_up(&log, &db, Duration::from_secs(30)).await;
+    caught_up(&log, &db, Duration::from_secs(15)).await;
+    assert!(
+        killed.elapsed() < Duration::from_secs(15),
+        "the standby took {:?} to take over",
+        killed.elapsed()
+    );
 
-    kill(&mut standby);
+    for r in &mut pair {
+        kill(r);
+    }
     for w in &mut workers {
         kill(w);
     }
@@ -545,7 +603,10 @@ async fn serve_with_kafka_runs_every_role_in_one_process() {
         .await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["extensions"]["consistency"]["stale"], false, "{body}");
-    assert_eq!(body["data"]["customer"]["email"], "one@example.com", "{body}");
+    assert_eq!(
+        body["data"]["customer"]["email"], "one@example.com",
+        "{body}"
+    );
 
     let log = EventLog::new(t.db.clone());
     let db = ReadDb::connect(&t.url, 2).await.expect("read db");
