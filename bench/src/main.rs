@@ -1,0 +1,247 @@
+//! `shopstream-bench`: the benchmark harness. It starts the real binaries
+//! (built with `cargo build --release --bins`) against real databases and
+//! prints a table; every figure comes with a baseline measured in the same
+//! run on the same machine, as a ratio. It writes the figures as JSON too.
+//!
+//! ```sh
+//! cargo build --release --bins && cargo run --release -p bench -- --out bench/results.json
+//! ```
+//!
+//! Benchmarks report numbers; they assert nothing.
+
+mod load;
+mod procs;
+mod report;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use serde_json::json;
+
+use load::Api;
+use procs::{peak_rss_mib, Broker, Shopstream};
+use report::Report;
+
+/// Benchmarks of the whole platform.
+#[derive(Debug, Parser)]
+struct Args {
+    /// PostgreSQL server (the harness creates and drops its own databases).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    postgres: String,
+    /// Seconds per load step.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Events to seed for the rebuild (about 11 events per order).
+    #[arg(long, default_value_t = 1_000_000)]
+    events: usize,
+    /// Freshness probes per profile and mode.
+    #[arg(long, default_value_t = 100)]
+    probes: usize,
+    /// Where to write the JSON results.
+    #[arg(long, default_value = "bench/results.json")]
+    out: PathBuf,
+    /// Small and fast (a smoke run, not figures to quote).
+    #[arg(long)]
+    quick: bool,
+}
+
+const SECRET: &str = "bench-secret-bench-secret-bench-secret-0123";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = Args::parse();
+    if args.quick {
+        args.seconds = args.seconds.min(3);
+        args.events = args.events.min(50_000);
+        args.probes = args.probes.min(20);
+    }
+    let mut report = Report::new();
+    let dur = Duration::from_secs(args.seconds);
+
+    // ---- commands: HTTP vs raw INSERT, at 1 / 16 / 64 clients ----------
+    let db = procs::fresh_database(&args.postgres, "commands").await?;
+    let serve = Shopstream::start(&["serve"], Some(&db.url), &[]).await?;
+    let api = Api::new(serve.base(), SECRET);
+    let skus = api.catalog(50).await?;
+    let mut best_rate = 0.0f64;
+    for clients in [1usize, 16, 64] {
+        let l = api.command_load(&skus, clients, dur).await;
+        let raw = load::raw_inserts(&db.url, clients, dur).await?;
+        best_rate = best_rate.max(l.rate());
+        report.row(
+            "commands",
+            &format!("{clients} clients"),
+            json!({
+                "commands_per_s": l.rate(), "p50_ms": l.p(50.0), "p99_ms": l.p(99.0), "errors": l.errors,
+                "raw_inserts_per_s": raw.rate(), "raw_p50_ms": raw.p(50.0), "raw_p99_ms": raw.p(99.0),
+                "ratio": l.rate() / raw.rate().max(1e-9),
+            }),
+        );
+    }
+    report.memory(
+        "serve (postgres) under command load",
+        peak_rss_mib(serve.pid()),
+    );
+
+    // ---- graphql: customer(id) with 20 orders vs a bare axum handler ----
+    let customer = api.customer_with_orders(&skus, 20).await?;
+    let g = api.graphql_customer_load(&customer, 16, dur).await;
+    let bare = load::bare_handler_load(&db.url, &customer, 16, dur).await?;
+    report.row(
+        "graphql",
+        "customer(id) with 20 orders, 16 clients",
+        json!({
+            "requests_per_s": g.rate(), "p50_ms": g.p(50.0), "p99_ms": g.p(99.0), "errors": g.errors,
+            "bare_handler_per_s": bare.rate(), "bare_p50_ms": bare.p(50.0), "bare_p99_ms": bare.p(99.0),
+            "ratio": g.rate() / bare.rate().max(1e-9),
+        }),
+    );
+    report.memory(
+        "serve (postgres) under GraphQL load",
+        peak_rss_mib(serve.pid()),
+    );
+    serve.stop();
+    db.drop().await;
+
+    // ---- freshness: command acknowledged → visible through GraphQL -----
+    let paced = (best_rate / 2.0).max(1.0);
+    for profile in ["embedded", "postgres", "kafka"] {
+        let broker = if profile == "kafka" {
+            match Broker::start().await {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    report.note(&format!("kafka freshness skipped: {e}"));
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        let db = if profile == "embedded" {
+            None
+        } else {
+            Some(procs::fresh_database(&args.postgres, profile).await?)
+        };
+        let mut extra: Vec<String> = Vec::new();
+        if let Some(b) = &broker {
+            extra.extend([
+                "--kafka-brokers".into(),
+                b.address(),
+                "--kafka-partitions".into(),
+                "6".into(),
+            ]);
+        }
+        let extra_refs: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let serve =
+            Shopstream::start(&["serve"], db.as_ref().map(|d| d.url.as_str()), &extra_refs).await?;
+        let api = Api::new(serve.base(), SECRET);
+        let skus = api.catalog(20).await?;
+        let background = api.paced_load(skus.clone(), paced);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (with_token, without) = api.freshness(args.probes).await;
+        let done = background.stop().await;
+        report.row(
+            "freshness",
+            &format!("{profile}, load {paced:.0} commands/s"),
+            json!({
+                "with_token_p50_ms": with_token.p(50.0), "with_token_p99_ms": with_token.p(99.0),
+                "without_token_p50_ms": without.p(50.0), "without_token_p99_ms": without.p(99.0),
+                "probes": with_token.samples.len(), "background_commands_per_s": done.rate(),
+                "background_errors": done.errors,
+            }),
+        );
+        report.memory(
+            &format!("serve ({profile}) under freshness load"),
+            peak_rss_mib(serve.pid()),
+        );
+        serve.stop();
+        if let Some(db) = db {
+            db.drop().await;
+        }
+        drop(broker);
+    }
+
+    // ---- rebuild from ~1,000,000 events vs raw batched INSERT ------------
+    let db = procs::fresh_database(&args.postgres, "rebuild").await?;
+    let orders = (args.events / 11).max(100);
+    let customers = (orders / 7).max(10);
+    let seeded = Instant::now();
+    let out = procs::cli(
+        &[
+            "seed",
+            "--customers",
+            &customers.to_string(),
+            "--orders",
+            &orders.to_string(),
+        ],
+        &db.url,
+    )?;
+    let seed_seconds = seeded.elapsed().as_secs_f64();
+    report.note(&format!("seed: {} ({seed_seconds:.1} s)", out.trim()));
+    let store = eventlog::Database::connect(&db.url, &eventlog::DatabaseOptions::default())
+        .await
+        .context("store")?;
+    let read = projectors::ReadDb::connect(&db.url, 8).await?;
+    projectors::ensure_all(&read).await?;
+    let log = eventlog::EventLog::new(store.clone());
+    let head = log.head().await?;
+    let started = Instant::now();
+    let reports = projectors::rebuild::rebuild_all(&log, &read, false).await;
+    let all_seconds = started.elapsed().as_secs_f64();
+    let raw = load::raw_read_model_inserts(&db.url, 200_000).await?;
+    for (name, r) in &reports {
+        let r = r.as_ref().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        report.row(
+            "rebuild",
+            name,
+            json!({
+                "events": r.events, "seconds": r.seconds, "events_per_s": r.events_per_second,
+                "raw_insert_rows_per_s": raw, "ratio": r.events_per_second / raw.max(1e-9),
+            }),
+        );
+    }
+    report.row(
+        "rebuild",
+        "all three concurrently",
+        json!({
+            "store_events": head, "seconds": all_seconds,
+            "store_events_per_s": head as f64 / all_seconds.max(1e-9),
+            "raw_insert_rows_per_s": raw,
+        }),
+    );
+    report.memory(
+        "bench process during the rebuild",
+        peak_rss_mib(std::process::id()),
+    );
+
+    // ---- graphql: analytics over a year of data ------------------------
+    let serve = Shopstream::start(&["serve"], Some(&db.url), &[]).await?;
+    let api = Api::new(serve.base(), SECRET);
+    let a = api.analytics_load(16, dur).await;
+    report.row(
+        "graphql",
+        "analytics over a year (revenue by month, top products, funnel), 16 clients",
+        json!({"requests_per_s": a.rate(), "p50_ms": a.p(50.0), "p99_ms": a.p(99.0), "errors": a.errors}),
+    );
+    report.memory(
+        "serve (postgres, ~1M events) under analytics load",
+        peak_rss_mib(serve.pid()),
+    );
+    serve.stop();
+    read.close().await;
+    store.close().await;
+    db.drop().await;
+
+    report.print();
+    report.write(&args.out, &args)?;
+    Ok(())
+}
+
+impl serde::Serialize for Args {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        json!({"seconds": self.seconds, "events": self.events, "probes": self.probes, "quick": self.quick})
+            .serialize(s)
+    }
+}

@@ -1,0 +1,250 @@
+//! The processes and databases a benchmark runs against.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::SECRET;
+
+fn bin(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().context("no binary directory")?;
+    let path = dir.join(name);
+    if !path.exists() {
+        bail!(
+            "{} is missing: run `cargo build --release --bins` first",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A database of its own, dropped at the end.
+pub struct TempDatabase {
+    admin: String,
+    name: String,
+    pub url: String,
+}
+
+pub async fn fresh_database(admin: &str, tag: &str) -> anyhow::Result<TempDatabase> {
+    let name = format!(
+        "shopstream_bench_{tag}_{}",
+        uuid::Uuid::new_v4()
+            .simple()
+            .to_string()
+            .get(..8)
+            .unwrap_or("x")
+    );
+    let pool = sqlx::PgPool::connect(admin)
+        .await
+        .with_context(|| format!("cannot reach PostgreSQL at {admin}"))?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
+    Ok(TempDatabase {
+        admin: admin.to_string(),
+        name: name.clone(),
+        url: format!("{base}/{name}"),
+    })
+}
+
+impl TempDatabase {
+    pub async fn drop(self) {
+        if let Ok(pool) = sqlx::PgPool::connect(&self.admin).await {
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&pool)
+            .await;
+            pool.close().await;
+        }
+    }
+}
+
+/// A running `shopstream` process.
+pub struct Shopstream {
+    child: Child,
+    base: String,
+    _data: tempfile_dir::Dir,
+}
+
+mod tempfile_dir {
+    /// A scratch directory removed on drop.
+    pub struct Dir(pub std::path::PathBuf);
+    impl Dir {
+        pub fn new() -> std::io::Result<Self> {
+            let p = std::env::temp_dir().join(format!("shopstream-bench-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&p)?;
+            Ok(Self(p))
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Shopstream {
+    /// Starts `shopstream ARGS` on a free port (embedded SQLite when `url`
+    /// is None) and waits until it answers.
+    pub async fn start(args: &[&str], url: Option<&str>, extra: &[&str]) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let data = tempfile_dir::Dir::new()?;
+        let mut cmd = Command::new(bin("shopstream")?);
+        cmd.args(args)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(&data.0)
+            .args(["--jwt-secret", SECRET])
+            .args(extra)
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(url) = url {
+            cmd.args(["--database-url", url]);
+        }
+        let child = cmd.spawn().context("spawn shopstream")?;
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if client
+                .get(format!("{base}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Ok(Self {
+                    child,
+                    base,
+                    _data: data,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("shopstream {args:?} did not become ready")
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Shopstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a `shopstream` subcommand against `url`; returns stdout.
+pub fn cli(args: &[&str], url: &str) -> anyhow::Result<String> {
+    let data = tempfile_dir::Dir::new()?;
+    let out = Command::new(bin("shopstream")?)
+        .args(args)
+        .args(["--database-url", url, "--jwt-secret", SECRET])
+        .arg("--data-dir")
+        .arg(&data.0)
+        .env("RUST_LOG", "error")
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "shopstream {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+/// Peak resident memory of a process (MiB), from `/proc/<pid>/status`.
+pub fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// A tansu broker for the Kafka profile (when installed).
+pub struct Broker {
+    child: Child,
+    port: u16,
+}
+
+impl Broker {
+    pub async fn start() -> anyhow::Result<Self> {
+        let tansu = std::env::var("TANSU_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                let home = std::env::var("HOME").unwrap_or_default();
+                let installed = PathBuf::from(home).join(".cargo/bin/tansu");
+                if installed.exists() {
+                    installed
+                } else {
+                    PathBuf::from("tansu")
+                }
+            });
+        let port = free_port()?;
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(&tansu)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "cannot start {} (install: cargo install tansu --locked --features dynostore)",
+                    tansu.display()
+                )
+            })?;
+        let broker = Self { child, port };
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(broker.address())
+                .await
+                .is_ok()
+            {
+                return Ok(broker);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("tansu did not start")
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
