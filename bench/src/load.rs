@@ -16,6 +16,8 @@ use tokio::sync::Mutex;
 pub struct Latencies {
     pub samples: Vec<Duration>,
     pub errors: u64,
+    /// Failed requests by HTTP status (0: no answer).
+    pub failures: std::collections::BTreeMap<u16, u64>,
     pub elapsed: Duration,
 }
 
@@ -38,6 +40,9 @@ impl Latencies {
     fn merge(&mut self, other: Latencies) {
         self.samples.extend(other.samples);
         self.errors += other.errors;
+        for (k, v) in other.failures {
+            *self.failures.entry(k).or_default() += v;
+        }
     }
 }
 
@@ -102,16 +107,21 @@ impl Api {
     }
 
     async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (bool, Value) {
+        let (status, v) = self.post_status(path, token, body).await;
+        ((200..300).contains(&status), v)
+    }
+
+    async fn post_status(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
         let mut req = self.client.post(format!("{}{path}", self.base)).json(&body);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
         match req.send().await {
             Ok(r) => {
-                let ok = r.status().is_success();
-                (ok, r.json().await.unwrap_or(Value::Null))
+                let status = r.status().as_u16();
+                (status, r.json().await.unwrap_or(Value::Null))
             }
-            Err(_) => (false, Value::Null),
+            Err(_) => (0, Value::Null),
         }
     }
 
@@ -144,12 +154,13 @@ impl Api {
         body: Value,
     ) -> Option<Value> {
         let t = Instant::now();
-        let (ok, v) = self.post(path, token, body).await;
-        if ok {
+        let (status, v) = self.post_status(path, token, body).await;
+        if (200..300).contains(&status) {
             l.samples.push(t.elapsed());
             Some(v)
         } else {
             l.errors += 1;
+            *l.failures.entry(status).or_default() += 1;
             None
         }
     }
@@ -184,8 +195,11 @@ impl Api {
             return l;
         };
         let order = order["id"].as_str().unwrap_or_default().to_string();
-        for _ in 0..2 {
-            let sku = &skus[rand::thread_rng().gen_range(0..skus.len())];
+        // Two different products (the same one twice is a business
+        // rejection, not load).
+        let first = rand::thread_rng().gen_range(0..skus.len());
+        let second = (first + rand::thread_rng().gen_range(1..skus.len().max(2))) % skus.len();
+        for sku in [&skus[first], &skus[second]] {
             let q = rand::thread_rng().gen_range(1..4);
             self.timed(
                 &mut l,

@@ -74,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
             "commands",
             &format!("{clients} clients"),
             json!({
-                "commands_per_s": l.rate(), "p50_ms": l.p(50.0), "p99_ms": l.p(99.0), "errors": l.errors,
+                "commands_per_s": l.rate(), "p50_ms": l.p(50.0), "p99_ms": l.p(99.0), "errors": l.errors, "failures": l.failures,
                 "raw_inserts_per_s": raw.rate(), "raw_p50_ms": raw.p(50.0), "raw_p99_ms": raw.p(99.0),
                 "ratio": l.rate() / raw.rate().max(1e-9),
             }),
@@ -149,7 +149,7 @@ async fn main() -> anyhow::Result<()> {
                 "with_token_p50_ms": with_token.p(50.0), "with_token_p99_ms": with_token.p(99.0),
                 "without_token_p50_ms": without.p(50.0), "without_token_p99_ms": without.p(99.0),
                 "probes": with_token.samples.len(), "background_commands_per_s": done.rate(),
-                "background_errors": done.errors,
+                "background_errors": done.errors, "background_failures": done.failures,
             }),
         );
         report.memory(
