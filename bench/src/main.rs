@@ -45,6 +45,16 @@ struct Args {
     /// Small and fast (a smoke run, not figures to quote).
     #[arg(long)]
     quick: bool,
+    /// Run only these groups (repeatable): commands, graphql, freshness,
+    /// rebuild, analytics.
+    #[arg(long)]
+    only: Vec<String>,
+}
+
+impl Args {
+    fn runs(&self, group: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|g| g == group)
+    }
 }
 
 const SECRET: &str = "bench-secret-bench-secret-bench-secret-0123";
@@ -58,55 +68,81 @@ async fn main() -> anyhow::Result<()> {
         args.probes = args.probes.min(20);
     }
     let mut report = Report::new();
-    let dur = Duration::from_secs(args.seconds);
+    // The freshness load runs at half the best command rate measured.
+    let mut best_rate = 600.0;
+    if args.runs("commands") || args.runs("graphql") {
+        best_rate = commands_and_graphql(&args, &mut report)
+            .await?
+            .unwrap_or(best_rate);
+    }
+    if args.runs("freshness") {
+        freshness(&args, &mut report, (best_rate / 2.0).max(1.0)).await?;
+    }
+    if args.runs("rebuild") || args.runs("analytics") {
+        rebuild_and_analytics(&args, &mut report).await?;
+    }
+    report.print();
+    report.write(&args.out, &args)?;
+    Ok(())
+}
 
-    // ---- commands: HTTP vs raw INSERT, at 1 / 16 / 64 clients ----------
+/// Commands over HTTP vs raw INSERTs at 1 / 16 / 64 clients; then
+/// `customer(id)` with 20 orders vs a bare handler. Returns the best
+/// command rate when commands ran.
+async fn commands_and_graphql(args: &Args, report: &mut Report) -> anyhow::Result<Option<f64>> {
+    let dur = Duration::from_secs(args.seconds);
     let db = procs::fresh_database(&args.postgres, "commands").await?;
     let serve = Shopstream::start(&["serve"], Some(&db.url), &[]).await?;
     let api = Api::new(serve.base(), SECRET);
     let skus = api.catalog(50).await?;
-    let mut best_rate = 0.0f64;
-    for clients in [1usize, 16, 64] {
-        let l = api.command_load(&skus, clients, dur).await;
-        let raw = load::raw_inserts(&db.url, clients, dur).await?;
-        best_rate = best_rate.max(l.rate());
-        report.row(
-            "commands",
-            &format!("{clients} clients"),
-            json!({
-                "commands_per_s": l.rate(), "p50_ms": l.p(50.0), "p99_ms": l.p(99.0), "errors": l.errors, "failures": l.failures,
-                "raw_inserts_per_s": raw.rate(), "raw_p50_ms": raw.p(50.0), "raw_p99_ms": raw.p(99.0),
-                "ratio": l.rate() / raw.rate().max(1e-9),
-            }),
+    let mut best: Option<f64> = None;
+    if args.runs("commands") {
+        for clients in [1usize, 16, 64] {
+            let l = api.command_load(&skus, clients, dur).await;
+            let raw = load::raw_inserts(&db.url, clients, dur).await?;
+            best = Some(best.unwrap_or(0.0).max(l.rate()));
+            report.row(
+                "commands",
+                &format!("{clients} clients"),
+                json!({
+                    "commands_per_s": l.rate(), "p50_ms": l.p(50.0), "p99_ms": l.p(99.0),
+                    "errors": l.errors, "failures": l.failures,
+                    "raw_inserts_per_s": raw.rate(), "raw_p50_ms": raw.p(50.0), "raw_p99_ms": raw.p(99.0),
+                    "ratio": l.rate() / raw.rate().max(1e-9),
+                }),
+            );
+        }
+        report.memory(
+            "serve (postgres) under command load",
+            peak_rss_mib(serve.pid()),
         );
     }
-    report.memory(
-        "serve (postgres) under command load",
-        peak_rss_mib(serve.pid()),
-    );
-
-    // ---- graphql: customer(id) with 20 orders vs a bare axum handler ----
-    let customer = api.customer_with_orders(&skus, 20).await?;
-    let g = api.graphql_customer_load(&customer, 16, dur).await;
-    let bare = load::bare_handler_load(&db.url, &customer, 16, dur).await?;
-    report.row(
-        "graphql",
-        "customer(id) with 20 orders, 16 clients",
-        json!({
-            "requests_per_s": g.rate(), "p50_ms": g.p(50.0), "p99_ms": g.p(99.0), "errors": g.errors,
-            "bare_handler_per_s": bare.rate(), "bare_p50_ms": bare.p(50.0), "bare_p99_ms": bare.p(99.0),
-            "ratio": g.rate() / bare.rate().max(1e-9),
-        }),
-    );
-    report.memory(
-        "serve (postgres) under GraphQL load",
-        peak_rss_mib(serve.pid()),
-    );
+    if args.runs("graphql") {
+        let customer = api.customer_with_orders(&skus, 20).await?;
+        let g = api.graphql_customer_load(&customer, 16, dur).await;
+        let bare = load::bare_handler_load(&db.url, &customer, 16, dur).await?;
+        report.row(
+            "graphql",
+            "customer(id) with 20 orders, 16 clients",
+            json!({
+                "requests_per_s": g.rate(), "p50_ms": g.p(50.0), "p99_ms": g.p(99.0), "errors": g.errors,
+                "bare_handler_per_s": bare.rate(), "bare_p50_ms": bare.p(50.0), "bare_p99_ms": bare.p(99.0),
+                "ratio": g.rate() / bare.rate().max(1e-9),
+            }),
+        );
+        report.memory(
+            "serve (postgres) under GraphQL load",
+            peak_rss_mib(serve.pid()),
+        );
+    }
     serve.stop();
     db.drop().await;
+    Ok(best)
+}
 
-    // ---- freshness: command acknowledged → visible through GraphQL -----
-    let paced = (best_rate / 2.0).max(1.0);
+/// Command acknowledged → visible through GraphQL, with and without the
+/// consistency token, under a background load, in each profile.
+async fn freshness(args: &Args, report: &mut Report, paced: f64) -> anyhow::Result<()> {
     for profile in ["embedded", "postgres", "kafka"] {
         let broker = if profile == "kafka" {
             match Broker::start().await {
@@ -148,7 +184,8 @@ async fn main() -> anyhow::Result<()> {
             json!({
                 "with_token_p50_ms": with_token.p(50.0), "with_token_p99_ms": with_token.p(99.0),
                 "without_token_p50_ms": without.p(50.0), "without_token_p99_ms": without.p(99.0),
-                "probes": with_token.samples.len(), "background_commands_per_s": done.rate(),
+                "probes": with_token.samples.len() + without.samples.len(),
+                "background_commands_per_s": done.rate(),
                 "background_errors": done.errors, "background_failures": done.failures,
             }),
         );
@@ -162,8 +199,12 @@ async fn main() -> anyhow::Result<()> {
         }
         drop(broker);
     }
+    Ok(())
+}
 
-    // ---- rebuild from ~1,000,000 events vs raw batched INSERT ------------
+/// Seeds ~`events` events, rebuilds each read model (one at a time, then
+/// all at once) vs raw batched INSERTs; then analytics over that year.
+async fn rebuild_and_analytics(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     let db = procs::fresh_database(&args.postgres, "rebuild").await?;
     let orders = (args.events / 11).max(100);
     let customers = (orders / 7).max(10);
@@ -178,8 +219,11 @@ async fn main() -> anyhow::Result<()> {
         ],
         &db.url,
     )?;
-    let seed_seconds = seeded.elapsed().as_secs_f64();
-    report.note(&format!("seed: {} ({seed_seconds:.1} s)", out.trim()));
+    report.note(&format!(
+        "seed: {} ({:.1} s)",
+        out.trim(),
+        seeded.elapsed().as_secs_f64()
+    ));
     let store = eventlog::Database::connect(&db.url, &eventlog::DatabaseOptions::default())
         .await
         .context("store")?;
@@ -187,61 +231,88 @@ async fn main() -> anyhow::Result<()> {
     projectors::ensure_all(&read).await?;
     let log = eventlog::EventLog::new(store.clone());
     let head = log.head().await?;
-    let started = Instant::now();
-    let reports = projectors::rebuild::rebuild_all(&log, &read, false).await;
-    let all_seconds = started.elapsed().as_secs_f64();
-    let raw = load::raw_read_model_inserts(&db.url, 200_000).await?;
-    for (name, r) in &reports {
-        let r = r.as_ref().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-        report.row(
-            "rebuild",
-            name,
-            json!({
-                "events": r.events, "seconds": r.seconds, "events_per_s": r.events_per_second,
-                "raw_insert_rows_per_s": raw, "ratio": r.events_per_second / raw.max(1e-9),
-            }),
+    if args.runs("rebuild") {
+        // One read model at a time (each gets the machine), then all three
+        // at once (what `projections rebuild --all` does).
+        let mut sequential = 0.0;
+        let mut reports = Vec::new();
+        for name in projectors::NAMES {
+            let mut quiet = |_p: projectors::rebuild::Progress| {};
+            let r = projectors::rebuild::rebuild(
+                name,
+                &log,
+                &read,
+                projectors::rebuild::Options {
+                    verify: false,
+                    progress: &mut quiet,
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            sequential += r.seconds;
+            reports.push(r);
+        }
+        let started = Instant::now();
+        for (name, r) in projectors::rebuild::rebuild_all(&log, &read, false).await {
+            r.map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        }
+        let concurrent = started.elapsed().as_secs_f64();
+        let raw = load::raw_read_model_inserts(&db.url, 200_000).await?;
+        for r in &reports {
+            report.row(
+                "rebuild",
+                &r.name,
+                json!({
+                    "events": r.events, "seconds": r.seconds, "events_per_s": r.events_per_second,
+                    "raw_insert_rows_per_s": raw, "ratio": r.events_per_second / raw.max(1e-9),
+                }),
+            );
+        }
+        for (name, seconds) in [
+            ("all three, one after another", sequential),
+            ("all three concurrently", concurrent),
+        ] {
+            report.row(
+                "rebuild",
+                name,
+                json!({
+                    "store_events": head, "seconds": seconds,
+                    "store_events_per_s": head as f64 / seconds.max(1e-9),
+                    "raw_insert_rows_per_s": raw,
+                }),
+            );
+        }
+        report.memory(
+            "bench process during the rebuilds",
+            peak_rss_mib(std::process::id()),
         );
     }
-    report.row(
-        "rebuild",
-        "all three concurrently",
-        json!({
-            "store_events": head, "seconds": all_seconds,
-            "store_events_per_s": head as f64 / all_seconds.max(1e-9),
-            "raw_insert_rows_per_s": raw,
-        }),
-    );
-    report.memory(
-        "bench process during the rebuild",
-        peak_rss_mib(std::process::id()),
-    );
-
-    // ---- graphql: analytics over a year of data ------------------------
-    let serve = Shopstream::start(&["serve"], Some(&db.url), &[]).await?;
-    let api = Api::new(serve.base(), SECRET);
-    let a = api.analytics_load(16, dur).await;
-    report.row(
-        "graphql",
-        "analytics over a year (revenue by month, top products, funnel), 16 clients",
-        json!({"requests_per_s": a.rate(), "p50_ms": a.p(50.0), "p99_ms": a.p(99.0), "errors": a.errors}),
-    );
-    report.memory(
-        "serve (postgres, ~1M events) under analytics load",
-        peak_rss_mib(serve.pid()),
-    );
-    serve.stop();
+    if args.runs("analytics") {
+        let serve = Shopstream::start(&["serve"], Some(&db.url), &[]).await?;
+        let api = Api::new(serve.base(), SECRET);
+        let a = api
+            .analytics_load(16, Duration::from_secs(args.seconds))
+            .await;
+        report.row(
+            "graphql",
+            "analytics over a year (revenue by month, top products, funnel), 16 clients",
+            json!({"requests_per_s": a.rate(), "p50_ms": a.p(50.0), "p99_ms": a.p(99.0), "errors": a.errors}),
+        );
+        report.memory(
+            "serve (postgres, ~1M events) under analytics load",
+            peak_rss_mib(serve.pid()),
+        );
+        serve.stop();
+    }
     read.close().await;
     store.close().await;
     db.drop().await;
-
-    report.print();
-    report.write(&args.out, &args)?;
     Ok(())
 }
 
 impl serde::Serialize for Args {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        json!({"seconds": self.seconds, "events": self.events, "probes": self.probes, "quick": self.quick})
+        json!({"seconds": self.seconds, "events": self.events, "probes": self.probes, "quick": self.quick, "only": self.only})
             .serialize(s)
     }
 }
