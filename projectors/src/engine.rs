@@ -301,25 +301,7 @@ async fn step<P: Projection>(
     let started = std::time::Instant::now();
     let applied = apply_batch::<P>(db, state.generation, state.cursor, &events).await?;
     state.cursor = applied.cursor;
-    let labels = [("projection", P::NAME)];
-    eventlog::metrics::observe_size(
-        "projector_batch_events",
-        "Events per projector batch.",
-        &labels,
-        applied.events as f64,
-    );
-    eventlog::metrics::observe_seconds(
-        "projector_batch_duration_seconds",
-        "Time to fold and commit one batch.",
-        &labels,
-        started.elapsed().as_secs_f64(),
-    );
-    eventlog::metrics::count(
-        "projector_events_total",
-        "Events seen by each projection.",
-        &labels,
-        applied.events as f64,
-    );
+    record_batch(P::NAME, applied.events, started.elapsed());
     tracing::debug!(
         projection = P::NAME,
         position = applied.cursor.position,
@@ -327,4 +309,27 @@ async fn step<P: Projection>(
         "batch applied"
     );
     Ok(applied.events > 0)
+}
+
+/// Records one committed batch in the metrics (both sources).
+pub(crate) fn record_batch(projection: &str, events: usize, took: Duration) {
+    let labels = [("projection", projection)];
+    eventlog::metrics::observe_size(
+        "projector_batch_events",
+        "Events per projector batch.",
+        &labels,
+        events as f64,
+    );
+    eventlog::metrics::observe_seconds(
+        "projector_batch_duration_seconds",
+        "Time to fold and commit one batch.",
+        &labels,
+        took.as_secs_f64(),
+    );
+    eventlog::metrics::count(
+        "projector_events_total",
+        "Events seen by each projection.",
+        &labels,
+        events as f64,
+    );
 }

@@ -116,6 +116,21 @@ pub async fn apply_records<P: Projection>(
     let row_lock = if db.is_postgres() { " FOR UPDATE" } else { "" };
     let mut fresh: Vec<&StoredEvent> = Vec::new();
     for (partition, records) in &by_partition {
+        // Make sure the row exists before locking it: two members reading
+        // a partition nobody has consumed yet must queue on the same row
+        // (a lock on a missing row locks nothing). `-1`: no offset yet.
+        sqlx::query(
+            "INSERT INTO projection_kafka_offsets (name, generation, topic, partition, next_offset, cursor_txid, cursor_position) \
+             VALUES ($1, $2, $3, $4, -1, $5, $6) ON CONFLICT (name, generation, topic, partition) DO NOTHING",
+        )
+        .bind(P::NAME)
+        .bind(g)
+        .bind(topic)
+        .bind(*partition)
+        .bind(base.transaction_id.to_string())
+        .bind(base.position)
+        .execute(&mut *tx)
+        .await?;
         let stored = sqlx::query(&format!(
             "SELECT next_offset, cursor_txid, cursor_position FROM projection_kafka_offsets \
              WHERE name = $1 AND generation = $2 AND topic = $3 AND partition = $4{row_lock}"
@@ -128,7 +143,7 @@ pub async fn apply_records<P: Projection>(
         .await?;
         let (next, floor) = match stored {
             Some(r) => (
-                Some(r.try_get::<i64, _>(0)?),
+                Some(r.try_get::<i64, _>(0)?).filter(|n| *n >= 0),
                 parse_cursor(&r.try_get::<String, _>(1)?, r.try_get(2)?)?,
             ),
             // A partition this generation has not consumed yet: everything
@@ -422,6 +437,7 @@ async fn assign(
     for p in partitions {
         let offset = stored
             .get(p)
+            .filter(|n| **n >= 0)
             .map_or(Offset::Beginning, |n| Offset::Offset(*n));
         list.add_partition_offset(topic, *p, offset)
             .map_err(|e| ProjectionError::Corrupt(e.to_string()))?;
@@ -572,24 +588,7 @@ pub async fn run<P: Projection>(
                     continue;
                 }
                 commits.notify();
-                eventlog::metrics::observe_size(
-                    "projector_batch_events",
-                    "Events per projector batch.",
-                    &labels,
-                    outcome.applied as f64,
-                );
-                eventlog::metrics::observe_seconds(
-                    "projector_batch_duration_seconds",
-                    "Time to fold and commit one batch.",
-                    &labels,
-                    started.elapsed().as_secs_f64(),
-                );
-                eventlog::metrics::count(
-                    "projector_events_total",
-                    "Events seen by each projection.",
-                    &labels,
-                    outcome.applied as f64,
-                );
+                crate::engine::record_batch(P::NAME, outcome.applied, started.elapsed());
                 eventlog::metrics::count(
                     "projector_duplicates_total",
                     "Redelivered events skipped.",

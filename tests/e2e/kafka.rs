@@ -25,6 +25,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_shopstream");
 const PROJECTORS: &str = env!("CARGO_BIN_EXE_projectors");
 const COMMAND_API: &str = env!("CARGO_BIN_EXE_command-api");
 
+/// The JWT secret every process of a test shares.
+const SECRET: &str = "kafka-test-secret-kafka-test-secret-0123";
+
 /// One broker per test and several processes each: run these one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -167,7 +170,7 @@ impl Profile {
             "--kafka-session-timeout-ms",
             "6000",
             "--jwt-secret",
-            "kafka-test-secret-kafka-test-secret-0123",
+            SECRET,
         ]
         .iter()
         .map(|s| (*s).to_string())
@@ -199,6 +202,17 @@ impl Profile {
         .spawn()
         .map(Proc)
         .expect("spawn")
+    }
+
+    /// The `command-api` binary on a free port, against this profile's store.
+    async fn command_api(&self) -> Server {
+        Server::start_bin(
+            COMMAND_API,
+            &["--database-url", &self.url, "--jwt-secret", SECRET],
+            &self.data,
+            None,
+        )
+        .await
     }
 
     fn relay(&self, port: u16) -> Proc {
@@ -324,18 +338,7 @@ async fn commands_flow_through_kafka_to_two_projector_processes() {
     let mut first = profile.projectors();
     let metrics_port = free_port();
     let mut second = profile.projectors_with_metrics(metrics_port);
-    let api = Server::start_bin(
-        COMMAND_API,
-        &[
-            "--database-url",
-            &t.url,
-            "--jwt-secret",
-            "kafka-test-secret-kafka-test-secret-0123",
-        ],
-        &profile.data,
-        None,
-    )
-    .await;
+    let api = profile.command_api().await;
     let mut shop = Shop::new(&t.db, 7);
     shop.activity(3, 6).await;
     let (status, _) = api
@@ -505,18 +508,7 @@ async fn a_frozen_broker_delays_read_models_but_never_commands() {
     let relay_port = free_port();
     let mut relay = profile.relay(relay_port);
     let mut worker = profile.projectors();
-    let api = Server::start_bin(
-        COMMAND_API,
-        &[
-            "--database-url",
-            &t.url,
-            "--jwt-secret",
-            "kafka-test-secret-kafka-test-secret-0123",
-        ],
-        &profile.data,
-        None,
-    )
-    .await;
+    let api = profile.command_api().await;
     let mut shop = Shop::new(&t.db, 21);
     shop.activity(2, 4).await;
     caught_up(&log, &db, Duration::from_secs(90)).await;

@@ -36,7 +36,7 @@ async fn fold_in_random_batches<P: Projection>(log: &EventLog, db: &ReadDb, rng:
     }
 }
 
-async fn rebuild_verified(name: &str, log: &EventLog, db: &ReadDb) -> rebuild::Report {
+pub async fn rebuild_verified(name: &str, log: &EventLog, db: &ReadDb) -> rebuild::Report {
     let mut progress = |_p: rebuild::Progress| {};
     rebuild::rebuild(
         name,

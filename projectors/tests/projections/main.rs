@@ -3,6 +3,7 @@
 //! rebuilds swap atomically under load.
 
 mod engine;
+mod kafka_source;
 
 pub async fn read_db(t: &eventlog::testing::TestDatabase) -> projectors::ReadDb {
     projectors::ReadDb::connect(&t.url, 4)
