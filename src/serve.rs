@@ -87,15 +87,7 @@ pub async fn query(settings: &Settings) -> anyhow::Result<()> {
         },
     );
     let app = graphql
-        .merge(projections::metrics_router(&db, &read_db))
-        .route(
-            "/livez",
-            axum::routing::get(command_api::routes::health::livez),
-        )
-        .route(
-            "/readyz",
-            axum::routing::get(command_api::routes::health::readyz).with_state(db.clone()),
-        )
+        .merge(operations(&db, &read_db, None))
         .layer(axum::middleware::from_fn(
             command_api::request_id::request_context,
         ));
@@ -118,6 +110,25 @@ pub async fn query(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `/livez`, `/readyz` (the store answers, unless a role brings its own)
+/// and `/metrics`: what every role serves for operators.
+fn operations(
+    db: &eventlog::Database,
+    read_db: &projectors::ReadDb,
+    readyz: Option<axum::routing::MethodRouter>,
+) -> axum::Router {
+    let readyz = readyz.unwrap_or_else(|| {
+        axum::routing::get(command_api::routes::health::readyz).with_state(db.clone())
+    });
+    axum::Router::new()
+        .route(
+            "/livez",
+            axum::routing::get(command_api::routes::health::livez),
+        )
+        .route("/readyz", readyz)
+        .merge(projections::metrics_router(db, read_db))
+}
+
 /// Serves `/livez`, `/readyz` and `/metrics` on `--metrics-listen` for a
 /// role without an API of its own.
 async fn health_server(
@@ -128,19 +139,9 @@ async fn health_server(
     let Some(addr) = settings.metrics_listen else {
         return Ok(None);
     };
-    let app = axum::Router::new()
-        .route(
-            "/livez",
-            axum::routing::get(command_api::routes::health::livez),
-        )
-        .route(
-            "/readyz",
-            axum::routing::get(command_api::routes::health::readyz).with_state(db.clone()),
-        )
-        .merge(projections::metrics_router(db, read_db))
-        .layer(axum::middleware::from_fn(
-            command_api::request_id::request_context,
-        ));
+    let app = operations(db, read_db, None).layer(axum::middleware::from_fn(
+        command_api::request_id::request_context,
+    ));
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -223,16 +224,9 @@ pub async fn relay(settings: &Settings) -> anyhow::Result<()> {
     let read_db = projections::open(settings).await?;
     let wake = Wake::default();
     let (status, stop, tasks) = start_relay(settings, &kafka, &db, &wake)?;
-    let app = axum::Router::new()
-        .route(
-            "/livez",
-            axum::routing::get(command_api::routes::health::livez),
-        )
-        .route("/readyz", relay_readyz(status))
-        .merge(projections::metrics_router(&db, &read_db))
-        .layer(axum::middleware::from_fn(
-            command_api::request_id::request_context,
-        ));
+    let app = operations(&db, &read_db, Some(relay_readyz(status))).layer(
+        axum::middleware::from_fn(command_api::request_id::request_context),
+    );
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;

@@ -349,8 +349,17 @@ async fn commands_flow_through_kafka_to_two_projector_processes() {
         )
         .await;
     assert_eq!(status, 201, "commands succeed without a broker");
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let (code, content_type, body) = readyz(relay_port).await;
+    // Give them a few seconds without a broker, then the relay must say
+    // why it is not ready (polled: a slow start is not a failure).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (code, content_type, body) = loop {
+        let answer = readyz(relay_port).await;
+        if answer.0 == 503 || tokio::time::Instant::now() > deadline {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert_eq!(code, 503, "{body}");
     assert!(
         content_type.starts_with("application/problem+json"),
