@@ -125,14 +125,43 @@ fn parse_ttl(raw: &str) -> Result<chrono::Duration, String> {
     Ok(chrono::Duration::seconds(seconds))
 }
 
+impl Command {
+    /// The role's name, as in `service.name` (`shopstream-<role>`).
+    pub fn role(&self) -> &'static str {
+        match self {
+            Self::Serve => "serve",
+            Self::Migrate => "migrate",
+            Self::Token { .. } => "token",
+            Self::Openapi => "openapi",
+            Self::GraphqlSchema => "graphql-schema",
+            Self::Project => "projectors",
+            Self::Relay => "relay",
+            Self::Commands => "command-api",
+            Self::Query => "query-api",
+            Self::Saga => "saga",
+            Self::Seed { .. } => "seed",
+            Self::Projections { .. } => "projections",
+        }
+    }
+}
+
 impl Cli {
     /// Runs the chosen subcommand.
     ///
     /// # Errors
     /// Whatever stops it, with context for the operator.
     pub async fn run(self) -> anyhow::Result<()> {
-        eventlog::telemetry::init(self.settings.log_format);
-        match self.command.unwrap_or(Command::Serve) {
+        let command = self.command.unwrap_or(Command::Serve);
+        let _telemetry = eventlog::telemetry::init(&eventlog::telemetry::TelemetryOptions {
+            log_format: self.settings.log_format,
+            otlp_endpoint: self
+                .settings
+                .otlp_endpoint
+                .clone()
+                .filter(|e| !e.is_empty()),
+            service_name: format!("shopstream-{}", command.role()),
+        })?;
+        match command {
             Command::Serve => serve::run(&self.settings).await,
             Command::Migrate => {
                 let db = connect(&self.settings).await?;

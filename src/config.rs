@@ -63,6 +63,13 @@ pub struct Settings {
     )]
     pub log_format: LogFormat,
 
+    /// OTLP/HTTP collector address (`http://localhost:4318`): export traces
+    /// to `<endpoint>/v1/traces` (off when unset). The standard `OTEL_*`
+    /// variables (`OTEL_SERVICE_NAME`, `OTEL_EXPORTER_OTLP_PROTOCOL`,
+    /// `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_BSP_SCHEDULE_DELAY`, …) apply.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", global = true)]
+    pub otlp_endpoint: Option<String>,
+
     /// Snapshot aggregates every N events (0 disables snapshots).
     #[arg(
         long,

@@ -112,6 +112,9 @@ pub struct CommandContext {
     pub idempotency_key: Option<String>,
     /// The event that caused this command (commands issued by a process manager).
     pub causation_id: Option<String>,
+    /// W3C trace context written into the events (`traceparent`): the
+    /// serving span's when traces are exported, else the caller's, passed on.
+    pub traceparent: Option<String>,
 }
 
 impl CommandContext {
@@ -125,7 +128,18 @@ impl CommandContext {
             expected_version: None,
             idempotency_key: Some(idempotency_key),
             causation_id: Some(causation_id.to_string()),
+            traceparent: eventlog::telemetry::current_traceparent(),
         }
+    }
+
+    /// Continues the trace of the event that caused this command when no
+    /// span of this process carries it (trace export off).
+    #[must_use]
+    pub fn following(mut self, cause: &serde_json::Value) -> Self {
+        if self.traceparent.is_none() {
+            self.traceparent = eventlog::telemetry::event_traceparent(cause).map(str::to_string);
+        }
+        self
     }
 
     /// Event metadata for a command issued by `actor`.
@@ -140,6 +154,9 @@ impl CommandContext {
         }
         if let Some(cause) = &self.causation_id {
             m.insert("causation_id".to_string(), cause.clone());
+        }
+        if let Some(trace) = &self.traceparent {
+            m.insert(eventlog::telemetry::TRACEPARENT.to_string(), trace.clone());
         }
         m
     }
@@ -179,6 +196,14 @@ impl<S: Send + Sync> FromRequestParts<S> for CommandContext {
             expected_version,
             idempotency_key,
             causation_id: None,
+            traceparent: eventlog::telemetry::current_traceparent().or_else(|| {
+                parts
+                    .headers
+                    .get(eventlog::telemetry::TRACEPARENT)
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|v| eventlog::telemetry::valid_traceparent(v))
+                    .map(str::to_string)
+            }),
         })
     }
 }

@@ -39,13 +39,34 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
     let method = req.method().to_string();
-    let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %method,
+        route = %route,
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    // Continue the caller's trace (W3C `traceparent`), when traces are exported.
+    if let Some(parent) = req
+        .headers()
+        .get(eventlog::telemetry::TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        eventlog::telemetry::set_parent(&span, parent);
+    }
     let started = Instant::now();
     let response = next.run(req).instrument(span.clone()).await;
     let mut response = ensure_problem(response, &id).instrument(span.clone()).await;
     let status = response.status();
     let seconds = started.elapsed().as_secs_f64();
     let code = status.as_u16().to_string();
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "error");
+    }
     let labels = [("method", method.as_str()), ("route", route.as_str())];
     eventlog::metrics::observe_seconds(
         "http_request_duration_seconds",

@@ -161,6 +161,9 @@ struct Pending {
     recorded_at: DateTime<Utc>,
     event: bool,
     delivery: DeliveryFuture,
+    /// The event's `publish` span (traced events, when exported): ends
+    /// when the record leaves the window, acknowledged.
+    _span: tracing::Span,
 }
 
 impl Relay {
@@ -385,6 +388,16 @@ impl Relay {
                             .key(&key)
                             .payload(&value)
                             .headers(kafka::event_headers(event));
+                        let span = crate::telemetry::follow(&event.metadata, || {
+                            tracing::info_span!(
+                                "publish",
+                                otel.name = %format!("publish {}", self.config.kafka.topic),
+                                otel.kind = "producer",
+                                event_type = %event.event_type,
+                                aggregate_id = %event.aggregate_id,
+                                position = event.position,
+                            )
+                        });
                         let delivery = producer
                             .send_result(record)
                             .map_err(|(e, _)| RelayError::from(e))?;
@@ -393,6 +406,7 @@ impl Relay {
                             recorded_at: event.recorded_at,
                             event: true,
                             delivery,
+                            _span: span,
                         });
                     }
                     // Watermarks: every partition learns how far the log is
@@ -411,6 +425,7 @@ impl Relay {
                             recorded_at: at,
                             event: false,
                             delivery,
+                            _span: tracing::Span::none(),
                         });
                     }
                     sent = cursor;

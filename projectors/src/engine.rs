@@ -299,7 +299,9 @@ async fn step<P: Projection>(
         return Ok(false);
     }
     let started = std::time::Instant::now();
+    let spans = event_spans::<P>(events.iter().filter(|e| e.cursor() > state.cursor));
     let applied = apply_batch::<P>(db, state.generation, state.cursor, &events).await?;
+    drop(spans);
     state.cursor = applied.cursor;
     record_batch(P::NAME, applied.events, started.elapsed());
     tracing::debug!(
@@ -309,6 +311,35 @@ async fn step<P: Projection>(
         "batch applied"
     );
     Ok(applied.events > 0)
+}
+
+/// One span per traced event `P` folds, continuing each event's trace; held
+/// while the batch is folded and committed, so a trace shows when its event
+/// became visible in each read model. Empty when traces are not exported.
+pub(crate) fn event_spans<'a, P: Projection>(
+    events: impl IntoIterator<Item = &'a StoredEvent>,
+) -> Vec<tracing::Span> {
+    if !eventlog::telemetry::exporting() {
+        return Vec::new();
+    }
+    events
+        .into_iter()
+        .filter(|e| P::handles(&e.event_type))
+        .map(|e| {
+            eventlog::telemetry::follow(&e.metadata, || {
+                tracing::info_span!(
+                    "project",
+                    otel.name = %format!("project {}", P::NAME),
+                    otel.kind = "consumer",
+                    projection = P::NAME,
+                    event_type = %e.event_type,
+                    aggregate_id = %e.aggregate_id,
+                    position = e.position,
+                )
+            })
+        })
+        .filter(|s| !s.is_none())
+        .collect()
 }
 
 /// Records one committed batch in the metrics (both sources).

@@ -211,6 +211,7 @@ pub async fn apply_records<P: Projection>(
         .copied()
         .filter(|e| P::handles(&e.event_type))
         .collect();
+    let spans = crate::engine::event_spans::<P>(relevant.iter().copied());
     if let Err((i, e)) = fold_into::<P>(&mut tx, g, &relevant).await? {
         return Err(ProjectionError::Poison {
             position: relevant[i].position,
@@ -248,6 +249,7 @@ pub async fn apply_records<P: Projection>(
     )
     .await?;
     tx.commit().await?;
+    drop(spans);
     outcome.applied = fresh.len();
     Ok((outcome, g))
 }

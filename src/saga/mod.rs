@@ -31,6 +31,7 @@ mod state;
 
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use command_api::auth::{Principal, Role};
 use command_api::error::ApiError;
@@ -128,7 +129,17 @@ impl Saga {
             return Ok(0);
         };
         for event in &events {
-            self.react(event).await?;
+            let span = eventlog::telemetry::follow(&event.metadata, || {
+                tracing::info_span!(
+                    "saga",
+                    otel.name = %format!("saga {}", event.event_type),
+                    otel.kind = "consumer",
+                    event_type = %event.event_type,
+                    aggregate_id = %event.aggregate_id,
+                    position = event.position,
+                )
+            });
+            self.react(event).instrument(span).await?;
         }
         state::advance(&self.db, NAME, from, last.cursor()).await?;
         Ok(events.len())
@@ -209,6 +220,7 @@ impl Saga {
             &event.event_id.to_string(),
             format!("saga|{}|{step}", event.event_id),
         )
+        .following(&event.metadata)
     }
 
     async fn react(&self, e: &StoredEvent) -> Result<(), SagaError> {

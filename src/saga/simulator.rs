@@ -19,6 +19,7 @@ use domain::Reason;
 use eventlog::{EventLog, StoredEvent};
 use projectors::{ReadDb, Wake};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use super::{state, SagaError};
 
@@ -95,6 +96,7 @@ impl Simulator {
                 &event.event_id.to_string(),
                 format!("sim|{}|{step}", event.event_id),
             )
+            .following(&event.metadata)
         };
         let steps: Vec<(&str, PaymentCommand)> = if fails(&payment_id, config.failure_rate) {
             let reason = Reason::parse("reason", &config.failure_reason)
@@ -146,11 +148,17 @@ impl Simulator {
             return Ok(0);
         };
         for e in events.iter().filter(|e| e.event_type == "PaymentInitiated") {
-            tokio::spawn(Self::answer(
-                self.commands.clone(),
-                self.config.clone(),
-                e.clone(),
-            ));
+            let span = eventlog::telemetry::follow(&e.metadata, || {
+                tracing::info_span!(
+                    "payment provider",
+                    otel.kind = "server",
+                    payment_id = %e.aggregate_id,
+                )
+            });
+            tokio::spawn(
+                Self::answer(self.commands.clone(), self.config.clone(), e.clone())
+                    .instrument(span),
+            );
         }
         state::advance(&self.db, NAME, from, last.cursor()).await?;
         Ok(events.len())

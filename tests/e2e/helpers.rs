@@ -65,7 +65,19 @@ impl Server {
         data_dir: &Path,
         database_url: Option<&str>,
     ) -> Self {
+        Self::start_with_env(bin, args, data_dir, database_url, &[]).await
+    }
+
+    /// [`Server::start_bin`] with extra environment variables.
+    pub async fn start_with_env(
+        bin: &str,
+        args: &[&str],
+        data_dir: &Path,
+        database_url: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut cmd = Command::new(bin);
+        cmd.envs(env.iter().copied());
         cmd.args(args)
             .arg("--listen")
             .arg("127.0.0.1:0")

@@ -562,7 +562,8 @@ async fn serve_with_kafka_runs_every_role_in_one_process() {
     let mut broker = Broker::new();
     broker.start().await;
     let profile = Profile::new(&t.url, &broker);
-    let server = Server::start_bin(
+    let collector = crate::traces::Collector::start().await;
+    let server = Server::start_with_env(
         BIN,
         &[
             "serve",
@@ -575,6 +576,7 @@ async fn serve_with_kafka_runs_every_role_in_one_process() {
         ],
         &profile.data,
         Some(&t.url),
+        &collector.env(),
     )
     .await;
     let admin = crate::helpers::run_cli_with(
@@ -582,13 +584,15 @@ async fn serve_with_kafka_runs_every_role_in_one_process() {
         &["token", "--sub", "ops", "--role", "admin"],
         &t.url,
     );
-    let (s, user) = server
-        .post(
-            "/v1/users",
-            None,
-            json!({"email": "one@example.com", "name": "One Process"}),
-        )
-        .await;
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let (s, user) = crate::traces::post_traced(
+        &server,
+        "/v1/users",
+        None,
+        Some(&format!("00-{trace_id}-b7ad6b7169203331-01")),
+        json!({"email": "one@example.com", "name": "One Process"}),
+    )
+    .await;
     assert_eq!(s, 201, "{user}");
     let id = user["id"].as_str().expect("id").to_string();
     let position = user["position"].as_i64().expect("position");
@@ -608,6 +612,19 @@ async fn serve_with_kafka_runs_every_role_in_one_process() {
         body["data"]["customer"]["email"], "one@example.com",
         "{body}"
     );
+
+    // The trace went through the relay and Kafka to the projectors.
+    let publish = format!("publish {}", profile.topic);
+    collector
+        .wait_for(
+            trace_id,
+            &[
+                ("POST /v1/users", 1),
+                (publish.as_str(), 1),
+                ("project customer_view", 1),
+            ],
+        )
+        .await;
 
     let log = EventLog::new(t.db.clone());
     let db = ReadDb::connect(&t.url, 2).await.expect("read db");

@@ -6,6 +6,7 @@ mod graphql;
 mod helpers;
 mod kafka;
 mod saga;
+mod traces;
 
 use serde_json::json;
 
