@@ -52,6 +52,9 @@ impl Database {
             let pool = PgPoolOptions::new()
                 .max_connections(options.max_connections)
                 .acquire_timeout(options.acquire_timeout)
+                // No ping round trip before every statement: a connection
+                // that broke is found by the statement itself and dropped.
+                .test_before_acquire(false)
                 .connect_with(connect)
                 .await?;
             Ok(Self::Postgres(pool))

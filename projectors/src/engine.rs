@@ -222,16 +222,21 @@ pub async fn run<P: Projection>(
 ) {
     let mut woken = wake.subscribe();
     let mut current: Option<GenerationState> = None;
+    // Whether to look for a swap by another process when the log has
+    // nothing new: on start and after each idle poll, not on every wake-up.
+    let mut check_live = true;
     loop {
         if *shutdown.borrow() {
             return;
         }
-        let progressed = match step::<P>(&log, &db, &mut current).await {
-            Ok(progressed) => {
-                if progressed {
-                    commits.notify();
-                }
-                progressed
+        let read_again = match step::<P>(&log, &db, &mut current, check_live).await {
+            Ok(Step::Idle) => false,
+            Ok(Step::Applied { full }) => {
+                commits.notify();
+                // A short batch read everything visible; what commits later
+                // wakes us (or the poll finds it), so no read that returns
+                // nothing after every batch.
+                full
             }
             Err(ProjectionError::CheckpointMoved) => {
                 current = None;
@@ -254,22 +259,33 @@ pub async fn run<P: Projection>(
                 false
             }
         };
-        if !progressed {
+        check_live = false;
+        if !read_again {
             tokio::select! {
                 _ = woken.changed() => {}
-                _ = tokio::time::sleep(poll) => {}
+                _ = tokio::time::sleep(poll) => check_live = true,
                 _ = shutdown.changed() => {}
             }
         }
     }
 }
 
-/// One batch for the live generation; `Ok(true)` when it applied events.
+/// What one step did.
+enum Step {
+    /// Nothing to apply.
+    Idle,
+    /// Applied a batch; `full` when it was as large as a read returns (more
+    /// may be waiting).
+    Applied { full: bool },
+}
+
+/// One batch for the live generation.
 async fn step<P: Projection>(
     log: &EventLog,
     db: &ReadDb,
     current: &mut Option<GenerationState>,
-) -> Result<bool, ProjectionError> {
+    check_live: bool,
+) -> Result<Step, ProjectionError> {
     if current.is_none() {
         let live = ensure_live::<P>(db).await?;
         if crate::kafka::consumes_kafka(db, P::NAME, live.generation).await? {
@@ -278,26 +294,27 @@ async fn step<P: Projection>(
                 projection = P::NAME,
                 "the live generation consumes Kafka; this store tailer stays idle (run projectors with --kafka-brokers)"
             );
-            return Ok(false);
+            return Ok(Step::Idle);
         }
         *current = Some(live);
     }
     let Some(state) = current.as_mut() else {
-        return Ok(false);
+        return Ok(Step::Idle);
     };
     if state.state == "failed" || state.state == "retired" {
         // Reload: an operator may have swapped in a rebuilt generation.
         *current = None;
-        return Ok(false);
+        return Ok(Step::Idle);
     }
     let events = log.read_from(state.cursor, BATCH).await?;
     if events.is_empty() {
         // Notice a swap done by another process while idle.
-        if registry::live_generation(db, P::NAME).await? != Some(state.generation) {
+        if check_live && registry::live_generation(db, P::NAME).await? != Some(state.generation) {
             *current = None;
         }
-        return Ok(false);
+        return Ok(Step::Idle);
     }
+    let full = events.len() >= BATCH as usize;
     let started = std::time::Instant::now();
     let spans = event_spans::<P>(events.iter().filter(|e| e.cursor() > state.cursor));
     let applied = apply_batch::<P>(db, state.generation, state.cursor, &events).await?;
@@ -310,7 +327,11 @@ async fn step<P: Projection>(
         events = applied.events,
         "batch applied"
     );
-    Ok(applied.events > 0)
+    Ok(if applied.events > 0 {
+        Step::Applied { full }
+    } else {
+        Step::Idle
+    })
 }
 
 /// One span per traced event `P` folds, continuing each event's trace; held

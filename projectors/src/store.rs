@@ -42,6 +42,8 @@ impl ReadDb {
         sqlx::any::install_default_drivers();
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
+            // No ping round trip before every statement (see eventlog's pool).
+            .test_before_acquire(false)
             .connect(url)
             .await?;
         Ok(Self {
