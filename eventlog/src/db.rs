@@ -39,6 +39,19 @@ pub enum Database {
     Sqlite(SqlitePool),
 }
 
+/// SQLite takes one writer at a time; a second writer sleeps in the busy
+/// handler (up to 100 ms per try), which made the embedded profile's tail
+/// latency. The hot writers of one process (command appends, projector
+/// batches) take turns here instead, first come first served.
+static SQLITE_WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Waits for this process's turn to write to SQLite; hold the guard for
+/// the whole write transaction. Take it before acquiring a connection for
+/// the write, and never while holding one.
+pub async fn sqlite_write_turn() -> tokio::sync::MutexGuard<'static, ()> {
+    SQLITE_WRITES.lock().await
+}
+
 impl Database {
     /// Connects to `url`: `postgres://…` / `postgresql://…`, or
     /// `sqlite://PATH` (the file is created when missing).

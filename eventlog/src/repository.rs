@@ -136,7 +136,10 @@ where
         if appended > 0 {
             match &self.store {
                 Store::Postgres(s) => s.commit(events, loaded.context, metadata).await,
-                Store::Sqlite(s) => s.commit(events, loaded.context, metadata).await,
+                Store::Sqlite(s) => {
+                    let _turn = crate::sqlite_write_turn().await;
+                    s.commit(events, loaded.context, metadata).await
+                }
             }
             .map_err(store_error)?;
         }

@@ -317,7 +317,13 @@ async fn step<P: Projection>(
     let full = events.len() >= BATCH as usize;
     let started = std::time::Instant::now();
     let spans = event_spans::<P>(events.iter().filter(|e| e.cursor() > state.cursor));
+    let turn = if db.is_postgres() {
+        None
+    } else {
+        Some(eventlog::sqlite_write_turn().await)
+    };
     let applied = apply_batch::<P>(db, state.generation, state.cursor, &events).await?;
+    drop(turn);
     drop(spans);
     state.cursor = applied.cursor;
     record_batch(P::NAME, applied.events, started.elapsed());
