@@ -39,6 +39,9 @@ pub enum Database {
     Sqlite(SqlitePool),
 }
 
+/// Pooled connections idle longer than this are pinged before use.
+pub const IDLE_CHECK: Duration = Duration::from_secs(1);
+
 /// SQLite takes one writer at a time; a second writer sleeps in the busy
 /// handler (up to 100 ms per try), which made the embedded profile's tail
 /// latency. The hot writers of one process (command appends, projector
@@ -65,9 +68,18 @@ impl Database {
             let pool = PgPoolOptions::new()
                 .max_connections(options.max_connections)
                 .acquire_timeout(options.acquire_timeout)
-                // No ping round trip before every statement: a connection
-                // that broke is found by the statement itself and dropped.
+                // No ping round trip before every statement under load:
+                // only a connection idle for a while (the server may have
+                // restarted meanwhile) is checked before use.
                 .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for > IDLE_CHECK {
+                            sqlx::Connection::ping(conn).await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .connect_with(connect)
                 .await?;
             Ok(Self::Postgres(pool))

@@ -37,7 +37,7 @@ pub use sqlx;
 #[cfg(feature = "testing")]
 pub use sqlx::{PgPool, SqlitePool};
 
-pub use db::{sqlite_write_turn, Backend, Database, DatabaseOptions};
+pub use db::{sqlite_write_turn, Backend, Database, DatabaseOptions, IDLE_CHECK};
 pub use emails::{EmailRegistry, Reservation};
 pub use error::StoreError;
 pub use idempotency::{IdempotencyRecord, IdempotencyStore, KeyState};

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use eventlog::EventLog;
+use eventlog::{EventLog, StoredEvent};
 use serde::Serialize;
 
 use crate::engine::{self, Projection, BATCH};
@@ -236,12 +236,27 @@ async fn catch_up<P: Projection>(
     started: Instant,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<(eventlog::Cursor, u64), RebuildError> {
+    let mut batch = log.read_from(cursor, BATCH).await?;
     loop {
-        let batch = log.read_from(cursor, BATCH).await?;
-        if batch.is_empty() {
+        let Some(last) = batch.last().map(StoredEvent::cursor) else {
             return Ok((cursor, events));
-        }
-        let applied = engine::apply_batch::<P>(db, g, cursor, &batch).await?;
+        };
+        // Read the next batch (store pool, its own task) while this one is
+        // folded and written (read-model pool): the two overlap.
+        let reader = log.clone();
+        let ahead = tokio::spawn(async move { reader.read_from(last, BATCH).await });
+        let applied = match engine::apply_batch::<P>(db, g, cursor, &batch).await {
+            Ok(applied) => applied,
+            Err(e) => {
+                ahead.abort();
+                return Err(e.into());
+            }
+        };
+        batch = match ahead.await {
+            Ok(read) => read?,
+            // The reading task panicked: so does this one.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
         cursor = applied.cursor;
         events += applied.events as u64;
         progress(Progress {

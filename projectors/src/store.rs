@@ -42,8 +42,17 @@ impl ReadDb {
         sqlx::any::install_default_drivers();
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
-            // No ping round trip before every statement (see eventlog's pool).
+            // No ping round trip before every statement under load; idle
+            // connections are checked (see eventlog's pool).
             .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > eventlog::IDLE_CHECK {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect(url)
             .await?;
         Ok(Self {
