@@ -182,6 +182,8 @@ impl<S: Send + Sync> FromRequestParts<S> for CommandContext {
             }
             None => request_id.clone(),
         };
+        // Every later log line of the request carries it too.
+        tracing::Span::current().record("correlation_id", correlation_id.as_str());
         let expected_version = match parts.headers.get(IF_MATCH) {
             None => None,
             Some(v) => Some(parse_if_match(v.to_str().unwrap_or(""))?),

@@ -44,6 +44,7 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         request_id = %id,
         method = %method,
         route = %route,
+        correlation_id = tracing::field::Empty,
         otel.name = %format!("{method} {route}"),
         otel.kind = "server",
         http.response.status_code = tracing::field::Empty,

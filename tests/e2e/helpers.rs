@@ -76,6 +76,18 @@ impl Server {
         database_url: Option<&str>,
         env: &[(&str, &str)],
     ) -> Self {
+        Self::start_logging(bin, args, data_dir, database_url, env, Stdio::null()).await
+    }
+
+    /// [`Server::start_with_env`], its log (stderr) going to `log`.
+    pub async fn start_logging(
+        bin: &str,
+        args: &[&str],
+        data_dir: &Path,
+        database_url: Option<&str>,
+        env: &[(&str, &str)],
+        log: Stdio,
+    ) -> Self {
         let mut cmd = Command::new(bin);
         cmd.envs(env.iter().copied());
         cmd.args(args)
@@ -90,7 +102,7 @@ impl Server {
             .env_remove("SHOPSTREAM_DATABASE_URL")
             .env_remove("SHOPSTREAM_JWT_SECRET")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("spawn shopstream");
         let stdout = child.stdout.take().expect("stdout");
@@ -242,5 +254,57 @@ impl Server {
             .expect("join")
             .expect("wait");
         assert!(status.success(), "shopstream exited with {status}");
+    }
+}
+
+/// A draft order with `quantity` of one product, through the REST API of
+/// `server` (whose data directory is `data_dir`): the catalog entry
+/// (admin), a signed-up customer and their token, the order and its item.
+pub struct DraftOrder {
+    pub admin: String,
+    pub customer: String,
+    pub order_id: String,
+}
+
+impl DraftOrder {
+    pub async fn create(server: &Server, data_dir: &Path, email: &str, quantity: u32) -> Self {
+        let admin = run_cli(data_dir, &["token", "--sub", "ops", "--role", "admin"]);
+        let (s, _) = server.post("/v1/products", Some(&admin), serde_json::json!({"sku": "TEE-1", "name": "Tee", "unit_price": {"amount_minor": 1500, "currency": "EUR"}})).await;
+        assert_eq!(s, 201);
+        let (s, user) = server
+            .post(
+                "/v1/users",
+                None,
+                serde_json::json!({"email": email, "name": "E2E"}),
+            )
+            .await;
+        assert_eq!(s, 201);
+        let customer_id = user["id"].as_str().expect("id").to_string();
+        let customer = run_cli(
+            data_dir,
+            &["token", "--sub", &customer_id, "--role", "customer"],
+        );
+        let (s, order) = server
+            .post(
+                "/v1/orders",
+                Some(&customer),
+                serde_json::json!({"customer_id": customer_id, "currency": "EUR"}),
+            )
+            .await;
+        assert_eq!(s, 201);
+        let order_id = order["id"].as_str().expect("id").to_string();
+        let (s, _) = server
+            .post(
+                &format!("/v1/orders/{order_id}/items"),
+                Some(&customer),
+                serde_json::json!({"sku": "TEE-1", "quantity": quantity}),
+            )
+            .await;
+        assert_eq!(s, 200);
+        Self {
+            admin,
+            customer,
+            order_id,
+        }
     }
 }

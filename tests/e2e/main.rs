@@ -10,50 +10,22 @@ mod traces;
 
 use serde_json::json;
 
-use helpers::{run_cli, run_cli_with, Server};
+use helpers::{run_cli, run_cli_with, DraftOrder, Server};
 
 #[tokio::test]
 async fn embedded_default_runs_a_whole_order_flow_and_keeps_its_data() {
     let data = tempfile::tempdir().expect("tempdir");
     let server = Server::start(data.path(), None).await;
-    let admin = run_cli(data.path(), &["token", "--sub", "ops", "--role", "admin"]);
+    let DraftOrder {
+        admin,
+        customer,
+        order_id,
+        ..
+    } = DraftOrder::create(&server, data.path(), "e2e@example.com", 2).await;
     let service = run_cli(
         data.path(),
         &["token", "--sub", "psp", "--role", "service", "--ttl", "10m"],
     );
-
-    let (s, _) = server.post("/v1/products", Some(&admin), json!({"sku": "TEE-1", "name": "Tee", "unit_price": {"amount_minor": 1500, "currency": "EUR"}})).await;
-    assert_eq!(s, 201);
-    let (s, user) = server
-        .post(
-            "/v1/users",
-            None,
-            json!({"email": "e2e@example.com", "name": "E2E"}),
-        )
-        .await;
-    assert_eq!(s, 201);
-    let customer_id = user["id"].as_str().expect("id").to_string();
-    let customer = run_cli(
-        data.path(),
-        &["token", "--sub", &customer_id, "--role", "customer"],
-    );
-    let (s, order) = server
-        .post(
-            "/v1/orders",
-            Some(&customer),
-            json!({"customer_id": customer_id, "currency": "EUR"}),
-        )
-        .await;
-    assert_eq!(s, 201);
-    let order_id = order["id"].as_str().expect("id").to_string();
-    let (s, _) = server
-        .post(
-            &format!("/v1/orders/{order_id}/items"),
-            Some(&customer),
-            json!({"sku": "TEE-1", "quantity": 2}),
-        )
-        .await;
-    assert_eq!(s, 200);
     let (s, placed) = server
         .post(
             &format!("/v1/orders/{order_id}/place"),

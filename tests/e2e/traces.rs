@@ -16,7 +16,7 @@ use opentelemetry_proto::tonic::common::v1::any_value;
 use prost::Message;
 use serde_json::{json, Value};
 
-use crate::helpers::{run_cli, Server};
+use crate::helpers::{DraftOrder, Server};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shopstream");
 
@@ -185,39 +185,12 @@ async fn one_orders_journey_is_one_trace() {
         &collector.env(),
     )
     .await;
-    let admin = run_cli(data.path(), &["token", "--sub", "ops", "--role", "admin"]);
-    let (s, _) = server.post("/v1/products", Some(&admin), json!({"sku": "MUG-1", "name": "Mug", "unit_price": {"amount_minor": 900, "currency": "EUR"}})).await;
-    assert_eq!(s, 201);
-    let (s, user) = server
-        .post(
-            "/v1/users",
-            None,
-            json!({"email": "traced@example.com", "name": "Traced"}),
-        )
-        .await;
-    assert_eq!(s, 201);
-    let customer_id = user["id"].as_str().expect("id").to_string();
-    let customer = run_cli(
-        data.path(),
-        &["token", "--sub", &customer_id, "--role", "customer"],
-    );
-    let (s, order) = server
-        .post(
-            "/v1/orders",
-            Some(&customer),
-            json!({"customer_id": customer_id, "currency": "EUR"}),
-        )
-        .await;
-    assert_eq!(s, 201);
-    let order_id = order["id"].as_str().expect("id").to_string();
-    let (s, _) = server
-        .post(
-            &format!("/v1/orders/{order_id}/items"),
-            Some(&customer),
-            json!({"sku": "MUG-1", "quantity": 1}),
-        )
-        .await;
-    assert_eq!(s, 200);
+    let DraftOrder {
+        admin,
+        customer,
+        order_id,
+        ..
+    } = DraftOrder::create(&server, data.path(), "traced@example.com", 1).await;
 
     // The caller's trace: placing the order continues it.
     let trace_id = "5b8efff798038103d269b633813fc60c";
@@ -294,4 +267,50 @@ async fn one_orders_journey_is_one_trace() {
     .await;
     assert!(s == 200 || s == 409, "status {s}");
     server.stop().await;
+}
+
+/// Production logs: one JSON object per line, and every line of a command
+/// request names its request id and correlation id.
+#[tokio::test]
+async fn json_logs_carry_request_and_correlation_ids() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let log_path = data.path().join("serve.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let server = Server::start_logging(
+        BIN,
+        &["serve", "--log-format", "json"],
+        data.path(),
+        None,
+        &[],
+        log.into(),
+    )
+    .await;
+    let response = server
+        .client()
+        .post(format!("{}/v1/users", server.base()))
+        .header("x-request-id", "req-json-logs-1")
+        .header("x-correlation-id", "corr-json-logs-1")
+        .json(&json!({"email": "logs@example.com", "name": "Logs"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 201);
+    server.stop().await;
+    let text = std::fs::read_to_string(&log_path).expect("log");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let finished = lines
+        .iter()
+        .find(|l| {
+            l["fields"]["message"] == "request finished"
+                && l["span"]["request_id"] == "req-json-logs-1"
+        })
+        .unwrap_or_else(|| panic!("no access log line for the request in {text}"));
+    assert_eq!(
+        finished["span"]["correlation_id"], "corr-json-logs-1",
+        "{finished}"
+    );
+    assert_eq!(finished["fields"]["status"], 201, "{finished}");
 }
