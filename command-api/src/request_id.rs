@@ -45,11 +45,15 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         method = %method,
         route = %route,
         correlation_id = tracing::field::Empty,
-        otel.name = %format!("{method} {route}"),
+        otel.name = tracing::field::Empty,
         otel.kind = "server",
         http.response.status_code = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     );
+    // The exported span's name; formatted only when spans are exported.
+    if eventlog::telemetry::exporting() {
+        span.record("otel.name", format!("{method} {route}"));
+    }
     // Continue the caller's trace (W3C `traceparent`), when traces are exported.
     if let Some(parent) = req
         .headers()
