@@ -79,6 +79,17 @@ pub struct Settings {
     )]
     pub snapshot_every: usize,
 
+    /// Aggregates whose last state each command repository keeps in memory
+    /// (per aggregate type; 0 disables the cache, so every command reads
+    /// its stream).
+    #[arg(
+        long,
+        env = "SHOPSTREAM_AGGREGATE_CACHE",
+        default_value_t = command_api::DEFAULT_AGGREGATE_CACHE,
+        global = true
+    )]
+    pub aggregate_cache: usize,
+
     /// Production mode: GraphQL introspection and GraphiQL off.
     #[arg(long, env = "SHOPSTREAM_PRODUCTION", global = true)]
     pub production: bool,

@@ -266,6 +266,7 @@ pub async fn commands(settings: &Settings) -> anyhow::Result<()> {
     let secret = settings.jwt_secret()?;
     let mut config = Config::new(secret.clone());
     config.snapshot_every = settings.snapshot_every;
+    config.aggregate_cache = settings.aggregate_cache;
     let admin = projections::admin_router(Authenticator::new(secret), &db, &read_db);
     let metrics = projections::metrics_router(&db, &read_db);
     let app = command_api::build_with(db.clone(), &config, admin.merge(metrics));
@@ -302,7 +303,8 @@ pub async fn saga(settings: &Settings) -> anyhow::Result<()> {
     });
     let mut settings = settings.clone();
     settings.saga = true;
-    let (stop, tasks) = start_saga(&settings, &db, &read_db, &wake)?;
+    let commands = shared_commands(&settings, &db);
+    let (stop, tasks) = start_saga(&settings, &db, &read_db, &wake, commands)?;
     let health = health_server(&settings, &db, &read_db).await?;
     shutdown_signal().await;
     if let Some(h) = health {
@@ -321,11 +323,24 @@ pub async fn saga(settings: &Settings) -> anyhow::Result<()> {
 }
 
 /// Starts the saga and the simulated provider when configured.
+/// The repositories of one process.
+fn shared_commands(
+    settings: &Settings,
+    db: &eventlog::Database,
+) -> Arc<command_api::service::Commands> {
+    Arc::new(command_api::service::Commands::new(
+        db,
+        settings.snapshot_every,
+        settings.aggregate_cache,
+    ))
+}
+
 fn start_saga(
     settings: &Settings,
     db: &eventlog::Database,
     read_db: &projectors::ReadDb,
     wake: &Wake,
+    commands: Arc<command_api::service::Commands>,
 ) -> anyhow::Result<(
     tokio::sync::watch::Sender<bool>,
     Vec<tokio::task::JoinHandle<()>>,
@@ -342,10 +357,6 @@ fn start_saga(
     );
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
-    let commands = Arc::new(command_api::service::Commands::new(
-        db,
-        settings.snapshot_every,
-    ));
     let log = eventlog::EventLog::new(db.clone());
     let tick = std::time::Duration::from_millis(500);
     // The simulated provider only makes sense with someone initiating payments.
@@ -403,6 +414,11 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     let secret = settings.jwt_secret()?;
     let mut config = Config::new(secret.clone());
     config.snapshot_every = settings.snapshot_every;
+    config.aggregate_cache = settings.aggregate_cache;
+    // The API and the saga share repositories, so each sees the other's
+    // appends in its aggregate cache.
+    let commands = shared_commands(settings, &db);
+    config.commands = Some(commands.clone());
     let appended = wake.clone();
     config.on_append = Some(Arc::new(move || appended.notify()));
     let admin = projections::admin_router(Authenticator::new(secret.clone()), &db, &read_db);
@@ -418,7 +434,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     );
     let metrics = projections::metrics_router(&db, &read_db);
     let app = command_api::build_with(db.clone(), &config, admin.merge(graphql).merge(metrics));
-    let processes = start_saga(settings, &db, &read_db, &wake)?;
+    let processes = start_saga(settings, &db, &read_db, &wake, commands)?;
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;

@@ -116,7 +116,9 @@ impl From<DomainError> for ApiError {
 impl From<eventlog::StoreError> for ApiError {
     fn from(e: eventlog::StoreError) -> Self {
         match e {
-            eventlog::StoreError::Conflict => Self::ConcurrentModification,
+            eventlog::StoreError::Conflict | eventlog::StoreError::Stale => {
+                Self::ConcurrentModification
+            }
             e if e.is_unavailable() => Self::Unavailable(e.to_string()),
             other => Self::Internal(other.to_string()),
         }
@@ -124,6 +126,19 @@ impl From<eventlog::StoreError> for ApiError {
 }
 
 impl ApiError {
+    /// Whether a command attempt decided on cached state may have failed
+    /// only because that state was stale (see `service::with_retry`).
+    pub fn may_be_stale(&self) -> bool {
+        matches!(
+            self,
+            Self::Validation(_)
+                | Self::NotFound(_)
+                | Self::Rule(_)
+                | Self::ConcurrentModification
+                | Self::PreconditionFailed { .. }
+        )
+    }
+
     /// A single-field validation error.
     pub fn field(field: &str, rule: &str, message: impl Into<String>) -> Self {
         Self::Validation(vec![FieldError {

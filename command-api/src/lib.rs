@@ -46,6 +46,9 @@ use crate::service::Commands;
 /// Called after every command that appended events (wakes in-process tailers).
 pub type AppendHook = Arc<dyn Fn() + Send + Sync>;
 
+/// Aggregates whose last state each repository keeps by default.
+pub const DEFAULT_AGGREGATE_CACHE: usize = 10_000;
+
 /// Settings of the command API.
 #[derive(Clone)]
 pub struct Config {
@@ -57,6 +60,11 @@ pub struct Config {
     pub idempotency_retention: Duration,
     /// Called after each append, e.g. to wake the projectors of this process.
     pub on_append: Option<AppendHook>,
+    /// Aggregates whose last state each repository keeps (0: no cache).
+    pub aggregate_cache: usize,
+    /// The repositories to use, when the process shares them with others
+    /// (the saga); built from the settings above when `None`.
+    pub commands: Option<Arc<Commands>>,
 }
 
 impl std::fmt::Debug for Config {
@@ -65,6 +73,7 @@ impl std::fmt::Debug for Config {
             .field("jwt_secret", &self.jwt_secret)
             .field("snapshot_every", &self.snapshot_every)
             .field("idempotency_retention", &self.idempotency_retention)
+            .field("aggregate_cache", &self.aggregate_cache)
             .finish_non_exhaustive()
     }
 }
@@ -77,6 +86,8 @@ impl Config {
             snapshot_every: 50,
             idempotency_retention: Duration::from_secs(48 * 3600),
             on_append: None,
+            aggregate_cache: DEFAULT_AGGREGATE_CACHE,
+            commands: None,
         }
     }
 }
@@ -125,7 +136,13 @@ pub fn build(db: Database, config: &Config) -> App {
 pub fn build_with(db: Database, config: &Config, extra: Router) -> App {
     let auth = Arc::new(Authenticator::new(config.jwt_secret.clone()));
     let state = AppState {
-        commands: Arc::new(Commands::new(&db, config.snapshot_every)),
+        commands: config.commands.clone().unwrap_or_else(|| {
+            Arc::new(Commands::new(
+                &db,
+                config.snapshot_every,
+                config.aggregate_cache,
+            ))
+        }),
         auth: auth.clone(),
         db: db.clone(),
     };

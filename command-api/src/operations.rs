@@ -3,15 +3,17 @@
 //! same facts, the same rules, the same events.
 
 use chrono::Utc;
+use cqrs_es::Aggregate;
 use domain::order::{OrderCommand, PaymentFacts};
 use domain::payment::{OrderFacts, PaymentCommand};
 use domain::{Order, Payment};
+use eventlog::{Guard, Source};
 use uuid::Uuid;
 
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 use crate::extract::CommandContext;
-use crate::service::{execute, Commands, Mode, Outcome};
+use crate::service::{attempt, execute, with_retry, Commands, Mode, Outcome, Target};
 
 fn order_uuid(raw: &str) -> Result<String, ApiError> {
     Uuid::parse_str(raw)
@@ -30,7 +32,7 @@ pub async fn order_command(
     id: &str,
     ctx: &CommandContext,
     services: bool,
-    command: impl FnOnce(&Order) -> Result<OrderCommand, ApiError>,
+    command: impl Fn(&Order) -> Result<OrderCommand, ApiError>,
 ) -> Result<(String, Outcome), ApiError> {
     let id = order_uuid(id)?;
     let visible = |order: &Order| principal.may_act_for(order.customer_id, services);
@@ -40,6 +42,40 @@ pub async fn order_command(
         Mode::Update,
         Some(principal),
         ctx,
+        visible,
+        command,
+    )
+    .await?;
+    Ok((id, outcome))
+}
+
+/// One attempt of a command on order `id` that relies on `guards` (facts
+/// read from other aggregates); see [`with_retry`].
+///
+/// # Errors
+/// As [`execute`].
+pub async fn order_attempt(
+    commands: &Commands,
+    principal: &Principal,
+    id: &str,
+    ctx: &CommandContext,
+    source: Source,
+    guards: Vec<Guard>,
+    command: impl FnOnce(&Order) -> Result<OrderCommand, ApiError>,
+) -> Result<(String, Outcome), ApiError> {
+    let id = order_uuid(id)?;
+    let visible = |order: &Order| principal.may_act_for(order.customer_id, false);
+    let target = Target {
+        id: &id,
+        mode: Mode::Update,
+        source,
+    };
+    let outcome = attempt(
+        &commands.orders,
+        target,
+        Some(principal),
+        ctx,
+        guards,
         visible,
         command,
     )
@@ -57,39 +93,50 @@ pub async fn initiate_payment(
     ctx: &CommandContext,
     order_id: Uuid,
 ) -> Result<(String, Outcome), ApiError> {
-    let order = commands.orders.load(&order_id.to_string()).await?;
-    let o = order.aggregate();
-    let not_found = || ApiError::NotFound(format!("order {order_id} not found"));
-    if order.version() == 0 || !principal.may_act_for(o.customer_id, true) {
-        return Err(not_found());
-    }
-    let (Some(customer_id), Some(total)) = (o.customer_id, o.total()) else {
-        return Err(not_found());
-    };
-    let facts = OrderFacts {
-        order_id,
-        customer_id,
-        status: o.status,
-        total,
-    };
     let payment_id = Uuid::new_v4();
     let id = payment_id.to_string();
-    let command = |_: &Payment| {
-        Ok(PaymentCommand::Initiate {
-            payment_id,
-            order: facts,
-            at: Utc::now(),
-        })
-    };
-    let outcome = execute(
-        &commands.payments,
-        &id,
-        Mode::Create,
-        Some(principal),
-        ctx,
-        |_: &Payment| true,
-        command,
-    )
+    let order_key = order_id.to_string();
+    let outcome = with_retry(Payment::TYPE, |source| {
+        let (id, order_key) = (&id, &order_key);
+        async move {
+            let order = commands.orders.read(order_key, source, false).await?;
+            let o = order.aggregate();
+            let not_found = || ApiError::NotFound(format!("order {order_id} not found"));
+            if order.version() == 0 || !principal.may_act_for(o.customer_id, true) {
+                return Err(not_found());
+            }
+            let (Some(customer_id), Some(total)) = (o.customer_id, o.total()) else {
+                return Err(not_found());
+            };
+            let facts = OrderFacts {
+                order_id,
+                customer_id,
+                status: o.status,
+                total,
+            };
+            let target = Target {
+                id,
+                mode: Mode::Create,
+                source,
+            };
+            attempt(
+                &commands.payments,
+                target,
+                Some(principal),
+                ctx,
+                order.guard().into_iter().collect(),
+                |_: &Payment| true,
+                |_: &Payment| {
+                    Ok(PaymentCommand::Initiate {
+                        payment_id,
+                        order: facts,
+                        at: Utc::now(),
+                    })
+                },
+            )
+            .await
+        }
+    })
     .await?;
     Ok((id, outcome))
 }
@@ -106,24 +153,49 @@ pub async fn mark_paid(
     payment_id: Uuid,
 ) -> Result<(String, Outcome), ApiError> {
     principal.require(&[Role::Service, Role::Admin])?;
-    let payment = commands.payments.load(&payment_id.to_string()).await?;
-    let p = payment.aggregate();
-    let Some(paid_order) = p.order_id else {
-        return Err(ApiError::NotFound(format!(
-            "payment {payment_id} not found"
-        )));
-    };
-    let facts = PaymentFacts {
-        payment_id,
-        order_id: paid_order,
-        captured: p.captured(),
-        refunded_minor: p.refunded_minor,
-    };
-    order_command(commands, principal, order_id, ctx, true, |_| {
-        Ok(OrderCommand::MarkPaid {
-            payment: facts,
-            at: Utc::now(),
-        })
+    let payment_id_text = payment_id.to_string();
+    with_retry(Order::TYPE, |source| {
+        let payment_id_text = &payment_id_text;
+        async move {
+            let payment = commands
+                .payments
+                .read(payment_id_text, source, false)
+                .await?;
+            let p = payment.aggregate();
+            let Some(paid_order) = p.order_id else {
+                return Err(ApiError::NotFound(format!(
+                    "payment {payment_id} not found"
+                )));
+            };
+            let facts = PaymentFacts {
+                payment_id,
+                order_id: paid_order,
+                captured: p.captured(),
+                refunded_minor: p.refunded_minor,
+            };
+            let id = order_uuid(order_id)?;
+            let target = Target {
+                id: &id,
+                mode: Mode::Update,
+                source,
+            };
+            let outcome = attempt(
+                &commands.orders,
+                target,
+                Some(principal),
+                ctx,
+                payment.guard().into_iter().collect(),
+                |order: &Order| principal.may_act_for(order.customer_id, true),
+                |_| {
+                    Ok(OrderCommand::MarkPaid {
+                        payment: facts,
+                        at: Utc::now(),
+                    })
+                },
+            )
+            .await?;
+            Ok((id, outcome))
+        }
     })
     .await
 }
@@ -150,7 +222,7 @@ pub async fn payment_command(
         Some(principal),
         ctx,
         |_: &Payment| true,
-        |_| Ok(command),
+        |_| Ok(command.clone()),
     )
     .await?;
     Ok((id, outcome))

@@ -4,7 +4,9 @@
 
 use cqrs_es::Aggregate;
 use domain::{Order, Payment, Product, User};
-use eventlog::{Database, EmailRegistry, EventLog, Repository};
+use std::future::Future;
+
+use eventlog::{Database, EmailRegistry, EventLog, Guard, Repository, Source};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -51,24 +53,70 @@ pub struct Commands {
 }
 
 impl Commands {
-    /// Repositories over `db`, snapshotting every `snapshot_every` events (0: never).
-    pub fn new(db: &Database, snapshot_every: usize) -> Self {
+    /// Repositories over `db`, snapshotting every `snapshot_every` events
+    /// (0: never), each caching up to `cache` aggregates (0: no cache).
+    pub fn new(db: &Database, snapshot_every: usize, cache: usize) -> Self {
         Self {
-            users: Repository::new(db, snapshot_every),
-            products: Repository::new(db, snapshot_every),
-            orders: Repository::new(db, snapshot_every),
-            payments: Repository::new(db, snapshot_every),
+            users: Repository::new(db, snapshot_every, cache),
+            products: Repository::new(db, snapshot_every, cache),
+            orders: Repository::new(db, snapshot_every, cache),
+            payments: Repository::new(db, snapshot_every, cache),
             emails: EmailRegistry::new(db.clone()),
             log: EventLog::new(db.clone()),
         }
     }
 }
 
+/// Runs a command's attempts: first on the states this process has
+/// cached ([`Source::Cache`]); when that attempt fails in a way a stale
+/// state could explain (a broken rule, a missing item, a lost race, a
+/// stale fact), once more on what the store holds ([`Source::Store`]), and
+/// that answer stands. A cached attempt that succeeds was proven current by
+/// its append (see [`eventlog::Repository::read`]). Counts the command's
+/// outcome for `aggregate`.
+///
+/// # Errors
+/// The last attempt's error.
+pub async fn with_retry<T, F, Fut>(aggregate: &'static str, attempt: F) -> Result<T, ApiError>
+where
+    F: Fn(Source) -> Fut,
+    Fut: Future<Output = Result<T, ApiError>>,
+{
+    let result = match attempt(Source::Cache).await {
+        Err(e) if e.may_be_stale() => {
+            eventlog::metrics::count(
+                "command_store_retries_total",
+                "Commands decided again on the store's state after an attempt on cached state failed.",
+                &[("aggregate", aggregate)],
+                1.0,
+            );
+            attempt(Source::Store).await
+        }
+        r => r,
+    };
+    let outcome = match &result {
+        Ok(_) => "accepted",
+        Err(ApiError::Rule(_)) => "rejected",
+        Err(ApiError::ConcurrentModification | ApiError::PreconditionFailed { .. }) => "conflict",
+        Err(ApiError::NotFound(_)) => "not_found",
+        Err(ApiError::Internal(_) | ApiError::Unavailable(_)) => "error",
+        Err(_) => "invalid",
+    };
+    eventlog::metrics::count(
+        "commands_total",
+        "Commands by aggregate type and outcome.",
+        &[("aggregate", aggregate), ("outcome", outcome)],
+        1.0,
+    );
+    result
+}
+
 /// Runs one command against aggregate `id`.
 ///
 /// `visible` says whether the caller may see the aggregate at all (false →
 /// 404, so nobody learns that another customer's order exists); `command`
-/// builds the domain command from the current state.
+/// builds the domain command from the current state. Both may run twice
+/// (see [`with_retry`]).
 ///
 /// # Errors
 /// 404 for unknown or invisible aggregates, 412 for a stale `If-Match`,
@@ -84,33 +132,42 @@ pub async fn execute<A, V, C>(
 ) -> Result<Outcome, ApiError>
 where
     A: Aggregate<Error = domain::DomainError, Services = ()> + Clone + Send + Sync + 'static,
-    V: FnOnce(&A) -> bool,
-    C: FnOnce(&A) -> Result<A::Command, ApiError>,
+    V: Fn(&A) -> bool,
+    C: Fn(&A) -> Result<A::Command, ApiError>,
 {
-    let result = execute_inner(repo, id, mode, principal, ctx, visible, command).await;
-    let outcome = match &result {
-        Ok(_) => "accepted",
-        Err(ApiError::Rule(_)) => "rejected",
-        Err(ApiError::ConcurrentModification | ApiError::PreconditionFailed { .. }) => "conflict",
-        Err(ApiError::NotFound(_)) => "not_found",
-        Err(ApiError::Internal(_) | ApiError::Unavailable(_)) => "error",
-        Err(_) => "invalid",
-    };
-    eventlog::metrics::count(
-        "commands_total",
-        "Commands by aggregate type and outcome.",
-        &[("aggregate", A::TYPE), ("outcome", outcome)],
-        1.0,
-    );
-    result
+    with_retry(A::TYPE, |source| {
+        attempt(
+            repo,
+            Target { id, mode, source },
+            principal,
+            ctx,
+            Vec::new(),
+            &visible,
+            &command,
+        )
+    })
+    .await
 }
 
-async fn execute_inner<A, V, C>(
+/// The aggregate a command attempt acts on, and where its state comes from.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub id: &'a str,
+    pub mode: Mode,
+    pub source: Source,
+}
+
+/// One attempt of a command (see [`with_retry`]); `guards` are the facts of
+/// other aggregates the command relies on.
+///
+/// # Errors
+/// As [`execute`].
+pub async fn attempt<A, V, C>(
     repo: &Repository<A>,
-    id: &str,
-    mode: Mode,
+    target: Target<'_>,
     principal: Option<&Principal>,
     ctx: &CommandContext,
+    guards: Vec<Guard>,
     visible: V,
     command: C,
 ) -> Result<Outcome, ApiError>
@@ -119,7 +176,8 @@ where
     V: FnOnce(&A) -> bool,
     C: FnOnce(&A) -> Result<A::Command, ApiError>,
 {
-    let loaded = repo.load(id).await?;
+    let Target { id, mode, source } = target;
+    let loaded = repo.read(id, source, mode == Mode::Create).await?;
     match mode {
         Mode::Update if loaded.version() == 0 || !visible(loaded.aggregate()) => {
             return Err(ApiError::NotFound(format!(
@@ -148,7 +206,9 @@ where
     let actor = principal.map_or_else(|| "anonymous".to_string(), Principal::scope);
     let expected = loaded.version();
     let started = std::time::Instant::now();
-    let committed = repo.commit(loaded, events, ctx.metadata(&actor)).await;
+    let committed = repo
+        .commit(loaded, events, ctx.metadata(&actor), &guards)
+        .await;
     eventlog::metrics::observe_seconds(
         "event_append_duration_seconds",
         "Latency of appending a command's events.",

@@ -4,6 +4,11 @@ pub enum StoreError {
     /// Another command appended to the aggregate first (optimistic concurrency).
     #[error("the aggregate was changed concurrently")]
     Conflict,
+    /// A command was decided on a cached state, or on a fact of another
+    /// aggregate, that the store has moved past: decide it again on what
+    /// the store holds.
+    #[error("the command was decided on a stale state")]
+    Stale,
     /// The database failed or is unreachable.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

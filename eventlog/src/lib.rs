@@ -10,7 +10,8 @@
 //! - `db`: [`Database`]: connecting (URL picks the backend), migrating, pinging.
 //! - `error`: [`StoreError`], the one error type of this crate.
 //! - `log`: [`EventLog`], [`StoredEvent`], [`Cursor`]: reading the log and streams.
-//! - `repository`: [`Repository`]: loading and committing aggregates through cqrs-es.
+//! - `repository`: [`Repository`]: loading (cqrs-es, behind a per-process cache) and appending aggregates.
+//! - `cache`: the aggregate cache in front of the repository.
 //! - `idempotency`: [`IdempotencyStore`]: durable idempotency keys.
 //! - `emails`: [`EmailRegistry`]: the one-user-per-e-mail reservation.
 //! - `telemetry`: tracing subscriber setup (pretty or JSON).
@@ -19,6 +20,7 @@
 //! - `metrics`: the Prometheus registry every service renders at `/metrics`.
 //! - `testing` (feature `testing`): a fresh Postgres database or SQLite file per test.
 
+mod cache;
 mod db;
 mod emails;
 mod error;
@@ -42,4 +44,4 @@ pub use emails::{EmailRegistry, Reservation};
 pub use error::StoreError;
 pub use idempotency::{IdempotencyRecord, IdempotencyStore, KeyState};
 pub use log::{Cursor, EventLog, StoredEvent};
-pub use repository::{Committed, Loaded, Repository};
+pub use repository::{Committed, Guard, Loaded, Repository, Source};

@@ -40,7 +40,7 @@ where
         .decide(&loaded, command, &())
         .await
         .expect("a valid command");
-    repo.commit(loaded, events, HashMap::new())
+    repo.commit(loaded, events, HashMap::new(), &[])
         .await
         .expect("commit");
     repo.load(id).await.expect("reload").aggregate().clone()
@@ -57,10 +57,10 @@ impl Shop {
     /// A generator appending to `db`, deterministic in its choices for `seed`.
     pub fn new(db: &Database, seed: u64) -> Self {
         Self {
-            users: Repository::new(db, 0),
-            products: Repository::new(db, 0),
-            orders: Repository::new(db, 0),
-            payments: Repository::new(db, 0),
+            users: Repository::new(db, 0, 0),
+            products: Repository::new(db, 0, 0),
+            orders: Repository::new(db, 0, 0),
+            payments: Repository::new(db, 0, 0),
             rng: StdRng::seed_from_u64(seed),
             user_ids: Vec::new(),
             catalog: Vec::new(),

@@ -32,7 +32,7 @@ where
 {
     let loaded = repo.load(id).await.expect("load");
     let events = repo.decide(&loaded, command, &()).await.expect("valid");
-    repo.commit(loaded, events, HashMap::new())
+    repo.commit(loaded, events, HashMap::new(), &[])
         .await
         .expect("commit");
 }
@@ -40,7 +40,7 @@ where
 impl World {
     async fn new(t: &TestDatabase) -> Self {
         Self {
-            commands: Arc::new(Commands::new(&t.db, 0)),
+            commands: Arc::new(Commands::new(&t.db, 0, 100)),
             log: EventLog::new(t.db.clone()),
             db: ReadDb::connect(&t.url, 2).await.expect("read db"),
         }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use chrono::Utc;
+use cqrs_es::Aggregate;
 use domain::order::{CustomerFacts, OrderCommand, ProductFacts};
 use domain::{Carrier, Currency, Order, Reason, Sku, TrackingNumber};
 use serde::Deserialize;
@@ -16,7 +17,7 @@ use crate::auth::{Caller, Principal, Role};
 use crate::error::ApiError;
 use crate::extract::{CommandContext, JsonBody};
 use crate::operations;
-use crate::service::{execute, Accepted, Commands, Mode, Outcome};
+use crate::service::{attempt, with_retry, Accepted, Commands, Mode, Outcome, Target};
 
 /// A new, empty order.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -71,7 +72,7 @@ async fn run(
     id: &str,
     ctx: &CommandContext,
     services: bool,
-    command: impl FnOnce(&Order) -> Result<OrderCommand, ApiError>,
+    command: impl Fn(&Order) -> Result<OrderCommand, ApiError>,
 ) -> Result<(String, Outcome), ApiError> {
     operations::order_command(commands, principal, id, ctx, services, command).await
 }
@@ -99,34 +100,48 @@ pub async fn create(
     }
     f.finish()?;
     let (currency, customer_id) = (valid(currency)?, valid(customer_id.ok())?);
-    let customer = commands.users.load(&customer_id.to_string()).await?;
-    if customer.version() == 0 || !principal.may_act_for(Some(customer_id), false) {
-        return Err(ApiError::NotFound(format!(
-            "customer {customer_id} not found"
-        )));
-    }
-    let facts = CustomerFacts {
-        id: customer_id,
-        active: customer.aggregate().active,
-    };
     let order_id = Uuid::new_v4();
     let id = order_id.to_string();
-    let outcome = execute(
-        &commands.orders,
-        &id,
-        Mode::Create,
-        Some(&principal),
-        &ctx,
-        |_: &Order| true,
-        |_| {
-            Ok(OrderCommand::Create {
-                order_id,
-                customer: facts,
-                currency,
-                at: Utc::now(),
-            })
-        },
-    )
+    let customer_key = customer_id.to_string();
+    let outcome = with_retry(Order::TYPE, |source| {
+        let (id, customer_key, principal) = (&id, &customer_key, &principal);
+        let ctx = &ctx;
+        let commands = &commands;
+        async move {
+            let customer = commands.users.read(customer_key, source, false).await?;
+            if customer.version() == 0 || !principal.may_act_for(Some(customer_id), false) {
+                return Err(ApiError::NotFound(format!(
+                    "customer {customer_id} not found"
+                )));
+            }
+            let facts = CustomerFacts {
+                id: customer_id,
+                active: customer.aggregate().active,
+            };
+            let target = Target {
+                id,
+                mode: Mode::Create,
+                source,
+            };
+            attempt(
+                &commands.orders,
+                target,
+                Some(principal),
+                ctx,
+                customer.guard().into_iter().collect(),
+                |_: &Order| true,
+                |_| {
+                    Ok(OrderCommand::Create {
+                        order_id,
+                        customer: facts,
+                        currency,
+                        at: Utc::now(),
+                    })
+                },
+            )
+            .await
+        }
+    })
     .await?;
     Ok(accepted(&id, outcome, Some(format!("/v1/orders/{id}"))))
 }
@@ -145,29 +160,37 @@ pub async fn add_item(
 ) -> Result<Response, ApiError> {
     principal.require(&[Role::Customer])?;
     let sku = Sku::parse(&body.sku).map_err(|e| ApiError::Validation(vec![e.into()]))?;
-    let product = commands.products.load(sku.as_str()).await?;
-    let (Some(name), Some(unit_price)) = (
-        product.aggregate().name.clone(),
-        product.aggregate().unit_price,
-    ) else {
-        return Err(ApiError::field(
-            "sku",
-            "unknown_product",
-            format!("no product {} in the catalog", sku.as_str()),
-        ));
-    };
-    let facts = ProductFacts {
-        sku,
-        name,
-        unit_price,
-        retired: product.aggregate().retired,
-    };
-    let (id, outcome) = run(&commands, &principal, &id, &ctx, false, |_| {
-        Ok(OrderCommand::AddItem {
-            product: facts,
-            quantity: body.quantity,
-            at: Utc::now(),
-        })
+    let (id, outcome) = with_retry(Order::TYPE, |source| {
+        let (sku, id, principal, ctx, commands) = (&sku, &id, &principal, &ctx, &commands);
+        let quantity = body.quantity;
+        async move {
+            let product = commands.products.read(sku.as_str(), source, false).await?;
+            let (Some(name), Some(unit_price)) = (
+                product.aggregate().name.clone(),
+                product.aggregate().unit_price,
+            ) else {
+                return Err(ApiError::field(
+                    "sku",
+                    "unknown_product",
+                    format!("no product {} in the catalog", sku.as_str()),
+                ));
+            };
+            let facts = ProductFacts {
+                sku: sku.clone(),
+                name,
+                unit_price,
+                retired: product.aggregate().retired,
+            };
+            let guards = product.guard().into_iter().collect();
+            operations::order_attempt(commands, principal, id, ctx, source, guards, |_| {
+                Ok(OrderCommand::AddItem {
+                    product: facts,
+                    quantity,
+                    at: Utc::now(),
+                })
+            })
+            .await
+        }
     })
     .await?;
     Ok(accepted(&id, outcome, None))
@@ -189,7 +212,7 @@ pub async fn change_quantity(
     let sku = Sku::parse(&sku).map_err(|_| ApiError::NotFound(format!("item {sku} not found")))?;
     let (id, outcome) = run(&commands, &principal, &id, &ctx, false, |_| {
         Ok(OrderCommand::ChangeQuantity {
-            sku,
+            sku: sku.clone(),
             quantity: body.quantity,
             at: Utc::now(),
         })
@@ -213,7 +236,7 @@ pub async fn remove_item(
     let sku = Sku::parse(&sku).map_err(|_| ApiError::NotFound(format!("item {sku} not found")))?;
     let (id, outcome) = run(&commands, &principal, &id, &ctx, false, |_| {
         Ok(OrderCommand::RemoveItem {
-            sku,
+            sku: sku.clone(),
             at: Utc::now(),
         })
     })
@@ -257,7 +280,7 @@ pub async fn cancel(
         Reason::parse("reason", &body.reason).map_err(|e| ApiError::Validation(vec![e.into()]))?;
     let (id, outcome) = run(&commands, &principal, &id, &ctx, false, |_| {
         Ok(OrderCommand::Cancel {
-            reason,
+            reason: reason.clone(),
             at: Utc::now(),
         })
     })
@@ -307,8 +330,8 @@ pub async fn ship(
     let (carrier, tracking_number) = (valid(carrier)?, valid(tracking_number)?);
     let (id, outcome) = run(&commands, &principal, &id, &ctx, true, |_| {
         Ok(OrderCommand::Ship {
-            carrier,
-            tracking_number,
+            carrier: carrier.clone(),
+            tracking_number: tracking_number.clone(),
             at: Utc::now(),
         })
     })

@@ -83,8 +83,8 @@ pub async fn create(
         |_: &Product| true,
         |_| {
             Ok(ProductCommand::Create {
-                sku,
-                name,
+                sku: sku.clone(),
+                name: name.clone(),
                 unit_price,
                 at: Utc::now(),
             })
@@ -138,7 +138,7 @@ pub async fn update(
         |_: &Product| true,
         |_| {
             Ok(ProductCommand::Update {
-                name: name.flatten(),
+                name: name.clone().flatten(),
                 unit_price: unit_price.flatten(),
                 at: Utc::now(),
             })

@@ -90,7 +90,7 @@ pub async fn register(
             Ok(UserCommand::Register {
                 user_id,
                 email: email.clone(),
-                name,
+                name: name.clone(),
                 at: Utc::now(),
             })
         },
@@ -181,8 +181,8 @@ pub async fn update(
         |_: &User| principal.may_act_for(Some(user_id), false),
         |_| {
             Ok(UserCommand::UpdateProfile {
-                name: name.flatten(),
-                shipping_address: address.flatten(),
+                name: name.clone().flatten(),
+                shipping_address: address.clone().flatten(),
                 at: Utc::now(),
             })
         },

@@ -15,7 +15,7 @@ pub async fn create_product(
         .decide(&loaded, create(sku, 100), &())
         .await
         .expect("valid command");
-    repo.commit(loaded, events, HashMap::new()).await
+    repo.commit(loaded, events, HashMap::new(), &[]).await
 }
 
 pub fn create(sku: &str, price: i64) -> ProductCommand {

@@ -79,7 +79,7 @@ async fn reader_waits_for_a_late_commit_and_survives_a_rollback() {
 /// Many concurrent appenders, one tailer reading small batches: the tailer
 /// sees every committed event exactly once, in strictly increasing cursor order.
 async fn tailer_sees_everything_once(t: &TestDatabase) {
-    let repo = Arc::new(Repository::<Product>::new(&t.db, 0));
+    let repo = Arc::new(Repository::<Product>::new(&t.db, 0, 0));
     let log = EventLog::new(t.db.clone());
     let writers = 8;
     let per_writer = 40;

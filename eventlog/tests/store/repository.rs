@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use domain::product::ProductEvent;
 use domain::Product;
 use eventlog::testing::TestDatabase;
-use eventlog::{Cursor, EventLog, Repository, StoreError};
+use eventlog::{Cursor, EventLog, Repository, Source, StoreError};
 
 use crate::helpers::{create, create_product, price_of, read_eventually, reprice};
 
 async fn append_reports_version_and_position(t: &TestDatabase) {
-    let repo = Repository::<Product>::new(&t.db, 0);
+    let repo = Repository::<Product>::new(&t.db, 0, 0);
     let a = create_product(&repo, "A").await.expect("A");
     let b = create_product(&repo, "B").await.expect("B");
     assert_eq!((a.version, a.appended), (1, 1));
@@ -23,7 +23,12 @@ async fn append_reports_version_and_position(t: &TestDatabase) {
         .await
         .expect("reprice");
     let c = repo
-        .commit(loaded, events, HashMap::from([("k".into(), "v".into())]))
+        .commit(
+            loaded,
+            events,
+            HashMap::from([("k".into(), "v".into())]),
+            &[],
+        )
         .await
         .expect("commit");
     assert_eq!(c.version, 2);
@@ -48,16 +53,16 @@ async fn append_reports_version_and_position(t: &TestDatabase) {
 }
 
 async fn a_stale_commit_conflicts(t: &TestDatabase) {
-    let repo = Repository::<Product>::new(&t.db, 0);
+    let repo = Repository::<Product>::new(&t.db, 0, 0);
     create_product(&repo, "A").await.expect("A");
     let first = repo.load("A").await.expect("load");
     let second = repo.load("A").await.expect("load");
     let e1 = repo.decide(&first, reprice(1), &()).await.expect("decide");
     let e2 = repo.decide(&second, reprice(2), &()).await.expect("decide");
-    repo.commit(first, e1, HashMap::new())
+    repo.commit(first, e1, HashMap::new(), &[])
         .await
         .expect("first wins");
-    let lost = repo.commit(second, e2, HashMap::new()).await;
+    let lost = repo.commit(second, e2, HashMap::new(), &[]).await;
     assert!(matches!(lost, Err(StoreError::Conflict)), "{lost:?}");
     assert_eq!(
         EventLog::new(t.db.clone())
@@ -70,14 +75,14 @@ async fn a_stale_commit_conflicts(t: &TestDatabase) {
 }
 
 async fn snapshots_load_the_same_state(t: &TestDatabase) {
-    let snap = Repository::<Product>::new(&t.db, 2);
-    let plain = Repository::<Product>::new(&t.db, 0);
+    let snap = Repository::<Product>::new(&t.db, 2, 0);
+    let plain = Repository::<Product>::new(&t.db, 0, 0);
     let loaded = snap.load("S").await.expect("load");
     let events = snap
         .decide(&loaded, create("S", 1), &())
         .await
         .expect("create");
-    snap.commit(loaded, events, HashMap::new())
+    snap.commit(loaded, events, HashMap::new(), &[])
         .await
         .expect("commit");
     for price in 2..=7 {
@@ -87,7 +92,7 @@ async fn snapshots_load_the_same_state(t: &TestDatabase) {
             .await
             .expect("reprice");
         let c = snap
-            .commit(loaded, events, HashMap::new())
+            .commit(loaded, events, HashMap::new(), &[])
             .await
             .expect("commit");
         assert_eq!(c.version, price as u64);
@@ -100,7 +105,7 @@ async fn snapshots_load_the_same_state(t: &TestDatabase) {
 }
 
 async fn rejected_commands_append_nothing(t: &TestDatabase) {
-    let repo = Repository::<Product>::new(&t.db, 0);
+    let repo = Repository::<Product>::new(&t.db, 0, 0);
     create_product(&repo, "A").await.expect("A");
     let loaded = repo.load("A").await.expect("load");
     let err = repo
@@ -111,7 +116,193 @@ async fn rejected_commands_append_nothing(t: &TestDatabase) {
     assert_eq!(EventLog::new(t.db.clone()).head().await.expect("head"), 1);
 }
 
+/// Two processes' repositories over one store, each with its own cache.
+fn two_processes(t: &TestDatabase) -> (Repository<Product>, Repository<Product>) {
+    (
+        Repository::<Product>::new(&t.db, 0, 64),
+        Repository::<Product>::new(&t.db, 0, 64),
+    )
+}
+
+async fn a_cached_state_is_proven_by_its_append(t: &TestDatabase) {
+    let (here, there) = two_processes(t);
+    create_product(&here, "A").await.expect("A");
+    // Cached after the append: no read of the store needed.
+    let cached = here.read("A", Source::Cache, false).await.expect("read");
+    assert!(!cached.trusted());
+    assert_eq!(cached.version(), 1);
+    // Another process moves the stream on.
+    let theirs = there.load("A").await.expect("load");
+    let events = there
+        .decide(&theirs, reprice(7), &())
+        .await
+        .expect("decide");
+    there
+        .commit(theirs, events, HashMap::new(), &[])
+        .await
+        .expect("theirs");
+    // A command decided on the stale cached state loses at the append,
+    // appends nothing, and the cache forgets the state.
+    let stale = here.read("A", Source::Cache, false).await.expect("read");
+    assert_eq!(stale.version(), 1);
+    let events = here.decide(&stale, reprice(9), &()).await.expect("decide");
+    let lost = here.commit(stale, events, HashMap::new(), &[]).await;
+    assert!(matches!(lost, Err(StoreError::Conflict)), "{lost:?}");
+    let log = EventLog::new(t.db.clone());
+    assert_eq!(log.stream("Product", "A").await.expect("stream").len(), 2);
+    let fresh = here.read("A", Source::Cache, false).await.expect("read");
+    assert!(fresh.trusted(), "read from the store after the conflict");
+    assert_eq!(fresh.version(), 2);
+    assert_eq!(
+        fresh.aggregate().unit_price.map(|p| p.amount_minor),
+        Some(7)
+    );
+    // A no-op proves nothing about a cached state.
+    let cached = here.read("A", Source::Cache, false).await.expect("read");
+    assert!(!cached.trusted());
+    let noop = here.commit(cached, Vec::new(), HashMap::new(), &[]).await;
+    assert!(matches!(noop, Err(StoreError::Stale)), "{noop:?}");
+}
+
+async fn a_creation_assumes_nothing_exists_until_the_append_says_otherwise(t: &TestDatabase) {
+    let (here, there) = two_processes(t);
+    create_product(&there, "A").await.expect("A");
+    let assumed = here.read("A", Source::Cache, true).await.expect("read");
+    assert_eq!(assumed.version(), 0);
+    let events = here
+        .decide(&assumed, create("A", 5), &())
+        .await
+        .expect("decide");
+    let lost = here.commit(assumed, events, HashMap::new(), &[]).await;
+    assert!(matches!(lost, Err(StoreError::Conflict)), "{lost:?}");
+    assert_eq!(
+        EventLog::new(t.db.clone())
+            .stream("Product", "A")
+            .await
+            .expect("stream")
+            .len(),
+        1
+    );
+    // Reading from the store sees it.
+    let stored = here.read("A", Source::Store, true).await.expect("read");
+    assert_eq!(stored.version(), 1);
+}
+
+async fn a_guard_rejects_an_append_relying_on_a_moved_stream(t: &TestDatabase) {
+    let (here, there) = two_processes(t);
+    create_product(&here, "FACT").await.expect("fact");
+    create_product(&here, "B").await.expect("B");
+    let fact = here.read("FACT", Source::Cache, false).await.expect("fact");
+    let guard = fact.guard().expect("a cached read yields a guard");
+    // Still current: the guarded append goes through.
+    let b = here.read("B", Source::Cache, false).await.expect("B");
+    let events = here.decide(&b, reprice(2), &()).await.expect("decide");
+    let ok = here
+        .commit(b, events, HashMap::new(), std::slice::from_ref(&guard))
+        .await
+        .expect("guard holds");
+    assert_eq!(ok.version, 2);
+    // The fact's stream moves on in another process: the same guard fails
+    // and nothing is appended.
+    let theirs = there.load("FACT").await.expect("load");
+    let events = there
+        .decide(&theirs, reprice(3), &())
+        .await
+        .expect("decide");
+    there
+        .commit(theirs, events, HashMap::new(), &[])
+        .await
+        .expect("theirs");
+    let b = here.read("B", Source::Cache, false).await.expect("B");
+    let events = here.decide(&b, reprice(4), &()).await.expect("decide");
+    let stale = here
+        .commit(b, events, HashMap::new(), std::slice::from_ref(&guard))
+        .await;
+    assert!(matches!(stale, Err(StoreError::Stale)), "{stale:?}");
+    let log = EventLog::new(t.db.clone());
+    assert_eq!(log.stream("Product", "B").await.expect("stream").len(), 2);
+    // A state read from the store needs no guard.
+    assert!(here.load("FACT").await.expect("load").guard().is_none());
+}
+
+async fn several_events_append_in_order(t: &TestDatabase) {
+    let repo = Repository::<Product>::new(&t.db, 0, 64);
+    create_product(&repo, "A").await.expect("A");
+    let loaded = repo.read("A", Source::Cache, false).await.expect("read");
+    let mut events = repo.decide(&loaded, reprice(2), &()).await.expect("decide");
+    events.extend(repo.decide(&loaded, reprice(3), &()).await.expect("decide"));
+    events.extend(repo.decide(&loaded, reprice(4), &()).await.expect("decide"));
+    let c = repo
+        .commit(loaded, events, HashMap::new(), &[])
+        .await
+        .expect("commit");
+    assert_eq!((c.version, c.appended), (4, 3));
+    let stream = EventLog::new(t.db.clone())
+        .stream("Product", "A")
+        .await
+        .expect("stream");
+    let seq: Vec<_> = stream.iter().map(|e| e.sequence).collect();
+    assert_eq!(seq, [1, 2, 3, 4]);
+    assert!(
+        stream.windows(2).all(|w| w[0].position < w[1].position),
+        "positions follow sequences: {:?}",
+        stream.iter().map(|e| e.position).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        c.position, stream[3].position,
+        "the token is the last event's position"
+    );
+    let price = |e: &eventlog::StoredEvent| {
+        serde_json::from_value::<ProductEvent>(e.payload.clone())
+            .ok()
+            .as_ref()
+            .and_then(price_of)
+    };
+    assert_eq!(
+        stream.iter().map(price).collect::<Vec<_>>(),
+        [Some(100), Some(2), Some(3), Some(4)]
+    );
+    let cached = repo.read("A", Source::Cache, false).await.expect("read");
+    assert_eq!(
+        cached.aggregate(),
+        repo.load("A").await.expect("load").aggregate()
+    );
+}
+
+async fn snapshots_and_the_cache_agree_with_the_events(t: &TestDatabase) {
+    let snap = Repository::<Product>::new(&t.db, 3, 64);
+    let plain = Repository::<Product>::new(&t.db, 0, 0);
+    create_product(&snap, "S").await.expect("S");
+    for price in 2..=10 {
+        let loaded = snap.read("S", Source::Cache, false).await.expect("read");
+        let events = snap
+            .decide(&loaded, reprice(price), &())
+            .await
+            .expect("decide");
+        snap.commit(loaded, events, HashMap::new(), &[])
+            .await
+            .expect("commit");
+        // Each round the cache, a cold load (snapshot + events) and a full
+        // replay see the same state.
+        let fresh = Repository::<Product>::new(&t.db, 3, 64);
+        let cold = fresh.load("S").await.expect("cold");
+        let replayed = plain.load("S").await.expect("replay");
+        let cached = snap.read("S", Source::Cache, false).await.expect("cached");
+        assert_eq!(cold.aggregate(), replayed.aggregate(), "at {price}");
+        assert_eq!(cached.aggregate(), replayed.aggregate(), "at {price}");
+        assert_eq!(
+            (cold.version(), cached.version()),
+            (price as u64, price as u64)
+        );
+    }
+}
+
 crate::both_backends!(
+    a_cached_state_is_proven_by_its_append,
+    a_creation_assumes_nothing_exists_until_the_append_says_otherwise,
+    a_guard_rejects_an_append_relying_on_a_moved_stream,
+    several_events_append_in_order,
+    snapshots_and_the_cache_agree_with_the_events,
     append_reports_version_and_position,
     a_stale_commit_conflicts,
     snapshots_load_the_same_state,
