@@ -87,7 +87,15 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         Backend::Postgres => TestDatabase::postgres().await,
         Backend::Sqlite => TestDatabase::sqlite().await,
     };
-    let app = command_api::build(db.db.clone(), &Config::new(Secret::new(SECRET)));
+    let mut app = spawn_on(db.db.clone()).await;
+    app.db = Some(db);
+    app
+}
+
+/// Another command API over the same store: what a second process (with
+/// its own aggregate cache) is to the first.
+async fn spawn_on(db: eventlog::Database) -> TestApp {
+    let app = command_api::build(db.clone(), &Config::new(Secret::new(SECRET)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -100,8 +108,8 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         addr,
         client: reqwest::Client::new(),
         auth: Authenticator::new(Secret::new(SECRET)),
-        log: EventLog::new(db.db.clone()),
-        db: Some(db),
+        log: EventLog::new(db),
+        db: None,
         stop: Some(stop),
         server: Some(server),
     }
@@ -163,6 +171,11 @@ impl TestApp {
     /// The database under the app.
     pub fn database(&self) -> &eventlog::Database {
         &self.db.as_ref().expect("running").db
+    }
+
+    /// A second command API process over this app's store (stop it first).
+    pub async fn second_process(&self) -> TestApp {
+        spawn_on(self.database().clone()).await
     }
 
     /// The store's head position (to prove that rejected commands append nothing).

@@ -8,3 +8,4 @@ mod errors;
 mod flow;
 mod idempotency;
 mod openapi;
+mod processes;
