@@ -88,7 +88,7 @@ pub async fn apply_batch<P: Projection>(
         .copied()
         .filter(|e| P::handles(&e.event_type))
         .collect();
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_batch().await?;
     if let Err((i, e)) = fold_into::<P>(&mut tx, g, &relevant).await? {
         let event = relevant[i];
         drop(tx);

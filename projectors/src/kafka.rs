@@ -84,7 +84,7 @@ pub async fn apply_records<P: Projection>(
     partitions: Option<i32>,
     batch: &[Incoming],
 ) -> Result<(Outcome, i64), ProjectionError> {
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_batch().await?;
     // A swap takes this row exclusively: a batch lands wholly before or
     // wholly after it.
     let lock = if db.is_postgres() { " FOR SHARE" } else { "" };

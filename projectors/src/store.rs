@@ -86,6 +86,27 @@ impl ReadDb {
         }
     }
 
+    /// Begins a transaction that writes a batch of read-model rows and its
+    /// checkpoint. On Postgres it commits without waiting for the WAL flush
+    /// (`synchronous_commit = off`): it is still atomic, so a database crash
+    /// can only lose the last moments of rows *together with* their
+    /// checkpoint, and the projection folds those events again from the
+    /// store, which is the truth (appends stay synchronous). On SQLite, as
+    /// [`ReadDb::begin`].
+    ///
+    /// # Errors
+    /// When no connection is available.
+    pub async fn begin_batch(&self) -> Result<Tx<'static>, ProjectionError> {
+        if self.postgres {
+            Ok(self
+                .pool
+                .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
+                .await?)
+        } else {
+            self.begin().await
+        }
+    }
+
     /// Closes the pool.
     pub async fn close(&self) {
         self.pool.close().await;

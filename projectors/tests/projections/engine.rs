@@ -390,3 +390,29 @@ both_backends!(
     rebuild_under_load_swaps_atomically,
     killed_rebuild_resumes,
 );
+
+async fn synchronous_commit(tx: &mut projectors::store::Tx<'static>) -> String {
+    sqlx::query_scalar("SELECT current_setting('synchronous_commit')")
+        .fetch_one(&mut **tx)
+        .await
+        .expect("setting")
+}
+
+/// Read-model batches commit without waiting for the WAL flush on Postgres
+/// (the store's appends do wait); other transactions keep the default.
+#[tokio::test]
+async fn only_batch_transactions_commit_asynchronously() {
+    let t = eventlog::testing::TestDatabase::postgres().await;
+    let db = crate::read_db(&t).await;
+    let mut tx = db.begin_batch().await.expect("begin batch");
+    assert_eq!(synchronous_commit(&mut tx).await, "off");
+    tx.commit().await.expect("commit");
+    for _ in 0..8 {
+        // Whichever pooled connection comes next: the setting was local.
+        let mut tx = db.begin().await.expect("begin");
+        assert_eq!(synchronous_commit(&mut tx).await, "on");
+        tx.commit().await.expect("commit");
+    }
+    db.close().await;
+    t.drop_database().await;
+}
