@@ -57,6 +57,8 @@ struct Writer<'a> {
     db: &'a Database,
     rows: Vec<Row>,
     written: usize,
+    /// Wakes tailers in other processes after each batch.
+    signal: Option<eventlog::AppendSignal>,
 }
 
 impl Writer<'_> {
@@ -146,6 +148,9 @@ impl Writer<'_> {
             }
         }
         self.written += rows.len();
+        if let Some(signal) = &self.signal {
+            signal.appended();
+        }
         Ok(())
     }
 }
@@ -177,6 +182,7 @@ pub async fn seed(db: &Database, o: &SeedOptions) -> anyhow::Result<SeedReport> 
         db,
         rows: Vec::new(),
         written: 0,
+        signal: eventlog::AppendSignal::for_database(db),
     };
     let eur = Currency::parse("EUR").map_err(|e| anyhow::anyhow!("{e}"))?;
     let start = o

@@ -86,42 +86,73 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Commands over HTTP vs raw INSERTs at 1 / 16 / 64 clients; then
+/// Commands over HTTP vs raw INSERTs at 1 / 16 / 64 clients, in the
+/// command service alone and with every role in one process; then
 /// `customer(id)` with 20 orders vs a bare handler. Returns the best
-/// command rate when commands ran.
+/// all-roles command rate when commands ran.
 async fn commands_and_graphql(args: &Args, report: &mut Report) -> anyhow::Result<Option<f64>> {
+    let mut best: Option<f64> = None;
+    if args.runs("commands") {
+        command_rows(args, report, "commands", "command service").await?;
+        best = Some(command_rows(args, report, "serve", "all roles").await?);
+    }
+    if args.runs("graphql") {
+        graphql_rows(args, report).await?;
+    }
+    Ok(best)
+}
+
+/// Command load on `shopstream ROLE` over a fresh Postgres database, each
+/// step followed by the raw-INSERT baseline at the same concurrency.
+/// Returns the best rate.
+async fn command_rows(
+    args: &Args,
+    report: &mut Report,
+    role: &str,
+    label: &str,
+) -> anyhow::Result<f64> {
     let dur = Duration::from_secs(args.seconds);
     let db = procs::fresh_database(&args.postgres, "commands").await?;
+    let server = Shopstream::start(&[role], Some(&db.url), &[]).await?;
+    let api = Api::new(server.base(), SECRET);
+    let skus = api.catalog(50).await?;
+    let mut best: f64 = 0.0;
+    for clients in [1usize, 16, 64] {
+        let l = api.command_load(&skus, clients, dur).await;
+        let raw = load::raw_inserts(&db.url, clients, dur).await?;
+        best = best.max(l.rate());
+        report.row(
+            "commands",
+            &format!("{clients} clients, {label}"),
+            json!({
+                "process": format!("shopstream {role}"),
+                "commands_per_s": l.rate(), "p50_ms": l.p(50.0), "p99_ms": l.p(99.0),
+                "errors": l.errors, "failures": l.failures,
+                "raw_inserts_per_s": raw.rate(), "raw_p50_ms": raw.p(50.0), "raw_p99_ms": raw.p(99.0),
+                "ratio": l.rate() / raw.rate().max(1e-9),
+            }),
+        );
+    }
+    report.memory(
+        &format!("shopstream {role} (postgres) under command load"),
+        peak_rss_mib(server.pid()),
+    );
+    server.stop();
+    db.drop().await;
+    Ok(best)
+}
+
+/// `customer(id)` with 20 orders through `serve` vs a bare axum handler.
+async fn graphql_rows(args: &Args, report: &mut Report) -> anyhow::Result<()> {
+    let dur = Duration::from_secs(args.seconds);
+    let db = procs::fresh_database(&args.postgres, "graphql").await?;
     let serve = Shopstream::start(&["serve"], Some(&db.url), &[]).await?;
     let api = Api::new(serve.base(), SECRET);
     let skus = api.catalog(50).await?;
-    let mut best: Option<f64> = None;
-    if args.runs("commands") {
-        for clients in [1usize, 16, 64] {
-            let l = api.command_load(&skus, clients, dur).await;
-            let raw = load::raw_inserts(&db.url, clients, dur).await?;
-            best = Some(best.unwrap_or(0.0).max(l.rate()));
-            report.row(
-                "commands",
-                &format!("{clients} clients"),
-                json!({
-                    "commands_per_s": l.rate(), "p50_ms": l.p(50.0), "p99_ms": l.p(99.0),
-                    "errors": l.errors, "failures": l.failures,
-                    "raw_inserts_per_s": raw.rate(), "raw_p50_ms": raw.p(50.0), "raw_p99_ms": raw.p(99.0),
-                    "ratio": l.rate() / raw.rate().max(1e-9),
-                }),
-            );
-        }
-        report.memory(
-            "serve (postgres) under command load",
-            peak_rss_mib(serve.pid()),
-        );
-    }
-    if args.runs("graphql") {
-        let customer = api.customer_with_orders(&skus, 20).await?;
-        let g = api.graphql_customer_load(&customer, 16, dur).await;
-        let bare = load::bare_handler_load(&db.url, &customer, 16, dur).await?;
-        report.row(
+    let customer = api.customer_with_orders(&skus, 20).await?;
+    let g = api.graphql_customer_load(&customer, 16, dur).await;
+    let bare = load::bare_handler_load(&db.url, &customer, 16, dur).await?;
+    report.row(
             "graphql",
             "customer(id) with 20 orders, 16 clients",
             json!({
@@ -130,14 +161,13 @@ async fn commands_and_graphql(args: &Args, report: &mut Report) -> anyhow::Resul
                 "ratio": g.rate() / bare.rate().max(1e-9),
             }),
         );
-        report.memory(
-            "serve (postgres) under GraphQL load",
-            peak_rss_mib(serve.pid()),
-        );
-    }
+    report.memory(
+        "serve (postgres) under GraphQL load",
+        peak_rss_mib(serve.pid()),
+    );
     serve.stop();
     db.drop().await;
-    Ok(best)
+    Ok(())
 }
 
 /// Command acknowledged → visible through GraphQL, with and without the

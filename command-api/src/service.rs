@@ -56,11 +56,12 @@ impl Commands {
     /// Repositories over `db`, snapshotting every `snapshot_every` events
     /// (0: never), each caching up to `cache` aggregates (0: no cache).
     pub fn new(db: &Database, snapshot_every: usize, cache: usize) -> Self {
+        let signal = eventlog::AppendSignal::for_database(db);
         Self {
-            users: Repository::new(db, snapshot_every, cache),
-            products: Repository::new(db, snapshot_every, cache),
-            orders: Repository::new(db, snapshot_every, cache),
-            payments: Repository::new(db, snapshot_every, cache),
+            users: Repository::sharing(db, snapshot_every, cache, signal.clone()),
+            products: Repository::sharing(db, snapshot_every, cache, signal.clone()),
+            orders: Repository::sharing(db, snapshot_every, cache, signal.clone()),
+            payments: Repository::sharing(db, snapshot_every, cache, signal),
             emails: EmailRegistry::new(db.clone()),
             log: EventLog::new(db.clone()),
         }

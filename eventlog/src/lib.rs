@@ -11,6 +11,7 @@
 //! - `error`: [`StoreError`], the one error type of this crate.
 //! - `log`: [`EventLog`], [`StoredEvent`], [`Cursor`]: reading the log and streams.
 //! - `repository`: [`Repository`]: loading (cqrs-es, behind a per-process cache) and appending aggregates.
+//! - `signal`: [`AppendSignal`]: `NOTIFY` tailers in other processes after appends.
 //! - `cache`: the aggregate cache in front of the repository.
 //! - `idempotency`: [`IdempotencyStore`]: durable idempotency keys.
 //! - `emails`: [`EmailRegistry`]: the one-user-per-e-mail reservation.
@@ -30,6 +31,7 @@ mod log;
 pub mod metrics;
 pub mod relay;
 mod repository;
+mod signal;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -45,3 +47,4 @@ pub use error::StoreError;
 pub use idempotency::{IdempotencyRecord, IdempotencyStore, KeyState};
 pub use log::{Cursor, EventLog, StoredEvent};
 pub use repository::{Committed, Guard, Loaded, Repository, Source};
+pub use signal::{AppendSignal, EVENTS_CHANNEL};

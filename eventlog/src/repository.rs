@@ -6,7 +6,7 @@ use postgres_es::PostgresEventRepository;
 use sqlite_es::SqliteEventRepository;
 
 use crate::cache::{Cache, Entry};
-use crate::{Database, EventLog, StoreError};
+use crate::{AppendSignal, Database, EventLog, StoreError};
 
 /// Where [`Repository::read`] takes an aggregate's state from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +95,7 @@ pub struct Repository<A: Aggregate> {
     log: EventLog,
     snapshot_every: usize,
     cache: Option<Cache<A>>,
+    signal: Option<AppendSignal>,
 }
 
 fn store_error<E: std::error::Error>(e: AggregateError<E>) -> StoreError {
@@ -133,6 +134,17 @@ where
     /// only the events after it. `cache` is how many aggregates' states this
     /// process keeps (0: none, every command reads its stream).
     pub fn new(db: &Database, snapshot_every: usize, cache: usize) -> Self {
+        Self::sharing(db, snapshot_every, cache, AppendSignal::for_database(db))
+    }
+
+    /// [`Repository::new`], telling tailers about appends through `signal`
+    /// (shared by the repositories of one process).
+    pub fn sharing(
+        db: &Database,
+        snapshot_every: usize,
+        cache: usize,
+        signal: Option<AppendSignal>,
+    ) -> Self {
         let store = match db {
             Database::Postgres(pool) => {
                 let repo = PostgresEventRepository::new(pool.clone());
@@ -157,6 +169,7 @@ where
             log: EventLog::new(db.clone()),
             snapshot_every,
             cache: (cache > 0).then(|| Cache::new(cache)),
+            signal,
         }
     }
 
@@ -319,6 +332,9 @@ where
         match result {
             Ok(position) => {
                 if appended > 0 {
+                    if let Some(signal) = &self.signal {
+                        signal.appended();
+                    }
                     context.aggregate = after;
                     context.current_sequence = version;
                     if snapshot {

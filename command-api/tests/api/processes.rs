@@ -76,7 +76,13 @@ async fn a_second_process_never_acts_on_a_stale_state(app: &TestApp) {
     // whatever this process cached.
     let path = format!("/v1/users/{customer}");
     let r = other
-        .send(Method::PATCH, &path, Some(&token), Some(json!({"name": "Renamed"})), &[])
+        .send(
+            Method::PATCH,
+            &path,
+            Some(&token),
+            Some(json!({"name": "Renamed"})),
+            &[],
+        )
         .await;
     assert_eq!(r.body["version"], 2, "{}", r.body);
     let r = app
