@@ -308,3 +308,32 @@ crate::both_backends!(
     snapshots_load_the_same_state,
     rejected_commands_append_nothing
 );
+
+/// Tailers in other processes hear of appends: one `NOTIFY` on
+/// `shopstream_events` after the commit (there is no trigger any more).
+#[tokio::test]
+async fn appends_notify_listeners_after_commit() {
+    let t = TestDatabase::postgres().await;
+    let mut listener = eventlog::sqlx::postgres::PgListener::connect(&t.url)
+        .await
+        .expect("listener");
+    listener
+        .listen(eventlog::EVENTS_CHANNEL)
+        .await
+        .expect("listen");
+    let repo = Repository::<Product>::new(&t.db, 0, 16);
+    create_product(&repo, "N").await.expect("N");
+    let heard = tokio::time::timeout(std::time::Duration::from_secs(5), listener.recv())
+        .await
+        .expect("a notification within 5 s")
+        .expect("notification");
+    assert_eq!(heard.channel(), eventlog::EVENTS_CHANNEL);
+    // A rejected command appends nothing and tells nobody.
+    let loaded = repo.load("N").await.expect("load");
+    assert!(repo.decide(&loaded, create("N", 1), &()).await.is_err());
+    let quiet =
+        tokio::time::timeout(std::time::Duration::from_millis(300), listener.recv()).await;
+    assert!(quiet.is_err(), "no notification without an append");
+    drop(listener);
+    t.drop_database().await;
+}
