@@ -95,7 +95,13 @@ where
         }
         r => r,
     };
-    let outcome = match &result {
+    count_outcome(aggregate, &result);
+    result
+}
+
+/// Counts a command's outcome in `commands_total`.
+pub fn count_outcome<T>(aggregate: &'static str, result: &Result<T, ApiError>) {
+    let outcome = match result {
         Ok(_) => "accepted",
         Err(ApiError::Rule(_)) => "rejected",
         Err(ApiError::ConcurrentModification | ApiError::PreconditionFailed { .. }) => "conflict",
@@ -109,7 +115,16 @@ where
         &[("aggregate", aggregate), ("outcome", outcome)],
         1.0,
     );
-    result
+}
+
+/// Records how long an append took in `event_append_duration_seconds`.
+pub fn observe_append(aggregate: &'static str, started: std::time::Instant) {
+    eventlog::metrics::observe_seconds(
+        "event_append_duration_seconds",
+        "Latency of appending a command's events.",
+        &[("aggregate", aggregate)],
+        started.elapsed().as_secs_f64(),
+    );
 }
 
 /// Runs one command against aggregate `id`.
@@ -210,12 +225,7 @@ where
     let committed = repo
         .commit(loaded, events, ctx.metadata(&actor), &guards)
         .await;
-    eventlog::metrics::observe_seconds(
-        "event_append_duration_seconds",
-        "Latency of appending a command's events.",
-        &[("aggregate", A::TYPE)],
-        started.elapsed().as_secs_f64(),
-    );
+    observe_append(A::TYPE, started);
     match committed {
         Ok(c) => Ok(Outcome {
             version: c.version,

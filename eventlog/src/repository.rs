@@ -77,6 +77,15 @@ pub struct Committed {
     pub appended: usize,
 }
 
+/// What the one-statement append checks besides the stream's own slot.
+#[derive(Clone, Copy)]
+enum Insert<'a> {
+    /// Other streams still at the versions a command relied on.
+    Guarded(&'a [Guard]),
+    /// The user's e-mail address is free, and is reserved with the events.
+    ClaimingEmail(&'a str),
+}
+
 enum Store<A: Aggregate> {
     Postgres(PersistedEventStore<PostgresEventRepository, A>),
     Sqlite(PersistedEventStore<SqliteEventRepository, A>),
@@ -118,6 +127,21 @@ SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, e.metadata
         WHERE COALESCE((SELECT max(x.sequence) FROM events x
                          WHERE x.aggregate_type = g.aggregate_type
                            AND x.aggregate_id = g.aggregate_id), 0) <> g.version)
+ ORDER BY e.n
+RETURNING position";
+
+/// A user's first events together with the reservation of their e-mail
+/// address (one user per address): both or neither; none when the address
+/// is taken.
+const APPEND_CLAIMING_EMAIL: &str = "\
+WITH claim AS (
+       INSERT INTO user_emails (email, user_id) VALUES ($8, $2)
+       ON CONFLICT DO NOTHING RETURNING 1)
+INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, e.metadata
+  FROM unnest($3::bigint[], $4::text[], $5::text[], $6::json[], $7::json[])
+       WITH ORDINALITY AS e(sequence, event_type, event_version, payload, metadata, n)
+ WHERE EXISTS (SELECT 1 FROM claim)
  ORDER BY e.n
 RETURNING position";
 
@@ -320,7 +344,7 @@ where
                     before,
                     events,
                     metadata,
-                    guards,
+                    Insert::Guarded(guards),
                 )
                 .await
             }
@@ -358,7 +382,70 @@ where
         }
     }
 
-    /// The one-statement append (Postgres): guards, events, positions.
+    /// Whether a first append with an e-mail claim is one statement here
+    /// (PostgreSQL, and no snapshot due after one event); see
+    /// [`Repository::commit_claiming_email`].
+    pub fn claims_emails_in_the_append(&self) -> bool {
+        matches!(self.db, Database::Postgres(_)) && !self.snapshot_due(0, 1)
+    }
+
+    /// Appends a new stream's first `events` and reserves `email` for it in
+    /// the same statement (the `user_emails` row a registration needs).
+    /// Fails with [`StoreError::Stale`] when the address is taken (nothing
+    /// is written), with [`StoreError::Conflict`] when the stream exists,
+    /// and with [`StoreError::Backend`] where
+    /// [`Repository::claims_emails_in_the_append`] is false.
+    ///
+    /// # Errors
+    /// As above; other [`StoreError`]s when the store fails.
+    pub async fn commit_claiming_email(
+        &self,
+        loaded: Loaded<A>,
+        events: Vec<A::Event>,
+        metadata: HashMap<String, String>,
+        email: &str,
+    ) -> Result<Committed, StoreError> {
+        let (Database::Postgres(pool), true, 0, 1..) = (
+            &self.db,
+            self.claims_emails_in_the_append(),
+            loaded.context.current_sequence,
+            events.len(),
+        ) else {
+            return Err(StoreError::Backend(
+                "an e-mail claim needs a first append on PostgreSQL".into(),
+            ));
+        };
+        let Loaded { mut context, .. } = loaded;
+        let appended = events.len();
+        let mut after = context.aggregate.clone();
+        for e in &events {
+            after.apply(e.clone());
+        }
+        let position = self
+            .append(
+                pool,
+                &context.aggregate_id,
+                0,
+                events,
+                metadata,
+                Insert::ClaimingEmail(email),
+            )
+            .await?;
+        if let Some(signal) = &self.signal {
+            signal.appended();
+        }
+        context.aggregate = after;
+        context.current_sequence = appended;
+        self.remember(&context);
+        Ok(Committed {
+            version: appended as u64,
+            position,
+            appended,
+        })
+    }
+
+    /// The one-statement append (Postgres): guards or a claim, events,
+    /// positions.
     async fn append(
         &self,
         pool: &sqlx::PgPool,
@@ -366,7 +453,7 @@ where
         before: usize,
         events: Vec<A::Event>,
         metadata: HashMap<String, String>,
-        guards: &[Guard],
+        insert: Insert<'_>,
     ) -> Result<i64, StoreError> {
         let n = events.len();
         let (mut sequences, mut types, mut versions, mut payloads, mut metas) = (
@@ -394,33 +481,39 @@ where
             payloads.push(s.payload);
             metas.push(s.metadata);
         }
-        let positions: Vec<i64> = sqlx::query_scalar(APPEND)
+        let sql = match insert {
+            Insert::Guarded(_) => APPEND,
+            Insert::ClaimingEmail(_) => APPEND_CLAIMING_EMAIL,
+        };
+        let query = sqlx::query_scalar(sql)
             .bind(A::TYPE)
             .bind(aggregate_id)
             .bind(sequences)
             .bind(types)
             .bind(versions)
             .bind(payloads)
-            .bind(metas)
-            .bind(
-                guards
-                    .iter()
-                    .map(|g| g.aggregate_type.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                guards
-                    .iter()
-                    .map(|g| g.aggregate_id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(guards.iter().map(|g| g.version).collect::<Vec<_>>())
-            .fetch_all(pool)
-            .await
-            .map_err(|e| match &e {
-                sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
-                _ => StoreError::Database(e),
-            })?;
+            .bind(metas);
+        let query = match insert {
+            Insert::Guarded(guards) => query
+                .bind(
+                    guards
+                        .iter()
+                        .map(|g| g.aggregate_type.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    guards
+                        .iter()
+                        .map(|g| g.aggregate_id.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(guards.iter().map(|g| g.version).collect::<Vec<_>>()),
+            Insert::ClaimingEmail(email) => query.bind(email),
+        };
+        let positions: Vec<i64> = query.fetch_all(pool).await.map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
+            _ => StoreError::Database(e),
+        })?;
         positions.into_iter().max().ok_or(StoreError::Stale)
     }
 

@@ -6,9 +6,10 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use chrono::Utc;
+use cqrs_es::Aggregate;
 use domain::user::UserCommand;
 use domain::{Email, PersonName, ShippingAddress, User};
-use eventlog::Reservation;
+use eventlog::{Reservation, Source};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -17,7 +18,7 @@ use super::{accepted, valid, CommandErrors, Fields};
 use crate::auth::{Caller, Principal, Role};
 use crate::error::ApiError;
 use crate::extract::{CommandContext, JsonBody};
-use crate::service::{execute, Accepted, Commands, Mode};
+use crate::service::{count_outcome, execute, observe_append, Accepted, Commands, Mode, Outcome};
 
 /// A reservation older than this whose user never registered was left by a
 /// process that died mid-registration; it may be reclaimed.
@@ -78,6 +79,21 @@ pub async fn register(
     let (email, name) = (valid(email)?, valid(name)?);
     let user_id = Uuid::new_v4();
     let id = user_id.to_string();
+    if commands.users.claims_emails_in_the_append() {
+        let command = UserCommand::Register {
+            user_id,
+            email: email.clone(),
+            name: name.clone(),
+            at: Utc::now(),
+        };
+        match register_claiming(&commands, &ctx, &id, command, email.as_str()).await {
+            Ok(o) => return Ok(accepted(&id, o, Some(format!("/v1/users/{id}")))),
+            // The address is taken: the reservation path below says by
+            // whom (or reclaims an orphaned reservation).
+            Err(ApiError::ConcurrentModification) => {}
+            Err(e) => return Err(e),
+        }
+    }
     reserve_email(&commands, email.as_str(), &id).await?;
     let outcome = execute(
         &commands.users,
@@ -113,6 +129,34 @@ pub async fn register(
             Err(e)
         }
     }
+}
+
+/// Registration in one statement (PostgreSQL): the `UserRegistered` event
+/// and the address's reservation, both or neither; 409
+/// `concurrent_modification` when the address is taken.
+async fn register_claiming(
+    commands: &Commands,
+    ctx: &CommandContext,
+    id: &str,
+    command: UserCommand,
+    email: &str,
+) -> Result<Outcome, ApiError> {
+    let loaded = commands.users.read(id, Source::Cache, true).await?;
+    let events = commands.users.decide(&loaded, command, &()).await?;
+    let started = std::time::Instant::now();
+    let committed = commands
+        .users
+        .commit_claiming_email(loaded, events, ctx.metadata("anonymous"), email)
+        .await;
+    observe_append(User::TYPE, started);
+    let result = committed.map_err(ApiError::from).map(|c| Outcome {
+        version: c.version,
+        position: c.position,
+    });
+    if result.is_ok() {
+        count_outcome(User::TYPE, &result);
+    }
+    result
 }
 
 /// One user per address: the reservation's primary key decides races.

@@ -115,7 +115,45 @@ async fn one_email_one_user_even_when_racing(app: &TestApp) {
     );
 }
 
+/// A registration writes its event and its address's reservation
+/// together; a second registration of the address writes neither.
+async fn registration_reserves_its_address_with_its_event(app: &TestApp) {
+    let (id, _) = app.register("Owner@Example.com").await;
+    let holder = |app: &TestApp| {
+        let db = app.database().clone();
+        async move {
+            let sql = "SELECT user_id FROM user_emails WHERE email = 'owner@example.com'";
+            match &db {
+                eventlog::Database::Postgres(p) => eventlog::sqlx::query_scalar::<_, String>(sql)
+                    .fetch_all(p)
+                    .await
+                    .expect("select"),
+                eventlog::Database::Sqlite(p) => eventlog::sqlx::query_scalar::<_, String>(sql)
+                    .fetch_all(p)
+                    .await
+                    .expect("select"),
+            }
+        }
+    };
+    assert_eq!(holder(app).await, [id.clone()]);
+    let head = app.head().await;
+    let again = app
+        .post(
+            "/v1/users",
+            None,
+            json!({"email": "owner@example.com", "name": "Second"}),
+        )
+        .await;
+    assert_eq!(
+        again.problem(409)["type"],
+        "urn:shopstream:problem:email_taken"
+    );
+    assert_eq!(app.head().await, head, "nothing appended");
+    assert_eq!(holder(app).await, [id], "the reservation stays the owner's");
+}
+
 both_backends!(
+    registration_reserves_its_address_with_its_event,
     fifty_concurrent_commands_on_one_order,
     racing_with_if_match_yields_412,
     one_email_one_user_even_when_racing,

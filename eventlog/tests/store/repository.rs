@@ -331,8 +331,7 @@ async fn appends_notify_listeners_after_commit() {
     // A rejected command appends nothing and tells nobody.
     let loaded = repo.load("N").await.expect("load");
     assert!(repo.decide(&loaded, create("N", 1), &()).await.is_err());
-    let quiet =
-        tokio::time::timeout(std::time::Duration::from_millis(300), listener.recv()).await;
+    let quiet = tokio::time::timeout(std::time::Duration::from_millis(300), listener.recv()).await;
     assert!(quiet.is_err(), "no notification without an append");
     drop(listener);
     t.drop_database().await;
