@@ -135,7 +135,7 @@ async fn registration_reserves_its_address_with_its_event(app: &TestApp) {
             }
         }
     };
-    assert_eq!(holder(app).await, [id.clone()]);
+    assert_eq!(holder(app).await, std::slice::from_ref(&id));
     let head = app.head().await;
     let again = app
         .post(
