@@ -49,8 +49,9 @@ pub async fn order_command(
     Ok((id, outcome))
 }
 
-/// One attempt of a command on order `id` that relies on `guards` (facts
-/// read from other aggregates); see [`with_retry`].
+/// One attempt of a command on order `id` (visible to services too when
+/// `services`) that relies on `guards` (facts read from other aggregates);
+/// see [`with_retry`].
 ///
 /// # Errors
 /// As [`execute`].
@@ -59,12 +60,12 @@ pub async fn order_attempt(
     principal: &Principal,
     id: &str,
     ctx: &CommandContext,
-    source: Source,
+    (source, services): (Source, bool),
     guards: Vec<Guard>,
     command: impl FnOnce(&Order) -> Result<OrderCommand, ApiError>,
 ) -> Result<(String, Outcome), ApiError> {
     let id = order_uuid(id)?;
-    let visible = |order: &Order| principal.may_act_for(order.customer_id, false);
+    let visible = |order: &Order| principal.may_act_for(order.customer_id, services);
     let target = Target {
         id: &id,
         mode: Mode::Update,
@@ -173,19 +174,14 @@ pub async fn mark_paid(
                 captured: p.captured(),
                 refunded_minor: p.refunded_minor,
             };
-            let id = order_uuid(order_id)?;
-            let target = Target {
-                id: &id,
-                mode: Mode::Update,
-                source,
-            };
-            let outcome = attempt(
-                &commands.orders,
-                target,
-                Some(principal),
+            let guards = payment.guard().into_iter().collect();
+            order_attempt(
+                commands,
+                principal,
+                order_id,
                 ctx,
-                payment.guard().into_iter().collect(),
-                |order: &Order| principal.may_act_for(order.customer_id, true),
+                (source, true),
+                guards,
                 |_| {
                     Ok(OrderCommand::MarkPaid {
                         payment: facts,
@@ -193,8 +189,7 @@ pub async fn mark_paid(
                     })
                 },
             )
-            .await?;
-            Ok((id, outcome))
+            .await
         }
     })
     .await

@@ -182,13 +182,21 @@ pub async fn add_item(
                 retired: product.aggregate().retired,
             };
             let guards = product.guard().into_iter().collect();
-            operations::order_attempt(commands, principal, id, ctx, source, guards, |_| {
-                Ok(OrderCommand::AddItem {
-                    product: facts,
-                    quantity,
-                    at: Utc::now(),
-                })
-            })
+            operations::order_attempt(
+                commands,
+                principal,
+                id,
+                ctx,
+                (source, false),
+                guards,
+                |_| {
+                    Ok(OrderCommand::AddItem {
+                        product: facts,
+                        quantity,
+                        at: Utc::now(),
+                    })
+                },
+            )
             .await
         }
     })

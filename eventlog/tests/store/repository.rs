@@ -124,6 +124,19 @@ fn two_processes(t: &TestDatabase) -> (Repository<Product>, Repository<Product>)
     )
 }
 
+/// Reprices `sku` through `there` (another process), read from the store.
+async fn reprice_there(there: &Repository<Product>, sku: &str, price: i64) {
+    let theirs = there.load(sku).await.expect("load");
+    let events = there
+        .decide(&theirs, reprice(price), &())
+        .await
+        .expect("decide");
+    there
+        .commit(theirs, events, HashMap::new(), &[])
+        .await
+        .expect("theirs");
+}
+
 async fn a_cached_state_is_proven_by_its_append(t: &TestDatabase) {
     let (here, there) = two_processes(t);
     create_product(&here, "A").await.expect("A");
@@ -132,15 +145,7 @@ async fn a_cached_state_is_proven_by_its_append(t: &TestDatabase) {
     assert!(!cached.trusted());
     assert_eq!(cached.version(), 1);
     // Another process moves the stream on.
-    let theirs = there.load("A").await.expect("load");
-    let events = there
-        .decide(&theirs, reprice(7), &())
-        .await
-        .expect("decide");
-    there
-        .commit(theirs, events, HashMap::new(), &[])
-        .await
-        .expect("theirs");
+    reprice_there(&there, "A", 7).await;
     // A command decided on the stale cached state loses at the append,
     // appends nothing, and the cache forgets the state.
     let stale = here.read("A", Source::Cache, false).await.expect("read");
@@ -204,15 +209,7 @@ async fn a_guard_rejects_an_append_relying_on_a_moved_stream(t: &TestDatabase) {
     assert_eq!(ok.version, 2);
     // The fact's stream moves on in another process: the same guard fails
     // and nothing is appended.
-    let theirs = there.load("FACT").await.expect("load");
-    let events = there
-        .decide(&theirs, reprice(3), &())
-        .await
-        .expect("decide");
-    there
-        .commit(theirs, events, HashMap::new(), &[])
-        .await
-        .expect("theirs");
+    reprice_there(&there, "FACT", 3).await;
     let b = here.read("B", Source::Cache, false).await.expect("B");
     let events = here.decide(&b, reprice(4), &()).await.expect("decide");
     let stale = here
