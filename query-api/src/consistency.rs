@@ -2,7 +2,9 @@
 //! waits (bounded) until every projection it touches has applied that
 //! position. Waiting wakes on projection commits, never polls per request.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_graphql::parser::types::{DocumentOperations, Selection};
 use eventlog::Cursor;
@@ -25,7 +27,27 @@ pub struct Consistency {
     postgres: bool,
     commits: Wake,
     timeout: Duration,
+    /// The live checkpoints as last read, for queries without a token.
+    seen: Arc<Mutex<Option<Seen>>>,
+    /// Which projections a query text touches (frontends send the same
+    /// texts again and again).
+    touches: Arc<Mutex<HashMap<String, Vec<&'static str>>>>,
 }
+
+/// Live checkpoints read after the `version`-th projection commit signal.
+struct Seen {
+    version: u64,
+    at: Instant,
+    checkpoints: Vec<(String, Cursor)>,
+}
+
+/// A query without a token reports checkpoints read at most this long ago
+/// (and none older than the last commit signal): an answer's reported
+/// position may lag what it shows by that much, never lead it.
+const SEEN_FOR: Duration = Duration::from_millis(50);
+
+/// Query texts whose touched projections are remembered.
+const TOUCHES_KEPT: usize = 512;
 
 /// The projections a query's top-level fields read (all of them when unsure).
 pub fn touched(query: &str) -> Vec<&'static str> {
@@ -69,35 +91,89 @@ impl Consistency {
             postgres,
             commits,
             timeout,
+            seen: Arc::default(),
+            touches: Arc::default(),
         }
     }
 
-    /// The live checkpoints of `names`.
-    async fn checkpoints(&self, names: &[&str]) -> Result<Vec<Cursor>, sqlx::Error> {
+    /// [`touched`], remembered per query text.
+    pub fn touched(&self, query: &str) -> Vec<&'static str> {
+        let known = self
+            .touches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(query)
+            .cloned();
+        if let Some(names) = known {
+            return names;
+        }
+        let names = touched(query);
+        let mut m = self
+            .touches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if m.len() >= TOUCHES_KEPT {
+            m.clear();
+        }
+        m.insert(query.to_string(), names.clone());
+        names
+    }
+
+    /// The live checkpoints of `names`; with `fresh` false, possibly as
+    /// read a moment ago (see [`SEEN_FOR`]).
+    async fn checkpoints(&self, names: &[&str], fresh: bool) -> Result<Vec<Cursor>, sqlx::Error> {
         if names.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "SELECT s.cursor_txid, s.cursor_position FROM projection_state s \
-             JOIN projection_live l ON s.name = l.name AND s.generation = l.generation \
-             WHERE s.name IN ({})",
-            placeholders.join(", ")
-        );
-        let mut q = sqlx::query(&sql);
-        for n in names {
-            q = q.bind(*n);
+        let version = *self.commits.subscribe().borrow();
+        let pick = |all: &[(String, Cursor)]| -> Vec<Cursor> {
+            all.iter()
+                .filter(|(n, _)| names.contains(&n.as_str()))
+                .map(|(_, c)| *c)
+                .collect()
+        };
+        if !fresh {
+            let seen = self
+                .seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(s) = seen
+                .as_ref()
+                .filter(|s| s.version == version && s.at.elapsed() < SEEN_FOR)
+            {
+                return Ok(pick(&s.checkpoints));
+            }
         }
-        let rows = q.fetch_all(&self.pool).await?;
-        rows.iter()
+        let at = Instant::now();
+        let rows = sqlx::query(
+            "SELECT s.name, s.cursor_txid, s.cursor_position FROM projection_state s \
+             JOIN projection_live l ON s.name = l.name AND s.generation = l.generation",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let all = rows
+            .iter()
             .map(|r| {
-                let txid: String = r.try_get(0)?;
-                Ok(Cursor {
-                    transaction_id: txid.parse().unwrap_or(0),
-                    position: r.try_get(1)?,
-                })
+                let txid: String = r.try_get(1)?;
+                Ok((
+                    r.try_get::<String, _>(0)?,
+                    Cursor {
+                        transaction_id: txid.parse().unwrap_or(0),
+                        position: r.try_get(2)?,
+                    },
+                ))
             })
-            .collect()
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let picked = pick(&all);
+        *self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Seen {
+            version,
+            at,
+            checkpoints: all,
+        });
+        Ok(picked)
     }
 
     /// The token's place in the log, when the event exists.
@@ -134,7 +210,7 @@ impl Consistency {
             None => None,
         };
         loop {
-            let checkpoints = self.checkpoints(names).await?;
+            let checkpoints = self.checkpoints(names, target.is_some()).await?;
             let position = checkpoints.iter().map(|c| c.position).min().unwrap_or(0);
             let reached = match target {
                 None => true,

@@ -162,7 +162,7 @@ async fn graphql(
             )
         }
     };
-    let touched = consistency::touched(&request.query);
+    let touched = s.consistency.touched(&request.query);
     let reflected = match s.consistency.wait(token, &touched).await {
         Ok(r) => r,
         Err(e) => {

@@ -383,6 +383,32 @@ async fn graphql_reads_the_read_models_safely() {
         .graphql_raw(format!("{{\"query\": \"{}\"}}", "x".repeat(70 * 1024)))
         .await;
     assert_eq!(status, 413);
+    // Without a token the reported position is remembered only briefly:
+    // a later command's position shows up without any token at all.
+    let (s, more) = server
+        .post(
+            "/v1/orders",
+            Some(&ada_token),
+            json!({"customer_id": ada, "currency": "EUR"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{more}");
+    let later = more["position"].as_i64().expect("position");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, b) = server
+            .graphql(Some(&ada_token), None, ORDER, json!({"id": last}))
+            .await;
+        let reported = b["extensions"]["consistency"]["position"].as_i64();
+        if reported >= Some(later) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the position without a token never moved past {reported:?} to {later}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     server.stop().await;
 }
 
