@@ -64,14 +64,7 @@ async fn a_stale_commit_conflicts(t: &TestDatabase) {
         .expect("first wins");
     let lost = repo.commit(second, e2, HashMap::new(), &[]).await;
     assert!(matches!(lost, Err(StoreError::Conflict)), "{lost:?}");
-    assert_eq!(
-        EventLog::new(t.db.clone())
-            .stream("Product", "A")
-            .await
-            .expect("stream")
-            .len(),
-        2
-    );
+    assert_eq!(stream_len(t, "A").await, 2);
 }
 
 async fn snapshots_load_the_same_state(t: &TestDatabase) {
@@ -122,6 +115,15 @@ fn two_processes(t: &TestDatabase) -> (Repository<Product>, Repository<Product>)
         Repository::<Product>::new(&t.db, 0, 64),
         Repository::<Product>::new(&t.db, 0, 64),
     )
+}
+
+/// Events in product `sku`'s stream.
+async fn stream_len(t: &TestDatabase, sku: &str) -> usize {
+    EventLog::new(t.db.clone())
+        .stream("Product", sku)
+        .await
+        .expect("stream")
+        .len()
 }
 
 /// Reprices `sku` through `there` (another process), read from the store.
@@ -180,14 +182,7 @@ async fn a_creation_assumes_nothing_exists_until_the_append_says_otherwise(t: &T
         .expect("decide");
     let lost = here.commit(assumed, events, HashMap::new(), &[]).await;
     assert!(matches!(lost, Err(StoreError::Conflict)), "{lost:?}");
-    assert_eq!(
-        EventLog::new(t.db.clone())
-            .stream("Product", "A")
-            .await
-            .expect("stream")
-            .len(),
-        1
-    );
+    assert_eq!(stream_len(t, "A").await, 1);
     // Reading from the store sees it.
     let stored = here.read("A", Source::Store, true).await.expect("read");
     assert_eq!(stored.version(), 1);
