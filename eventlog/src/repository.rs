@@ -270,6 +270,16 @@ where
         }
     }
 
+    /// The state after `events`, for the cache (none without a cache).
+    fn folded(&self, state: &A, events: &[A::Event]) -> Option<A> {
+        self.cache.as_ref()?;
+        let mut after = state.clone();
+        for e in events {
+            after.apply(e.clone());
+        }
+        Some(after)
+    }
+
     fn remember(&self, context: &EventStoreAggregateContext<A>) {
         if let Some(cache) = &self.cache {
             if context.current_sequence > 0 {
@@ -332,10 +342,7 @@ where
         let before = context.current_sequence;
         let version = before + appended;
         let snapshot = self.snapshot_due(before, appended);
-        let mut after = context.aggregate.clone();
-        for e in &events {
-            after.apply(e.clone());
-        }
+        let after = self.folded(&context.aggregate, &events);
         let result = match (&self.db, appended, snapshot) {
             (Database::Postgres(pool), 1.., false) => {
                 self.append(
@@ -359,13 +366,15 @@ where
                     if let Some(signal) = &self.signal {
                         signal.appended();
                     }
-                    context.aggregate = after;
-                    context.current_sequence = version;
-                    if snapshot {
-                        context.current_snapshot =
-                            Some(context.current_snapshot.map_or(1, |s| s + 1));
+                    if let Some(after) = after {
+                        context.aggregate = after;
+                        context.current_sequence = version;
+                        if snapshot {
+                            context.current_snapshot =
+                                Some(context.current_snapshot.map_or(1, |s| s + 1));
+                        }
+                        self.remember(&context);
                     }
-                    self.remember(&context);
                 }
                 Ok(Committed {
                     version: version as u64,
@@ -417,10 +426,7 @@ where
         };
         let Loaded { mut context, .. } = loaded;
         let appended = events.len();
-        let mut after = context.aggregate.clone();
-        for e in &events {
-            after.apply(e.clone());
-        }
+        let after = self.folded(&context.aggregate, &events);
         let position = self
             .append(
                 pool,
@@ -434,9 +440,11 @@ where
         if let Some(signal) = &self.signal {
             signal.appended();
         }
-        context.aggregate = after;
-        context.current_sequence = appended;
-        self.remember(&context);
+        if let Some(after) = after {
+            context.aggregate = after;
+            context.current_sequence = appended;
+            self.remember(&context);
+        }
         Ok(Committed {
             version: appended as u64,
             position,
