@@ -252,7 +252,7 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<Database> {
     }
     let options = DatabaseOptions {
         max_connections: settings.db_max_connections,
-        ..DatabaseOptions::default()
+        acquire_timeout: settings.db_acquire_timeout,
     };
     Database::connect(&url, &options)
         .await

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -197,6 +198,70 @@ pub struct Settings {
     )]
     pub kafka_session_timeout_ms: u32,
 
+    /// Time to receive a request's headers, from the connection's start or
+    /// the request's first byte; slower clients are disconnected.
+    #[arg(long, env = "SHOPSTREAM_HTTP_HEADER_TIMEOUT", default_value = "10s",
+          value_parser = humantime::parse_duration, global = true)]
+    pub http_header_timeout: Duration,
+
+    /// Time a keep-alive connection may sit idle between requests.
+    #[arg(long, env = "SHOPSTREAM_HTTP_IDLE_TIMEOUT", default_value = "60s",
+          value_parser = humantime::parse_duration, global = true)]
+    pub http_idle_timeout: Duration,
+
+    /// Time to receive a whole request body (`408` after it).
+    #[arg(long, env = "SHOPSTREAM_HTTP_BODY_TIMEOUT", default_value = "30s",
+          value_parser = humantime::parse_duration, global = true)]
+    pub http_body_timeout: Duration,
+
+    /// Most HTTP connections open at once per listener (WebSockets
+    /// included); the next one gets `503` and is closed.
+    #[arg(
+        long,
+        env = "SHOPSTREAM_HTTP_MAX_CONNECTIONS",
+        default_value_t = 1024,
+        global = true
+    )]
+    pub http_max_connections: usize,
+
+    /// On SIGTERM, how long in-flight requests may take to finish.
+    #[arg(long, env = "SHOPSTREAM_DRAIN_TIMEOUT", default_value = "20s",
+          value_parser = humantime::parse_duration, global = true)]
+    pub drain_timeout: Duration,
+
+    /// How long a request waits for a database connection before it is
+    /// answered `503` (REST) or `UNAVAILABLE` (GraphQL).
+    #[arg(long, env = "SHOPSTREAM_DB_ACQUIRE_TIMEOUT", default_value = "2s",
+          value_parser = humantime::parse_duration, global = true)]
+    pub db_acquire_timeout: Duration,
+
+    /// Tokens whose `exp` lies further ahead than this are refused.
+    #[arg(long, env = "SHOPSTREAM_MAX_TOKEN_LIFETIME", default_value = "30d",
+          value_parser = humantime::parse_duration, global = true)]
+    pub max_token_lifetime: Duration,
+
+    /// How long a GraphQL operation may take in all (consistency wait,
+    /// database waits, execution); `TIMEOUT` after it.
+    #[arg(long, env = "SHOPSTREAM_GRAPHQL_TIMEOUT", default_value = "10s",
+          value_parser = humantime::parse_duration, global = true)]
+    pub graphql_timeout: Duration,
+
+    /// Deepest nesting of brackets (`{`, `[`, `(`) in a GraphQL query's
+    /// text, checked before it is parsed.
+    #[arg(long, env = "SHOPSTREAM_GRAPHQL_MAX_NESTING",
+          default_value_t = query_api::limits::DEFAULT_MAX_NESTING, global = true)]
+    pub graphql_max_nesting: usize,
+
+    /// Most live GraphQL subscriptions per WebSocket connection.
+    #[arg(long, env = "SHOPSTREAM_SUBSCRIPTIONS_PER_CONNECTION",
+          default_value_t = query_api::limits::DEFAULT_SUBSCRIPTIONS_PER_CONNECTION, global = true)]
+    pub subscriptions_per_connection: usize,
+
+    /// Most live GraphQL subscriptions in the process.
+    #[arg(long, env = "SHOPSTREAM_MAX_SUBSCRIPTIONS",
+          default_value_t = query_api::limits::DEFAULT_SUBSCRIPTIONS_TOTAL, global = true)]
+    pub max_subscriptions: usize,
+
     /// Extra librdkafka property, `key=value` (repeatable; in the
     /// environment, `;`-separated; e.g. `security.protocol=SASL_SSL`).
     #[arg(
@@ -258,6 +323,55 @@ impl Settings {
             session_timeout_ms: self.kafka_session_timeout_ms,
             extra,
         }))
+    }
+
+    /// The limits of every HTTP listener.
+    pub fn http_limits(&self) -> command_api::server::Limits {
+        command_api::server::Limits {
+            header_timeout: self.http_header_timeout,
+            idle_timeout: self.http_idle_timeout,
+            body_timeout: self.http_body_timeout,
+            max_connections: self.http_max_connections.max(1),
+            drain_timeout: self.drain_timeout,
+            ..command_api::server::Limits::default()
+        }
+    }
+
+    /// The token verifier: the JWT secret and the maximum token lifetime.
+    ///
+    /// # Errors
+    /// As [`Settings::jwt_secret`].
+    pub fn authenticator(&self) -> anyhow::Result<command_api::auth::Authenticator> {
+        Ok(command_api::auth::Authenticator::new(self.jwt_secret()?)
+            .with_max_lifetime(self.max_token_lifetime))
+    }
+
+    /// The GraphQL service's settings.
+    pub fn query_config(&self) -> query_api::Config {
+        query_api::Config {
+            introspection: !self.production,
+            query_timeout: self.graphql_timeout,
+            input: query_api::limits::InputLimits {
+                max_nesting: self.graphql_max_nesting.max(1),
+                ..query_api::limits::InputLimits::default()
+            },
+            subscriptions_per_connection: self.subscriptions_per_connection,
+            subscriptions_total: self.max_subscriptions,
+            ..query_api::Config::default()
+        }
+    }
+
+    /// The command API's settings.
+    ///
+    /// # Errors
+    /// As [`Settings::jwt_secret`].
+    pub fn command_config(&self) -> anyhow::Result<command_api::Config> {
+        let mut config = command_api::Config::new(self.jwt_secret()?);
+        config.snapshot_every = self.snapshot_every;
+        config.aggregate_cache = self.aggregate_cache;
+        config.limits = self.http_limits();
+        config.max_token_lifetime = self.max_token_lifetime;
+        Ok(config)
     }
 
     /// Creates the data directory when the embedded store lives in it.

@@ -46,9 +46,13 @@ impl Running {
 /// # Errors
 /// When the database cannot be reached.
 pub async fn open(settings: &Settings) -> anyhow::Result<ReadDb> {
-    let db = ReadDb::connect(&settings.database_url(), settings.db_max_connections.min(8))
-        .await
-        .context("cannot open the read-model database")?;
+    let db = ReadDb::connect_with(
+        &settings.database_url(),
+        settings.db_max_connections.min(8),
+        settings.db_acquire_timeout,
+    )
+    .await
+    .context("cannot open the read-model database")?;
     projectors::ensure_all(&db)
         .await
         .context("cannot create the read models")?;

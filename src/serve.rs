@@ -3,12 +3,10 @@
 use std::io::Write;
 
 use anyhow::Context;
-use command_api::Config;
 use tokio::net::TcpListener;
 
 use std::sync::Arc;
 
-use command_api::auth::Authenticator;
 use projectors::Wake;
 
 use crate::cli::connect;
@@ -79,26 +77,19 @@ pub async fn query(settings: &Settings) -> anyhow::Result<()> {
     let graphql = query_api::router(
         &read_db,
         &db,
-        Authenticator::new(settings.jwt_secret()?),
+        settings.authenticator()?,
         commits,
-        query_api::Config {
-            introspection: !settings.production,
-            ..query_api::Config::default()
-        },
+        settings.query_config(),
     );
-    let app = graphql
-        .merge(operations(&db, &read_db, None))
-        .layer(axum::middleware::from_fn(
-            command_api::request_id::request_context,
-        ));
+    let limits = settings.http_limits();
+    let app = command_api::server::edge(graphql.merge(operations(&db, &read_db, None)), &limits);
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
     let banner = format!("\nshopstream query API\n\n  GraphQL       http://{addr}/graphql\n  Subscriptions ws://{addr}/graphql/ws\n\n");
     let _ = std::io::stdout().lock().write_all(banner.as_bytes());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+    command_api::server::serve(listener, app, limits, shutdown_signal())
         .await
         .context("server failed")?;
     ticker.abort();
@@ -118,7 +109,8 @@ fn operations(
     readyz: Option<axum::routing::MethodRouter>,
 ) -> axum::Router {
     let readyz = readyz.unwrap_or_else(|| {
-        axum::routing::get(command_api::routes::health::readyz).with_state(db.clone())
+        axum::routing::get(command_api::routes::health::readyz)
+            .with_state(eventlog::Health::watch(db.clone()))
     });
     axum::Router::new()
         .route(
@@ -139,15 +131,15 @@ async fn health_server(
     let Some(addr) = settings.metrics_listen else {
         return Ok(None);
     };
-    let app = operations(db, read_db, None).layer(axum::middleware::from_fn(
-        command_api::request_id::request_context,
-    ));
+    let limits = settings.http_limits();
+    let app = command_api::server::edge(operations(db, read_db, None), &limits);
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(address = %listener.local_addr()?, "health and metrics");
     Ok(Some(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        let forever = std::future::pending::<()>();
+        if let Err(e) = command_api::server::serve(listener, app, limits, forever).await {
             tracing::error!(error = %e, "health server failed");
         }
     })))
@@ -224,8 +216,10 @@ pub async fn relay(settings: &Settings) -> anyhow::Result<()> {
     let read_db = projections::open(settings).await?;
     let wake = Wake::default();
     let (status, stop, tasks) = start_relay(settings, &kafka, &db, &wake)?;
-    let app = operations(&db, &read_db, Some(relay_readyz(status))).layer(
-        axum::middleware::from_fn(command_api::request_id::request_context),
+    let limits = settings.http_limits();
+    let app = command_api::server::edge(
+        operations(&db, &read_db, Some(relay_readyz(status))),
+        &limits,
     );
     let listener = TcpListener::bind(settings.listen)
         .await
@@ -236,8 +230,7 @@ pub async fn relay(settings: &Settings) -> anyhow::Result<()> {
         kafka.brokers, kafka.topic
     );
     let _ = std::io::stdout().lock().write_all(banner.as_bytes());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+    command_api::server::serve(listener, app, limits, shutdown_signal())
         .await
         .context("server failed")?;
     let _ = stop.send(true);
@@ -263,11 +256,8 @@ pub async fn commands(settings: &Settings) -> anyhow::Result<()> {
         .await
         .context("cannot migrate the event store")?;
     let read_db = projections::open(settings).await?;
-    let secret = settings.jwt_secret()?;
-    let mut config = Config::new(secret.clone());
-    config.snapshot_every = settings.snapshot_every;
-    config.aggregate_cache = settings.aggregate_cache;
-    let admin = projections::admin_router(Authenticator::new(secret), &db, &read_db);
+    let config = settings.command_config()?;
+    let admin = projections::admin_router(settings.authenticator()?, &db, &read_db);
     let metrics = projections::metrics_router(&db, &read_db);
     let app = command_api::build_with(db.clone(), &config, admin.merge(metrics));
     let listener = TcpListener::bind(settings.listen)
@@ -411,26 +401,20 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
             None,
         ),
     };
-    let secret = settings.jwt_secret()?;
-    let mut config = Config::new(secret.clone());
-    config.snapshot_every = settings.snapshot_every;
-    config.aggregate_cache = settings.aggregate_cache;
+    let mut config = settings.command_config()?;
     // The API and the saga share repositories, so each sees the other's
     // appends in its aggregate cache.
     let commands = shared_commands(settings, &db);
     config.commands = Some(commands.clone());
     let appended = wake.clone();
     config.on_append = Some(Arc::new(move || appended.notify()));
-    let admin = projections::admin_router(Authenticator::new(secret.clone()), &db, &read_db);
+    let admin = projections::admin_router(settings.authenticator()?, &db, &read_db);
     let graphql = query_api::router(
         &read_db,
         &db,
-        Authenticator::new(secret),
+        settings.authenticator()?,
         commits,
-        query_api::Config {
-            introspection: !settings.production,
-            ..query_api::Config::default()
-        },
+        settings.query_config(),
     );
     let metrics = projections::metrics_router(&db, &read_db);
     let app = command_api::build_with(db.clone(), &config, admin.merge(graphql).merge(metrics));

@@ -92,10 +92,15 @@ pub struct Claims {
     pub iat: Option<i64>,
 }
 
+/// The longest lifetime (`exp` from now) a token may have, by default.
+pub const DEFAULT_MAX_TOKEN_LIFETIME: std::time::Duration =
+    std::time::Duration::from_secs(30 * 86_400);
+
 /// Signs and verifies tokens with one HS256 secret.
 #[derive(Clone)]
 pub struct Authenticator {
     secret: Secret,
+    max_lifetime: std::time::Duration,
 }
 
 impl fmt::Debug for Authenticator {
@@ -115,6 +120,8 @@ pub enum TokenError {
     BadSignature,
     #[error("the token has expired")]
     Expired,
+    #[error("the token's expiry is more than {0} seconds away (maximum token lifetime)")]
+    TooLongLived(u64),
     #[error("a customer token's subject must be a user id")]
     BadSubject,
 }
@@ -122,7 +129,22 @@ pub enum TokenError {
 impl Authenticator {
     /// An authenticator for `secret`.
     pub fn new(secret: Secret) -> Self {
-        Self { secret }
+        Self {
+            secret,
+            max_lifetime: DEFAULT_MAX_TOKEN_LIFETIME,
+        }
+    }
+
+    /// The same, refusing tokens whose `exp` lies more than `max` ahead.
+    #[must_use]
+    pub fn with_max_lifetime(mut self, max: std::time::Duration) -> Self {
+        self.max_lifetime = max;
+        self
+    }
+
+    /// The longest lifetime accepted.
+    pub fn max_lifetime(&self) -> std::time::Duration {
+        self.max_lifetime
     }
 
     fn mac(&self) -> HmacSha256 {
@@ -184,8 +206,16 @@ impl Authenticator {
         mac.verify_slice(&signature)
             .map_err(|_| TokenError::BadSignature)?;
         let claims: Claims = decode_json(payload)?;
-        if claims.exp <= Utc::now().timestamp() {
+        let now = Utc::now().timestamp();
+        if claims.exp <= now {
             return Err(TokenError::Expired);
+        }
+        // A token that never expires cannot be revoked by waiting; a leaked
+        // one must stop working within the maximum lifetime (plus a minute
+        // of clock skew between the issuer and this server).
+        let max = i64::try_from(self.max_lifetime.as_secs()).unwrap_or(i64::MAX);
+        if claims.exp - now > max.saturating_add(60) {
+            return Err(TokenError::TooLongLived(self.max_lifetime.as_secs()));
         }
         if claims.role == Role::Customer && Uuid::parse_str(&claims.sub).is_err() {
             return Err(TokenError::BadSubject);
@@ -346,6 +376,34 @@ mod tests {
             serde_json::json!({"sub": id, "role": "admin", "exp": Utc::now().timestamp() + 3600});
         parts[1] = URL_SAFE_NO_PAD.encode(claims.to_string());
         assert_eq!(a.verify(&parts.join(".")), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn tokens_live_at_most_the_maximum_lifetime() {
+        let a = auth();
+        let forever = a.sign(&Claims {
+            sub: "ops".into(),
+            role: Role::Admin,
+            exp: i64::MAX,
+            iat: None,
+        });
+        assert_eq!(
+            a.verify(&forever),
+            Err(TokenError::TooLongLived(
+                DEFAULT_MAX_TOKEN_LIFETIME.as_secs()
+            ))
+        );
+        let month = a.mint("ops", Role::Admin, chrono::Duration::days(29));
+        assert!(a.verify(&month).is_ok());
+        let short = auth().with_max_lifetime(std::time::Duration::from_secs(3600));
+        let day = a.mint("ops", Role::Admin, chrono::Duration::days(1));
+        assert!(matches!(
+            short.verify(&day),
+            Err(TokenError::TooLongLived(3600))
+        ));
+        assert!(short
+            .verify(&a.mint("ops", Role::Admin, chrono::Duration::minutes(59)))
+            .is_ok());
     }
 
     #[test]

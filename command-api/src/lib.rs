@@ -14,6 +14,7 @@
 //! - `service`: the command path (load, authorize, decide, append).
 //! - `operations`: commands as library calls (for handlers and in-process callers).
 //! - `routes`: one handler file per resource, plus health and event streams.
+//! - `server`: the listener with connection limits and timeouts, body bounds.
 //! - `openapi`: the generated OpenAPI 3.1 document.
 
 pub mod auth;
@@ -24,6 +25,7 @@ pub mod openapi;
 pub mod operations;
 pub mod request_id;
 pub mod routes;
+pub mod server;
 pub mod service;
 
 use std::future::Future;
@@ -35,7 +37,6 @@ use axum::routing::{get, patch, post, put};
 use axum::{middleware, Router};
 use eventlog::{Database, EventLog, IdempotencyStore};
 use tokio::net::TcpListener;
-use tower_http::catch_panic::CatchPanicLayer;
 use utoipa_scalar::{Scalar, Servable};
 
 use crate::auth::{Authenticator, Secret};
@@ -65,6 +66,12 @@ pub struct Config {
     /// The repositories to use, when the process shares them with others
     /// (the saga); built from the settings above when `None`.
     pub commands: Option<Arc<Commands>>,
+    /// Connection and request limits of the listener.
+    pub limits: server::Limits,
+    /// Tokens whose `exp` lies further ahead are refused.
+    pub max_token_lifetime: Duration,
+    /// Whether the store answers, kept current in the background.
+    pub health: Option<eventlog::Health>,
 }
 
 impl std::fmt::Debug for Config {
@@ -74,6 +81,7 @@ impl std::fmt::Debug for Config {
             .field("snapshot_every", &self.snapshot_every)
             .field("idempotency_retention", &self.idempotency_retention)
             .field("aggregate_cache", &self.aggregate_cache)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -88,6 +96,9 @@ impl Config {
             on_append: None,
             aggregate_cache: DEFAULT_AGGREGATE_CACHE,
             commands: None,
+            limits: server::Limits::default(),
+            max_token_lifetime: ::auth::DEFAULT_MAX_TOKEN_LIFETIME,
+            health: None,
         }
     }
 }
@@ -124,6 +135,7 @@ pub struct App {
     router: Router,
     idempotency: IdempotencyStore,
     retention: Duration,
+    limits: server::Limits,
 }
 
 /// Builds the API over an already migrated `db`.
@@ -134,7 +146,9 @@ pub fn build(db: Database, config: &Config) -> App {
 /// Builds the API with `extra` routes (already given their state) served
 /// beside it, under the same request-id, error and panic layers.
 pub fn build_with(db: Database, config: &Config, extra: Router) -> App {
-    let auth = Arc::new(Authenticator::new(config.jwt_secret.clone()));
+    let auth = Arc::new(
+        Authenticator::new(config.jwt_secret.clone()).with_max_lifetime(config.max_token_lifetime),
+    );
     let state = AppState {
         commands: config.commands.clone().unwrap_or_else(|| {
             Arc::new(Commands::new(
@@ -147,15 +161,21 @@ pub fn build_with(db: Database, config: &Config, extra: Router) -> App {
         db: db.clone(),
     };
     let idempotency = IdempotencyStore::new(db.clone());
+    let db_for_health = db.clone();
     let idem_state = IdempotencyState {
         store: idempotency.clone(),
         log: EventLog::new(db),
         auth,
     };
+    let health = config
+        .health
+        .clone()
+        .unwrap_or_else(|| eventlog::Health::watch(db_for_health));
     App {
-        router: router(state, idem_state, extra, config.on_append.clone()),
+        router: router(state, idem_state, extra, config, health),
         idempotency,
         retention: config.idempotency_retention,
+        limits: config.limits.clone(),
     }
 }
 
@@ -163,8 +183,10 @@ fn router(
     state: AppState,
     idem_state: IdempotencyState,
     extra: Router,
-    on_append: Option<AppendHook>,
+    config: &Config,
+    health: eventlog::Health,
 ) -> Router {
+    let on_append = config.on_append.clone();
     let v1 = Router::new()
         .route("/users", post(users::register))
         .route("/users/{id}", patch(users::update))
@@ -198,10 +220,9 @@ fn router(
             idempotency::idempotency,
         ))
         .layer(middleware::from_fn_with_state(on_append, after_append));
-    Router::new()
+    let api = Router::new()
         .nest("/v1", v1)
         .route("/livez", get(health::livez))
-        .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(openapi_json))
         .merge(Scalar::with_url(
             "/docs",
@@ -209,10 +230,10 @@ fn router(
         ))
         .fallback(request_id::not_found)
         .with_state(state)
+        .route("/readyz", get(health::readyz).with_state(health))
         .merge(extra)
-        .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
-        .layer(CatchPanicLayer::new())
-        .layer(middleware::from_fn(request_id::request_context))
+        .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES));
+    server::edge(api, &config.limits)
 }
 
 /// Runs the append hook after every successful command.
@@ -252,9 +273,7 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let purge = tokio::spawn(purge_idempotency_keys(self.idempotency, self.retention));
-        let result = axum::serve(listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let result = server::serve(listener, self.router, self.limits, shutdown).await;
         purge.abort();
         result
     }

@@ -27,7 +27,9 @@ impl Default for DatabaseOptions {
     fn default() -> Self {
         Self {
             max_connections: 16,
-            acquire_timeout: Duration::from_secs(10),
+            // A caller answers "unavailable" this soon when the database is
+            // down, rather than holding its client for the driver's 30 s.
+            acquire_timeout: Duration::from_secs(2),
         }
     }
 }

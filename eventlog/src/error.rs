@@ -31,11 +31,27 @@ impl StoreError {
     /// of a statement): callers answer "unavailable, retry" rather than
     /// "internal error".
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            Self::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-            )
-        )
+        matches!(self, Self::Database(e) if is_unreachable(e))
+    }
+}
+
+/// Whether `e` says the database could not be reached or is going away
+/// (no free connection in time, a broken socket, a server shutting down or
+/// starting up), as opposed to a statement that failed. Such a call is
+/// safe to repeat once the database is back.
+pub fn is_unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE class 08: connection exception; 57P01–57P03: admin
+        // shutdown, crash shutdown, cannot connect now; 53300: too many
+        // connections.
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
     }
 }

@@ -9,6 +9,7 @@
 //! # Layout
 //! - `db`: [`Database`]: connecting (URL picks the backend), migrating, pinging.
 //! - `error`: [`StoreError`], the one error type of this crate.
+//! - `health`: [`Health`]: the store pinged in the background, for readiness probes.
 //! - `log`: [`EventLog`], [`StoredEvent`], [`Cursor`]: reading the log and streams.
 //! - `repository`: [`Repository`]: loading (cqrs-es, behind a per-process cache) and appending aggregates.
 //! - `signal`: [`AppendSignal`]: `NOTIFY` tailers in other processes after appends.
@@ -25,6 +26,7 @@ mod cache;
 mod db;
 mod emails;
 mod error;
+mod health;
 mod idempotency;
 pub mod kafka;
 mod log;
@@ -43,7 +45,8 @@ pub use sqlx::{PgPool, SqlitePool};
 
 pub use db::{sqlite_write_turn, Backend, Database, DatabaseOptions, IDLE_CHECK};
 pub use emails::{EmailRegistry, Reservation};
-pub use error::StoreError;
+pub use error::{is_unreachable, StoreError};
+pub use health::{Health, HealthState};
 pub use idempotency::{IdempotencyRecord, IdempotencyStore, KeyState};
 pub use log::{Cursor, EventLog, StoredEvent};
 pub use repository::{Committed, Guard, Loaded, Repository, Source};

@@ -111,6 +111,14 @@ fn store_error<E: std::error::Error>(e: AggregateError<E>) -> StoreError {
     match e {
         AggregateError::AggregateConflict => StoreError::Conflict,
         AggregateError::DeserializationError(e) => StoreError::Corrupt(e.to_string()),
+        // postgres-es / sqlite-es box the driver's error: keep it typed, so
+        // an unreachable database reads as unavailable (503), not internal.
+        AggregateError::DatabaseConnectionError(e) | AggregateError::UnexpectedError(e) => {
+            match e.downcast::<sqlx::Error>() {
+                Ok(e) => StoreError::Database(*e),
+                Err(e) => StoreError::Backend(e.to_string()),
+            }
+        }
         other => StoreError::Backend(other.to_string()),
     }
 }

@@ -33,15 +33,33 @@ pub enum SqlValue {
     Null,
 }
 
+/// How long a caller waits for a free read-model connection by default.
+pub const DEFAULT_ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl ReadDb {
     /// Connects to the same database as the event store.
     ///
     /// # Errors
     /// When the database cannot be reached.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, ProjectionError> {
+        Self::connect_with(url, max_connections, DEFAULT_ACQUIRE_TIMEOUT).await
+    }
+
+    /// [`ReadDb::connect`], waiting at most `acquire_timeout` for a free
+    /// connection (a query then fails fast as unavailable instead of
+    /// hanging while the database is down).
+    ///
+    /// # Errors
+    /// When the database cannot be reached.
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: std::time::Duration,
+    ) -> Result<Self, ProjectionError> {
         sqlx::any::install_default_drivers();
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
+            .acquire_timeout(acquire_timeout)
             // No ping round trip before every statement under load; idle
             // connections are checked (see eventlog's pool).
             .test_before_acquire(false)

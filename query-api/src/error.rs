@@ -24,10 +24,31 @@ pub fn bad_input(message: impl Into<String>) -> Error {
     Error::new(message.into()).extend_with(|_, e| e.set("code", "BAD_USER_INPUT"))
 }
 
-/// `INTERNAL`: logged with its cause, shown bare.
-pub fn internal(cause: &dyn std::fmt::Display) -> Error {
+/// `INTERNAL`: logged with its cause, shown bare; or `UNAVAILABLE` when
+/// the cause is an unreachable database (a retry will do once it is back).
+pub fn internal<E: std::error::Error + 'static>(cause: &E) -> Error {
+    if unreachable(cause) {
+        tracing::warn!(%cause, "read models unavailable");
+        return Error::new("the read models cannot be reached; try again shortly")
+            .extend_with(|_, e| e.set("code", "UNAVAILABLE"));
+    }
     tracing::error!(%cause, "query failed");
     Error::new("internal error").extend_with(|_, e| e.set("code", "INTERNAL"))
+}
+
+/// Whether a database error anywhere in `cause`'s chain says the database
+/// is unreachable.
+fn unreachable(cause: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(cause);
+    while let Some(e) = next {
+        if e.downcast_ref::<sqlx::Error>()
+            .is_some_and(eventlog::is_unreachable)
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// An authorization failure as a GraphQL error.

@@ -7,12 +7,14 @@
 //! - `store`: the SQL, reads of the read-model views only.
 //! - `consistency`: `X-Consistency-Token` (read your writes), waking on projection commits.
 //! - `error`: GraphQL errors with `extensions.code`.
+//! - `limits`: input bounds checked before parsing; subscription caps.
 //!
 //! [`router`] mounts `POST /graphql` (and GraphiQL on `GET /graphql` when
 //! introspection is on).
 
 pub mod consistency;
 pub mod error;
+pub mod limits;
 pub mod schema;
 pub mod store;
 
@@ -32,6 +34,7 @@ use axum::Router;
 use projectors::Wake;
 
 use crate::consistency::Consistency;
+use crate::limits::{ConnectionSubscriptions, InputLimits, SubscriptionLimits};
 use crate::schema::subscription::SubscriptionRoot;
 use crate::schema::{ApiSchema, Query, StatusSource, Viewer};
 use crate::store::Store;
@@ -52,6 +55,12 @@ pub struct Config {
     pub max_depth: usize,
     /// Largest query complexity accepted (each field costs 1).
     pub max_complexity: usize,
+    /// Bounds on the query text and variables, checked before parsing.
+    pub input: InputLimits,
+    /// Most live subscriptions per WebSocket connection.
+    pub subscriptions_per_connection: usize,
+    /// Most live subscriptions in the process.
+    pub subscriptions_total: usize,
 }
 
 impl Default for Config {
@@ -62,6 +71,9 @@ impl Default for Config {
             query_timeout: Duration::from_secs(10),
             max_depth: 12,
             max_complexity: 500,
+            input: InputLimits::default(),
+            subscriptions_per_connection: limits::DEFAULT_SUBSCRIPTIONS_PER_CONNECTION,
+            subscriptions_total: limits::DEFAULT_SUBSCRIPTIONS_TOTAL,
         }
     }
 }
@@ -74,7 +86,13 @@ pub fn schema(store: Store, status: StatusSource, commits: Wake, config: &Config
         .data(commits)
         .limit_depth(config.max_depth)
         .limit_complexity(config.max_complexity)
-        .limit_directives(20);
+        .limit_directives(20)
+        // Before the parser: it recurses once per nesting level.
+        .extension(config.input)
+        .extension(SubscriptionLimits::new(
+            config.subscriptions_per_connection,
+            config.subscriptions_total,
+        ));
     if !config.introspection {
         builder = builder.disable_introspection();
     }
@@ -130,9 +148,13 @@ pub fn sdl() -> String {
         .sdl()
 }
 
+/// An error answer in the same media type as every other GraphQL answer.
 fn error_response(code: &str, message: &str) -> Response {
-    let body = serde_json::json!({ "data": null, "errors": [{ "message": message, "extensions": { "code": code } }] });
-    axum::Json(body).into_response()
+    let mut err = async_graphql::ServerError::new(message, None);
+    let mut ext = async_graphql::ErrorExtensionValues::default();
+    ext.set("code", code);
+    err.extensions = Some(ext);
+    GraphQLResponse::from(async_graphql::Response::from_errors(vec![err])).into_response()
 }
 
 async fn graphql(
@@ -140,9 +162,28 @@ async fn graphql(
     headers: HeaderMap,
     request: GraphQLRequest,
 ) -> Response {
-    let mut request = request.into_inner();
+    // The limit covers the whole answer: the consistency wait, waits for a
+    // database connection, and execution.
+    let limit = s.config.query_timeout;
+    match tokio::time::timeout(limit, answer(&s, &headers, request.into_inner())).await {
+        Ok(response) => response,
+        Err(_) => error_response(
+            "TIMEOUT",
+            &format!("the query took longer than {} ms", limit.as_millis()),
+        ),
+    }
+}
+
+async fn answer(
+    s: &QueryState,
+    headers: &HeaderMap,
+    mut request: async_graphql::Request,
+) -> Response {
+    if let Err(e) = s.config.input.check(&request.query, &request.variables) {
+        return error_response("BAD_USER_INPUT", &e.to_string());
+    }
     let viewer = if headers.contains_key(axum::http::header::AUTHORIZATION) {
-        match authenticate(&s.auth, &headers) {
+        match authenticate(&s.auth, headers) {
             Ok(p) => Some(p),
             Err(e) => return error_response("UNAUTHENTICATED", &e.to_string()),
         }
@@ -166,17 +207,16 @@ async fn graphql(
     let reflected = match s.consistency.wait(token, &touched).await {
         Ok(r) => r,
         Err(e) => {
-            tracing::error!(error = %e, "consistency check failed");
-            return error_response("INTERNAL", "internal error");
+            tracing::warn!(error = %e, "consistency check failed");
+            return error_response(
+                "UNAVAILABLE",
+                "the read models cannot be reached; try again shortly",
+            );
         }
     };
     request = request.data(Viewer(viewer));
     let started = std::time::Instant::now();
-    let mut response =
-        match tokio::time::timeout(s.config.query_timeout, s.schema.execute(request)).await {
-            Ok(r) => r,
-            Err(_) => return error_response("TIMEOUT", "the query took too long"),
-        };
+    let mut response = s.schema.execute(request).await;
     let consistency = async_graphql::Value::from_json(serde_json::json!({
         "position": reflected.position,
         "stale": reflected.stale,
@@ -256,6 +296,7 @@ async fn graphql_ws(
                     };
                     let mut data = Data::default();
                     data.insert(Viewer(viewer));
+                    data.insert(ConnectionSubscriptions::default());
                     Ok(data)
                 })
                 .serve()
