@@ -259,17 +259,18 @@ impl Extension for SubscriptionLimits {
         let connection = ctx
             .data_opt::<ConnectionSubscriptions>()
             .map(|c| c.0.clone());
-        let own =
-            match connection {
-                Some(c) => match take_slot(&c, self.per_connection) {
-                    Some(slot) => Some(slot),
-                    None => return refused(format!(
+        let own = match connection {
+            Some(c) => match take_slot(&c, self.per_connection) {
+                Some(slot) => Some(slot),
+                None => {
+                    return refused(format!(
                         "this connection already has {} live subscriptions (per-connection limit)",
                         self.per_connection
-                    )),
-                },
-                None => None,
-            };
+                    ))
+                }
+            },
+            None => None,
+        };
         let Some(global) = take_slot(&self.live, self.total) else {
             return refused(format!(
                 "the server already has {} live subscriptions (subscription limit)",

@@ -412,7 +412,7 @@ async fn graphql_reads_the_read_models_safely() {
     server.stop().await;
 }
 
-mod subscriptions {
+pub(crate) mod subscriptions {
     use std::time::Duration;
 
     use futures::{SinkExt, StreamExt};
@@ -422,11 +422,11 @@ mod subscriptions {
 
     use crate::helpers::{run_cli, Server};
 
-    type Socket = tokio_tungstenite::WebSocketStream<
+    pub(crate) type Socket = tokio_tungstenite::WebSocketStream<
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
     >;
 
-    async fn connect(server: &Server, token: &str) -> Socket {
+    pub(crate) async fn connect(server: &Server, token: &str) -> Socket {
         let url = format!("{}/graphql/ws", server.base().replace("http://", "ws://"));
         let mut request = url.into_client_request().expect("request");
         request.headers_mut().insert(
@@ -445,7 +445,7 @@ mod subscriptions {
         ws
     }
 
-    async fn next_json(ws: &mut Socket) -> Value {
+    pub(crate) async fn next_json(ws: &mut Socket) -> Value {
         loop {
             let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
                 .await

@@ -1,7 +1,9 @@
 //! Black-box tests: the real `shopstream` binary, started as a user starts
 //! it, spoken to over HTTP.
 
+mod connections;
 mod crash;
+mod fuzz;
 mod graphql;
 mod helpers;
 mod kafka;
