@@ -7,6 +7,7 @@ mod fuzz;
 mod graphql;
 mod helpers;
 mod kafka;
+mod outage;
 mod saga;
 mod traces;
 
