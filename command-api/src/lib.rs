@@ -224,10 +224,7 @@ fn router(
         .nest("/v1", v1)
         .route("/livez", get(health::livez))
         .route("/openapi.json", get(openapi_json))
-        .merge(Scalar::with_url(
-            "/docs",
-            <openapi::ApiDoc as utoipa::OpenApi>::openapi(),
-        ))
+        .merge(Scalar::with_url("/docs", openapi::api()))
         .fallback(request_id::not_found)
         .with_state(state)
         .route("/readyz", get(health::readyz).with_state(health))

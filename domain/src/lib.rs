@@ -28,7 +28,7 @@ mod values;
 
 pub use error::{DomainError, ErrorKind};
 pub use event::{EventName, EVENT_VERSION_1};
-pub use money::{Currency, Money, MAX_AMOUNT_MINOR};
+pub use money::{Currency, Money, ISO_4217, MAX_AMOUNT_MINOR};
 pub use order::Order;
 pub use payment::Payment;
 pub use product::Product;

@@ -77,12 +77,53 @@ pub fn valid<T>(v: Option<T>) -> Result<T, ApiError> {
     v.ok_or_else(|| ApiError::Internal("validated value missing".into()))
 }
 
+/// Integer fields that also take a JSON number with a zero fraction
+/// (`2.0`): JSON Schema's `integer` includes them, and the OpenAPI document
+/// promises what JSON Schema means.
+pub mod integral {
+    use serde::de::{Deserializer, Error};
+    use serde::Deserialize;
+
+    fn number<'de, D: Deserializer<'de>>(d: D) -> Result<serde_json::Number, D::Error> {
+        serde_json::Number::deserialize(d)
+    }
+
+    /// An `i64`.
+    ///
+    /// # Errors
+    /// When the number has a fraction or is out of range.
+    pub fn i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        let n = number(d)?;
+        if let Some(v) = n.as_i64() {
+            return Ok(v);
+        }
+        match n.as_f64() {
+            // Beyond ±2^53 an f64 is not exact; refuse rather than round.
+            Some(f) if f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0 => Ok(f as i64),
+            _ => Err(D::Error::custom(format!(
+                "invalid type: {n}, expected an integer"
+            ))),
+        }
+    }
+
+    /// A `u32`.
+    ///
+    /// # Errors
+    /// When the number has a fraction or is out of range.
+    pub fn u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        let v = i64(d)?;
+        u32::try_from(v)
+            .map_err(|_| D::Error::custom(format!("invalid value: {v}, expected a u32")))
+    }
+}
+
 /// Money in a request: integer minor units and an ISO 4217 code.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MoneyBody {
     /// Amount in minor units (cents), an integer.
     #[schema(example = 1999)]
+    #[serde(deserialize_with = "integral::i64")]
     pub amount_minor: i64,
     /// ISO 4217 currency code.
     #[schema(example = "EUR")]

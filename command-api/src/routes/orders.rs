@@ -38,6 +38,7 @@ pub struct AddItem {
     pub sku: String,
     /// 1..=1000.
     #[schema(example = 2)]
+    #[serde(deserialize_with = "super::integral::u32")]
     pub quantity: u32,
 }
 
@@ -46,6 +47,7 @@ pub struct AddItem {
 #[serde(deny_unknown_fields)]
 pub struct ChangeQuantity {
     /// 1..=1000.
+    #[serde(deserialize_with = "super::integral::u32")]
     pub quantity: u32,
 }
 

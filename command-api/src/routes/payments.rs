@@ -32,6 +32,7 @@ pub struct InitiatePayment {
 pub struct AmountBody {
     /// Minor units, positive.
     #[schema(example = 3998)]
+    #[serde(deserialize_with = "super::integral::i64")]
     pub amount_minor: i64,
 }
 
@@ -40,6 +41,7 @@ pub struct AmountBody {
 #[serde(deny_unknown_fields)]
 pub struct RefundBody {
     /// Minor units, positive; all refunds together never exceed the capture.
+    #[serde(deserialize_with = "super::integral::i64")]
     pub amount_minor: i64,
     pub reason: String,
 }

@@ -54,5 +54,22 @@ impl Modify for BearerAuth {
 
 /// The document as pretty JSON (what `/openapi.json` serves and what is checked in).
 pub fn document() -> String {
-    ApiDoc::openapi().to_pretty_json().unwrap_or_default()
+    serde_json::to_string_pretty(&contract()).unwrap_or_default()
 }
+
+/// The document as served to `/docs`: the same contract, typed.
+pub fn api() -> utoipa::openapi::OpenApi {
+    serde_json::from_value(contract()).unwrap_or_else(|_| ApiDoc::openapi())
+}
+
+/// The generated document with every request field's rule stated, so a
+/// request the schema calls valid is one the server accepts. The rules
+/// come from the domain's own constants; `contract::tests` checks them
+/// against the parsers.
+pub fn contract() -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    contract::tighten(&mut doc);
+    doc
+}
+
+pub mod contract;
