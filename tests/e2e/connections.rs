@@ -222,3 +222,117 @@ async fn connections_over_the_cap_get_503_and_the_cap_frees_up() {
     }
     server.stop().await;
 }
+
+/// Sends `raw` on a fresh connection and returns the whole answer.
+async fn raw_answer(server: &Server, raw: &[u8]) -> Vec<u8> {
+    let mut s = open(server).await;
+    let _ = s.write_all(raw).await;
+    read_to_close(&mut s, Duration::from_secs(10)).await.0
+}
+
+#[tokio::test]
+async fn every_error_status_the_server_emits_is_a_problem_document() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let args = [
+        "serve",
+        "--http-body-timeout",
+        "1s",
+        "--http-max-connections",
+        "4",
+        "--max-token-lifetime",
+        "1h",
+    ];
+    let server = Server::start_bin(BIN, &args, data.path(), None).await;
+    let admin = crate::helpers::run_cli(data.path(), &["token", "--sub", "ops", "--role", "admin"]);
+    let long_lived = crate::helpers::run_cli(
+        data.path(),
+        &["token", "--sub", "ops", "--role", "admin", "--ttl", "2h"],
+    );
+    let (_, user) = server
+        .post(
+            "/v1/users",
+            None,
+            serde_json::json!({"email": "walk@example.com", "name": "Walk"}),
+        )
+        .await;
+    let user_id = user["id"].as_str().expect("id").to_string();
+    let customer = crate::helpers::run_cli(
+        data.path(),
+        &["token", "--sub", &user_id, "--role", "customer"],
+    );
+    let ok = "{\"email\":\"w2@example.com\",\"name\":\"W\"}";
+    let http = |method: &str, path: &str, headers: &[(&str, &str)], body: &str| {
+        let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+        for (k, v) in headers {
+            raw.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if !body.is_empty() || method != "GET" {
+            raw.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        raw.push_str("\r\n");
+        raw.push_str(body);
+        raw.into_bytes()
+    };
+    let admin_h = format!("Bearer {admin}");
+    let customer_h = format!("Bearer {customer}");
+    let long_h = format!("Bearer {long_lived}");
+    let cases: Vec<(u16, Vec<u8>)> = vec![
+        (400, http("POST", "/v1/users", &[], "{not json")),
+        (400, b"NOT-HTTP\r\n\r\n".to_vec()),
+        (401, http("POST", "/v1/products", &[], "{}")),
+        // A token longer-lived than --max-token-lifetime.
+        (401, http("POST", "/v1/products", &[("Authorization", &long_h)], "{}")),
+        (403, http("POST", "/v1/products", &[("Authorization", &customer_h)], "{\"sku\":\"A\",\"name\":\"A\",\"unit_price\":{\"amount_minor\":1,\"currency\":\"EUR\"}}")),
+        (404, http("GET", "/nowhere", &[], "")),
+        (404, http("POST", "/v1/orders/00000000-0000-4000-8000-000000000000/place", &[("Authorization", &admin_h)], "")),
+        (405, http("DELETE", "/v1/users", &[], "")),
+        (409, http("POST", "/v1/users", &[], "{\"email\":\"walk@example.com\",\"name\":\"Again\"}")),
+        (412, http("PATCH", &format!("/v1/users/{user_id}"), &[("Authorization", &admin_h), ("If-Match", "\"9\"")], "{\"name\":\"New\"}")),
+        (413, http("POST", "/v1/users", &[], &"x".repeat(70_000))),
+        (414, format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000)).into_bytes()),
+        (415, {
+            let mut r = http("POST", "/v1/users", &[], ok);
+            let text = String::from_utf8_lossy(&r).replace("application/json", "text/plain");
+            r = text.into_bytes();
+            r
+        }),
+        (422, http("POST", "/v1/users", &[], "{\"email\":\"\",\"name\":\"\"}")),
+        (431, {
+            let mut r = b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+            r.extend(std::iter::repeat_n(b'x', 1 << 20));
+            r.extend_from_slice(b"\r\n\r\n");
+            r
+        }),
+    ];
+    for (expected, raw) in &cases {
+        let answer = raw_answer(&server, raw).await;
+        let (status, doc) = problem(&answer);
+        assert_eq!(
+            status,
+            *expected,
+            "{} → {doc}",
+            String::from_utf8_lossy(&raw[..raw.len().min(60)])
+        );
+    }
+    // 408: a body that never completes.
+    let mut stalled = open(&server).await;
+    stalled
+        .write_all(b"POST /v1/users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{")
+        .await
+        .expect("write");
+    let (raw, _) = read_to_close(&mut stalled, Duration::from_secs(10)).await;
+    assert_eq!(problem(&raw).0, 408);
+    // 503: over the connection cap (4).
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(open(&server).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let answer = raw_answer(&server, b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(problem(&answer).0, 503);
+    drop(held);
+    server.stop().await;
+}

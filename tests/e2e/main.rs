@@ -3,6 +3,7 @@
 
 mod connections;
 mod crash;
+mod edge;
 mod fuzz;
 mod graphql;
 mod helpers;

@@ -1,0 +1,169 @@
+//! GraphQL at the edge: one media type for every answer, tokens past the
+//! maximum lifetime refused, and live subscriptions capped per WebSocket
+//! connection and in total.
+
+use futures::SinkExt;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::graphql::subscriptions::{connect, next_json};
+use crate::helpers::{run_cli, Server};
+
+const BIN: &str = env!("CARGO_BIN_EXE_shopstream");
+
+async fn graphql_with(
+    server: &Server,
+    auth: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (String, Value) {
+    let mut req = server
+        .client()
+        .post(format!("{}/graphql", server.base()))
+        .json(&json!({"query": "{ __typename }"}));
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.expect("answer");
+    assert_eq!(resp.status(), 200);
+    let media = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    (media, resp.json().await.expect("json"))
+}
+
+#[tokio::test]
+async fn graphql_answers_share_one_media_type_and_refuse_long_lived_tokens() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let args = ["serve", "--max-token-lifetime", "1h"];
+    let server = Server::start_bin(BIN, &args, data.path(), None).await;
+    let fine = run_cli(
+        data.path(),
+        &["token", "--sub", "ops", "--role", "admin", "--ttl", "30m"],
+    );
+    let long = run_cli(
+        data.path(),
+        &["token", "--sub", "ops", "--role", "admin", "--ttl", "2h"],
+    );
+    let media = "application/graphql-response+json";
+
+    let (m, ok) = graphql_with(&server, Some(&format!("Bearer {fine}")), &[]).await;
+    assert_eq!(
+        (m.as_str(), &ok["data"]["__typename"]),
+        (media, &json!("Query"))
+    );
+    for (auth, headers, code) in [
+        (Some(format!("Bearer {long}")), vec![], "UNAUTHENTICATED"),
+        (
+            Some("Bearer garbage".to_string()),
+            vec![],
+            "UNAUTHENTICATED",
+        ),
+        (None, vec![("x-consistency-token", "-1")], "BAD_USER_INPUT"),
+    ] {
+        let (m, doc) = graphql_with(&server, auth.as_deref(), &headers).await;
+        assert_eq!(m, media, "{doc}");
+        assert_eq!(doc["errors"][0]["extensions"]["code"], code, "{doc}");
+    }
+    let (_, doc) = graphql_with(&server, Some(&format!("Bearer {long}")), &[]).await;
+    assert!(
+        doc["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("maximum token lifetime")),
+        "{doc}"
+    );
+    server.stop().await;
+}
+
+/// The code of the first error a subscription answered with.
+async fn first_code(ws: &mut crate::graphql::subscriptions::Socket) -> String {
+    let msg = next_json(ws).await;
+    msg["payload"][0]["extensions"]["code"]
+        .as_str()
+        .or_else(|| msg["payload"]["errors"][0]["extensions"]["code"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn live_subscriptions_are_capped_per_connection_and_in_total() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let args = [
+        "serve",
+        "--subscriptions-per-connection",
+        "2",
+        "--max-subscriptions",
+        "3",
+    ];
+    let server = Server::start_bin(BIN, &args, data.path(), None).await;
+    // An admin's subscription to an unknown customer stays open (NOT_FOUND
+    // comes per event), so use a real customer the admin may watch.
+    let (_, user) = server
+        .post(
+            "/v1/users",
+            None,
+            json!({"email": "cap@example.com", "name": "Cap"}),
+        )
+        .await;
+    let id = user["id"].as_str().expect("id").to_string();
+    let position = user["position"].as_i64();
+    let admin = run_cli(data.path(), &["token", "--sub", "ops", "--role", "admin"]);
+    let (_, seen) = server
+        .graphql(
+            Some(&admin),
+            position,
+            "query($id: ID!) { customer(id: $id) { id } }",
+            json!({"id": id}),
+        )
+        .await;
+    assert_eq!(seen["data"]["customer"]["id"], id.as_str());
+    let sub = |n: &str| {
+        let query = "subscription($id: ID!) { customerUpdated(id: $id) { id } }";
+        Message::Text(
+            json!({"id": n, "type": "subscribe", "payload": {"query": query, "variables": {"id": id}}})
+                .to_string()
+                .into(),
+        )
+    };
+
+    let mut first = connect(&server, &admin).await;
+    for n in ["1", "2"] {
+        first.send(sub(n)).await.expect("subscribe");
+        let live = next_json(&mut first).await;
+        assert_eq!(live["type"], "next", "{live}");
+    }
+    // A third on the same connection: over the per-connection cap.
+    first.send(sub("3")).await.expect("subscribe");
+    assert_eq!(first_code(&mut first).await, "TOO_MANY_SUBSCRIPTIONS");
+
+    let mut second = connect(&server, &admin).await;
+    second.send(sub("1")).await.expect("subscribe");
+    assert_eq!(next_json(&mut second).await["type"], "next");
+    // A fourth in the process: over the total cap.
+    second.send(sub("2")).await.expect("subscribe");
+    assert_eq!(first_code(&mut second).await, "TOO_MANY_SUBSCRIPTIONS");
+
+    // Closing a connection frees its slots.
+    drop(first);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut n = 10;
+    loop {
+        n += 1;
+        second.send(sub(&n.to_string())).await.expect("subscribe");
+        let msg = next_json(&mut second).await;
+        if msg["type"] == "next" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "slots never came back: {msg}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    server.stop().await;
+}
