@@ -2,7 +2,10 @@
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    shopstream::runtime()?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     shopstream::cli::Cli::parse().run().await
 }

@@ -9,6 +9,7 @@
 //!
 //! Benchmarks report numbers; they assert nothing.
 
+mod flood;
 mod load;
 mod procs;
 mod report;
@@ -46,7 +47,7 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Run only these groups (repeatable): commands, graphql, freshness,
-    /// rebuild, analytics.
+    /// rebuild, analytics, flood.
     #[arg(long)]
     only: Vec<String>,
 }
@@ -80,6 +81,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.runs("rebuild") || args.runs("analytics") {
         rebuild_and_analytics(&args, &mut report).await?;
+    }
+    if args.runs("flood") {
+        flood::connection_flood(&mut report, if args.quick { 1_500 } else { 3_000 }).await?;
     }
     report.print();
     report.write(&args.out, &args)?;

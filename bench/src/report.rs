@@ -64,6 +64,12 @@ impl Report {
                     "rebuild    {name:<44} {:>8} events/s {:>8} store events/s | raw batched INSERT {:>8} rows/s | ratio {}",
                     f(v, "events_per_s"), f(v, "store_events_per_s"), f(v, "raw_insert_rows_per_s"), f(v, "ratio")
                 ),
+                "flood" => format!(
+                    "flood      {name:<44} RSS before {:>6} MiB during {:>6} after {:>6} | after/before {} | refused {} closed by server {} still open {}",
+                    f(v, "rss_before_mib"), f(v, "rss_during_mib"), f(v, "rss_after_mib"),
+                    f(v, "after_over_before"), f(v, "refused_503"), f(v, "closed_by_server"),
+                    f(v, "still_open_after_30s")
+                ),
                 _ => format!("{group} {name} {v}"),
             };
             lines.push(line);

@@ -3,8 +3,11 @@
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    shopstream::runtime()?.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let mut cli = shopstream::cli::Cli::parse();
     cli.command = Some(shopstream::cli::Command::Query);
     cli.run().await

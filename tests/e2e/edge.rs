@@ -28,12 +28,7 @@ async fn graphql_with(
     }
     let resp = req.send().await.expect("answer");
     assert_eq!(resp.status(), 200);
-    let media = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let media = crate::helpers::media_type(&resp);
     (media, resp.json().await.expect("json"))
 }
 

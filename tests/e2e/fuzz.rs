@@ -32,12 +32,7 @@ async fn code_of(server: &Server, body: String) -> (u16, String) {
         .await
         .expect("the server answers");
     let status = resp.status().as_u16();
-    let media = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let media = crate::helpers::media_type(&resp);
     let doc: Value = resp.json().await.expect("a JSON answer");
     if status == 200 {
         assert_eq!(media, "application/graphql-response+json", "{doc}");
@@ -344,12 +339,7 @@ async fn fuzz_worker(server: &Server, admin: &str, seed: u64, until: Instant) ->
         }
         let resp = req.send().await.expect("the server answers every request");
         let status = resp.status().as_u16();
-        let media = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
+        let media = crate::helpers::media_type(&resp);
         let text = resp.text().await.expect("a body");
         assert!(status < 500, "seed {seed}: {status} {text}");
         let doc: Value = serde_json::from_str(&text)

@@ -308,3 +308,12 @@ impl DraftOrder {
         }
     }
 }
+
+/// The media type an answer declares (empty when none).
+pub fn media_type(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}

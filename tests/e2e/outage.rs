@@ -193,12 +193,7 @@ async fn writer(base: String, n: usize, stop: Arc<AtomicBool>, out: Arc<Mutex<Ou
             }
         };
         let status = resp.status().as_u16();
-        let media = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
+        let media = crate::helpers::media_type(&resp);
         let retry_after = resp.headers().contains_key("retry-after");
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         let took = started.elapsed();
@@ -217,6 +212,28 @@ async fn writer(base: String, n: usize, stop: Arc<AtomicBool>, out: Arc<Mutex<Ou
             };
             out.failures.push((status, took, note));
         }
+    }
+}
+
+/// Running writers and what they saw.
+struct Writers {
+    stop: Arc<AtomicBool>,
+    writers: Vec<tokio::task::JoinHandle<()>>,
+    out: Arc<Mutex<Outcomes>>,
+}
+
+impl Writers {
+    /// Stops the writers and returns what they saw.
+    async fn finish(self) -> Outcomes {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in self.writers {
+            w.await.expect("writer");
+        }
+        Arc::try_unwrap(self.out)
+            .ok()
+            .expect("writers done")
+            .into_inner()
+            .expect("lock")
     }
 }
 
@@ -331,16 +348,7 @@ async fn a_database_crash_under_load_loses_no_acknowledged_command() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.store(true, Ordering::Relaxed);
-    for w in writers {
-        w.await.expect("writer");
-    }
-
-    let out = Arc::try_unwrap(out)
-        .ok()
-        .expect("writers done")
-        .into_inner()
-        .expect("lock");
+    let out = Writers { stop, writers, out }.finish().await;
     // Only 503 problem documents, each within ~2 s, while the store was down.
     for (status, took, note) in &out.failures {
         assert_eq!(*status, 503, "{note}");
@@ -420,15 +428,7 @@ async fn sigterm_under_load_drains_and_keeps_acknowledged_work() {
     server.stop().await;
     let exited = signalled.elapsed();
     assert!(exited < Duration::from_secs(8), "exit took {exited:?}");
-    stop.store(true, Ordering::Relaxed);
-    for w in writers {
-        w.await.expect("writer");
-    }
-    let out = Arc::try_unwrap(out)
-        .ok()
-        .expect("writers done")
-        .into_inner()
-        .expect("lock");
+    let out = Writers { stop, writers, out }.finish().await;
     assert!(!out.acked.is_empty());
     for (status, _, note) in &out.failures {
         assert_eq!(*status, 503, "{note}");
