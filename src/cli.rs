@@ -75,6 +75,14 @@ pub enum Command {
         #[arg(long, default_value_t = 365)]
         days: u32,
     },
+    /// Probe this instance's `/livez` (at --listen)
+    /// and exit 0 when it answers 200: the container HEALTHCHECK, since the
+    /// image has no curl.
+    Healthcheck {
+        /// The path to probe.
+        #[arg(long, default_value = "/livez")]
+        path: String,
+    },
     /// Inspect and rebuild the read models.
     Projections {
         #[command(subcommand)]
@@ -141,6 +149,7 @@ impl Command {
             Self::Saga => "saga",
             Self::Seed { .. } => "seed",
             Self::Projections { .. } => "projections",
+            Self::Healthcheck { .. } => "healthcheck",
         }
     }
 }
@@ -152,6 +161,11 @@ impl Cli {
     /// Whatever stops it, with context for the operator.
     pub async fn run(self) -> anyhow::Result<()> {
         let command = self.command.unwrap_or(Command::Serve);
+        if let Command::Healthcheck { path } = &command {
+            // No telemetry: the probe runs every few seconds and says
+            // nothing but its exit code (and why, on failure).
+            return crate::healthcheck::probe(self.settings.listen, path).await;
+        }
         let _telemetry = eventlog::telemetry::init(&eventlog::telemetry::TelemetryOptions {
             log_format: self.settings.log_format,
             otlp_endpoint: self
@@ -176,6 +190,7 @@ impl Cli {
                 writeln!(std::io::stdout(), "{token}").context("cannot write the token")?;
                 Ok(())
             }
+            Command::Healthcheck { .. } => Ok(()),
             Command::Project => crate::serve::project(&self.settings).await,
             Command::Relay => crate::serve::relay(&self.settings).await,
             Command::Commands => crate::serve::commands(&self.settings).await,

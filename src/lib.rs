@@ -9,6 +9,7 @@
 //! - `projections`: the projection role, `projections status|rebuild`, the admin endpoint.
 //! - `saga`: the order–payment saga and the simulated payment provider.
 //! - `seed`: realistic, deterministic demo data (`shopstream seed`).
+//! - `healthcheck`: `shopstream healthcheck`, the container's probe of its own `/livez`.
 
 /// Every shopstream binary allocates through mimalloc: request handling,
 /// JSON and row decoding allocate many short-lived objects, which glibc's
@@ -58,6 +59,7 @@ fn release_freed_memory() {
 
 pub mod cli;
 pub mod config;
+pub mod healthcheck;
 pub mod projections;
 pub mod saga;
 pub mod seed;

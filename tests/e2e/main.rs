@@ -315,3 +315,33 @@ async fn seed_is_deterministic_and_foldable() {
         "the same seed writes the same events"
     );
 }
+
+#[tokio::test]
+async fn healthcheck_probes_the_running_server() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(data.path(), None).await;
+    let listen = server.base().trim_start_matches("http://").to_string();
+    let probe = |listen: String, path: &'static str| {
+        let dir = data.path().to_path_buf();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                helpers::cli(&dir, &["healthcheck", "--listen", &listen, "--path", path])
+            })
+            .await
+            .expect("join")
+        }
+    };
+    let up = probe(listen.clone(), "/livez").await;
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let missing = probe(listen.clone(), "/nowhere").await;
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("answered 404"));
+    server.stop().await;
+    let down = probe(listen, "/livez").await;
+    assert!(!down.status.success(), "a stopped server passed the probe");
+    assert!(String::from_utf8_lossy(&down.stderr).contains("cannot connect"));
+}
