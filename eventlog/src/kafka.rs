@@ -40,8 +40,21 @@ pub struct KafkaSettings {
     /// A projector process that has not renewed its lease for this long is
     /// dead; its partitions move to the others.
     pub session_timeout_ms: u32,
-    /// Extra librdkafka properties (`security.protocol`, `sasl.*`, …).
+    /// Extra librdkafka properties (`security.protocol`, `ssl.*`, …).
     pub extra: Vec<(String, String)>,
+    /// librdkafka properties whose values are secrets (`sasl.password`):
+    /// applied like `extra`, never printed.
+    pub secrets: Vec<(String, SecretValue)>,
+}
+
+/// A configuration value that must not reach logs or `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretValue(pub String);
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
 }
 
 impl Default for KafkaSettings {
@@ -54,6 +67,7 @@ impl Default for KafkaSettings {
             group_prefix: "shopstream".into(),
             session_timeout_ms: 10_000,
             extra: Vec::new(),
+            secrets: Vec::new(),
         }
     }
 }
@@ -65,12 +79,67 @@ pub enum KafkaSideError {
     Kafka(#[from] KafkaError),
     #[error("kafka topic {topic}: {message}")]
     Topic { topic: String, message: String },
+    #[error("{error}; the brokers said: {cause}")]
+    Unreachable { error: String, cause: String },
     #[error("undecodable record at {partition}/{offset}: {message}")]
     Undecodable {
         partition: i32,
         offset: i64,
         message: String,
     },
+}
+
+/// A client context that keeps the first transport-level error librdkafka
+/// reported (TLS handshake, authentication, resolution), and logs each.
+#[derive(Clone, Default)]
+pub struct TransportErrors {
+    last: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl TransportErrors {
+    /// The first error reported, if any.
+    pub fn last(&self) -> Option<String> {
+        self.last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl rdkafka::producer::ProducerContext for TransportErrors {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, (): ()) {}
+}
+
+impl TransportErrors {
+    /// Keeps the first report: the cause ("SSL handshake failed: …"), not
+    /// its consequences ("1/1 brokers are down") that follow it.
+    fn record(&self, reason: &str) {
+        self.last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_or_insert_with(|| reason.to_string());
+    }
+}
+
+impl rdkafka::client::ClientContext for TransportErrors {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "kafka client error");
+        self.record(reason);
+    }
+
+    /// librdkafka reports a refused TLS handshake or failed authentication
+    /// only as a log line from its broker threads: keep those.
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error | L::Warning => {
+                tracing::warn!(facility, message, "kafka client");
+                self.record(message);
+            }
+            _ => tracing::debug!(facility, message, "kafka client"),
+        }
+    }
 }
 
 impl KafkaSettings {
@@ -83,10 +152,18 @@ impl KafkaSettings {
             // Reconnect quickly after a broker comes back.
             .set("reconnect.backoff.ms", "100")
             .set("reconnect.backoff.max.ms", "2000");
+        self.apply_extra(&mut config);
+        config
+    }
+
+    /// The operator's properties last, so they win over the defaults above.
+    fn apply_extra(&self, config: &mut ClientConfig) {
         for (k, v) in &self.extra {
             config.set(k, v);
         }
-        config
+        for (k, v) in &self.secrets {
+            config.set(k, &v.0);
+        }
     }
 
     /// The relay's producer: idempotent, `acks=all`, ordered per partition,
@@ -102,9 +179,7 @@ impl KafkaSettings {
             // The Java client's partitioner: the same key lands on the same
             // partition whichever client wrote it.
             .set("partitioner", "murmur2_random");
-        for (k, v) in &self.extra {
-            config.set(k, v);
-        }
+        self.apply_extra(&mut config);
         config
     }
 
@@ -119,9 +194,7 @@ impl KafkaSettings {
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
             .set("fetch.wait.max.ms", "10");
-        for (k, v) in &self.extra {
-            config.set(k, v);
-        }
+        self.apply_extra(&mut config);
         config
     }
 
@@ -131,6 +204,47 @@ impl KafkaSettings {
     /// When the broker cannot be reached or refuses.
     pub async fn ensure_topic(&self) -> Result<i32, KafkaSideError> {
         let admin: AdminClient<DefaultClientContext> = self.client_config().create()?;
+        match self.create_topic(&admin).await {
+            Ok(n) => Ok(n),
+            // A failed admin call only says "timed out"; why the brokers
+            // could not be reached (a TLS handshake refused, authentication
+            // failed, connection refused) librdkafka only logs: name it.
+            Err(e) => Err(match self.transport_error().await {
+                Some(cause) => KafkaSideError::Unreachable {
+                    error: e.to_string(),
+                    cause,
+                },
+                None => e,
+            }),
+        }
+    }
+
+    /// Connects a throwaway client and returns the first warning or error
+    /// librdkafka logs within three seconds, if any.
+    async fn transport_error(&self) -> Option<String> {
+        let settings = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let context = TransportErrors::default();
+            let producer: rdkafka::producer::BaseProducer<TransportErrors> = settings
+                .client_config()
+                .create_with_context(context.clone())
+                .ok()?;
+            let deadline = std::time::Instant::now() + Duration::from_secs(3);
+            while context.last().is_none() && std::time::Instant::now() < deadline {
+                // Serves the client's queue: its log lines reach `context`.
+                producer.poll(Duration::from_millis(100));
+            }
+            context.last()
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    async fn create_topic(
+        &self,
+        admin: &AdminClient<DefaultClientContext>,
+    ) -> Result<i32, KafkaSideError> {
         let topic = NewTopic::new(
             &self.topic,
             self.partitions,

@@ -56,6 +56,8 @@ fn tansu_bin() -> PathBuf {
 /// A tansu broker on a loopback port.
 struct Broker {
     port: u16,
+    /// The port clients are told to use (a TLS proxy in front), when not `port`.
+    advertised: Option<u16>,
     child: Option<Child>,
 }
 
@@ -63,6 +65,7 @@ impl Broker {
     fn new() -> Self {
         Self {
             port: free_port(),
+            advertised: None,
             child: None,
         }
     }
@@ -73,8 +76,9 @@ impl Broker {
 
     async fn start(&mut self) {
         let url = format!("tcp://{}", self.address());
+        let advertised = format!("tcp://127.0.0.1:{}", self.advertised.unwrap_or(self.port));
         let child = Command::new(tansu_bin())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &advertised])
             .args(["--storage-engine", "memory://tansu/"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -178,8 +182,13 @@ impl Profile {
     }
 
     fn spawn(&self, bin: &str, role: &[&str], listen: Option<u16>) -> Proc {
+        self.spawn_with(bin, role, &[], listen)
+    }
+
+    /// [`Profile::spawn`] with `extra` flags after the profile's own.
+    fn spawn_with(&self, bin: &str, role: &[&str], extra: &[&str], listen: Option<u16>) -> Proc {
         let mut cmd = Command::new(bin);
-        cmd.args(role).args(self.args());
+        cmd.args(role).args(self.args()).args(extra);
         if let Some(port) = listen {
             cmd.arg("--listen").arg(format!("127.0.0.1:{port}"));
         }
@@ -642,4 +651,279 @@ async fn serve_with_kafka_runs_every_role_in_one_process() {
     server.stop().await;
     db.close().await;
     t.drop_database().await;
+}
+
+/// Kafka over TLS: tansu 0.6 cannot open a TLS listener itself (its
+/// `--cert` and `--key` flags sit in one exclusive clap group, so both
+/// cannot be given), so the broker is fronted by a TLS-terminating proxy —
+/// as a load balancer in front of a cluster would — and advertises the
+/// proxy's address. The clients (relay, producer; projectors, consumers)
+/// speak TLS to the proxy; the certificates come from a CA made in the test.
+mod tls {
+    use std::path::{Path, PathBuf};
+    use std::pin::Pin;
+    use std::time::Duration;
+
+    use openssl::ssl::{Ssl, SslAcceptor, SslFiletype, SslMethod};
+    use serde_json::json;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::{free_port, Broker, Profile, BIN, SERIAL};
+    use crate::helpers::Server;
+    use eventlog::testing::TestDatabase;
+
+    fn openssl(dir: &Path, args: &[&str]) {
+        let out = std::process::Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("the openssl command (install openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A CA and a certificate it signed for 127.0.0.1, as PEM files named
+    /// `<name>-ca.pem`, `<name>.pem`, `<name>.key` in `dir`.
+    fn certificates(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+        let ca_key = format!("{name}-ca.key");
+        let ca = format!("{name}-ca.pem");
+        let key = format!("{name}.key");
+        let csr = format!("{name}.csr");
+        let cert = format!("{name}.pem");
+        let ext = format!("{name}.ext");
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &ca_key,
+                "-out",
+                &ca,
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={name} test CA"),
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        );
+        std::fs::write(
+            dir.join(&ext),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .expect("ext");
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-out",
+                &cert,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ],
+        );
+        (dir.join(ca), dir.join(cert), dir.join(key))
+    }
+
+    /// Terminates TLS on `port` and forwards each connection to `upstream`.
+    async fn tls_proxy(
+        port: u16,
+        cert: &Path,
+        key: &Path,
+        upstream: String,
+    ) -> tokio::task::JoinHandle<()> {
+        let mut acceptor =
+            SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).expect("acceptor");
+        acceptor
+            .set_private_key_file(key, SslFiletype::PEM)
+            .expect("key");
+        acceptor.set_certificate_chain_file(cert).expect("cert");
+        let acceptor = acceptor.build();
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("proxy port");
+        tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    continue;
+                };
+                let ssl = Ssl::new(acceptor.context()).expect("ssl");
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = tokio_openssl::SslStream::new(ssl, client) else {
+                        return;
+                    };
+                    if Pin::new(&mut tls).accept().await.is_err() {
+                        return;
+                    }
+                    let Ok(mut broker) = TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut broker).await;
+                });
+            }
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn relay_and_projectors_work_over_tls_and_a_wrong_ca_is_named() {
+        let _serial = SERIAL.lock().await;
+        let t = TestDatabase::postgres().await;
+        let certs = tempfile::tempdir().expect("tempdir");
+        let (ca, cert, key) = certificates(certs.path(), "broker");
+        let (other_ca, _, _) = certificates(certs.path(), "stranger");
+        let proxy_port = free_port();
+        let mut broker = Broker::new();
+        broker.advertised = Some(proxy_port);
+        broker.start().await;
+        let proxy = tls_proxy(proxy_port, &cert, &key, broker.address()).await;
+        let mut profile = Profile::new(&t.url, &broker);
+        profile.brokers = format!("127.0.0.1:{proxy_port}");
+        let ca_arg = ca.display().to_string();
+        let server = Server::start_bin(
+            BIN,
+            &[
+                "serve",
+                "--kafka-brokers",
+                &profile.brokers,
+                "--kafka-topic",
+                &profile.topic,
+                "--kafka-partitions",
+                "2",
+                "--kafka-security-protocol",
+                "ssl",
+                "--kafka-ca",
+                &ca_arg,
+            ],
+            &profile.data,
+            Some(&t.url),
+        )
+        .await;
+        let admin = crate::helpers::run_cli_with(
+            &profile.data,
+            &["token", "--sub", "ops", "--role", "admin"],
+            &t.url,
+        );
+        let (s, user) = server
+            .post(
+                "/v1/users",
+                None,
+                json!({"email": "tls@example.com", "name": "Over TLS"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{user}");
+        let id = user["id"].as_str().expect("id").to_string();
+        let position = user["position"].as_i64();
+        // Relay → Kafka over TLS → Kafka-fed projectors over TLS → GraphQL.
+        let mut answer = serde_json::Value::Null;
+        for _ in 0..20 {
+            let (_, body) = server
+                .graphql(
+                    Some(&admin),
+                    position,
+                    "query($id: ID!) { customer(id: $id) { email } }",
+                    json!({"id": id}),
+                )
+                .await;
+            answer = body;
+            if answer["extensions"]["consistency"]["stale"] == false {
+                break;
+            }
+        }
+        assert_eq!(
+            answer["data"]["customer"]["email"], "tls@example.com",
+            "{answer}"
+        );
+
+        // The in-process relay holds the relay lock; stop it, so the next
+        // relay is the active one.
+        server.stop().await;
+
+        // A relay that trusts another CA: refused, and it says why.
+        let relay_port = free_port();
+        let other = other_ca.display().to_string();
+        let _relay = profile.spawn_with(
+            BIN,
+            &["relay"],
+            &["--kafka-security-protocol", "ssl", "--kafka-ca", &other],
+            Some(relay_port),
+        );
+        let client = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut last = serde_json::Value::Null;
+        let detail = loop {
+            let r = client
+                .get(format!("http://127.0.0.1:{relay_port}/readyz"))
+                .send()
+                .await;
+            if let Ok(r) = r {
+                let status = r.status().as_u16();
+                let body: serde_json::Value = r.json().await.unwrap_or_default();
+                let detail = body["detail"].as_str().unwrap_or_default().to_string();
+                if status == 503 && detail.to_ascii_lowercase().contains("certificate") {
+                    break detail;
+                }
+                last = body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the relay never named the certificate failure: {last}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        assert!(detail.contains("kafka"), "{detail}");
+        // Commands keep succeeding meanwhile (the command API needs no Kafka).
+        let commands = profile.command_api().await;
+        let (s, body) = commands
+            .post(
+                "/v1/users",
+                None,
+                json!({"email": "still@example.com", "name": "Still"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{body}");
+        // And the relay's log names it too.
+        let logged = std::fs::read_dir(&profile.data)
+            .expect("logs")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with("process-"))
+            .any(|e| {
+                std::fs::read_to_string(e.path())
+                    .is_ok_and(|l| l.contains("certificate verify failed"))
+            });
+        assert!(logged, "no relay log line names the certificate failure");
+        commands.stop().await;
+        proxy.abort();
+        t.drop_database().await;
+    }
 }
