@@ -75,7 +75,7 @@ pub enum Command {
         #[arg(long, default_value_t = 365)]
         days: u32,
     },
-    /// Probe this instance's `/livez` (at --listen)
+    /// Probe this instance's `/livez` (at --operations-listen when set, else --listen)
     /// and exit 0 when it answers 200: the container HEALTHCHECK, since the
     /// image has no curl.
     Healthcheck {
@@ -164,7 +164,11 @@ impl Cli {
         if let Command::Healthcheck { path } = &command {
             // No telemetry: the probe runs every few seconds and says
             // nothing but its exit code (and why, on failure).
-            return crate::healthcheck::probe(self.settings.listen, path).await;
+            let address = self
+                .settings
+                .operations_listen
+                .unwrap_or(self.settings.listen);
+            return crate::healthcheck::probe(address, path).await;
         }
         let _telemetry = eventlog::telemetry::init(&eventlog::telemetry::TelemetryOptions {
             log_format: self.settings.log_format,

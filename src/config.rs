@@ -141,10 +141,17 @@ pub struct Settings {
     )]
     pub db_max_connections: u32,
 
-    /// Where the roles without an API of their own (`project`, `saga`)
-    /// serve `/livez`, `/readyz` and `/metrics` (off when unset).
-    #[arg(long, env = "SHOPSTREAM_METRICS_LISTEN", global = true)]
-    pub metrics_listen: Option<SocketAddr>,
+    /// The operations port: `/metrics`, `/livez` and `/readyz` on their own
+    /// address, for every role. When set, the public port no longer serves
+    /// `/metrics`. Roles without an API of their own (`project`, `saga`)
+    /// serve these only here. (`--metrics-listen` is the old name.)
+    #[arg(
+        long,
+        env = "SHOPSTREAM_OPERATIONS_LISTEN",
+        alias = "metrics-listen",
+        global = true
+    )]
+    pub operations_listen: Option<SocketAddr>,
 
     /// Kafka bootstrap servers (`host:port,…`): the distributed profile.
     /// `serve` then runs the relay and Kafka-fed projectors; `project`

@@ -82,7 +82,10 @@ pub async fn query(settings: &Settings) -> anyhow::Result<()> {
         settings.query_config(),
     );
     let limits = settings.http_limits();
-    let app = command_api::server::edge(graphql.merge(operations(&db, &read_db, None)), &limits);
+    let public =
+        operations_without_metrics(&db, None).merge(public_metrics(settings, &db, &read_db));
+    let app = command_api::server::edge(graphql.merge(public), &limits);
+    let ops = health_server(settings, &db, &read_db).await?;
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -92,6 +95,9 @@ pub async fn query(settings: &Settings) -> anyhow::Result<()> {
     command_api::server::serve(listener, app, limits, shutdown_signal())
         .await
         .context("server failed")?;
+    if let Some(ops) = ops {
+        ops.abort();
+    }
     ticker.abort();
     if let Some(l) = listener_task {
         l.abort();
@@ -108,6 +114,14 @@ fn operations(
     read_db: &projectors::ReadDb,
     readyz: Option<axum::routing::MethodRouter>,
 ) -> axum::Router {
+    operations_without_metrics(db, readyz).merge(projections::metrics_router(db, read_db))
+}
+
+/// `/livez` and `/readyz` alone.
+fn operations_without_metrics(
+    db: &eventlog::Database,
+    readyz: Option<axum::routing::MethodRouter>,
+) -> axum::Router {
     let readyz = readyz.unwrap_or_else(|| {
         axum::routing::get(command_api::routes::health::readyz)
             .with_state(eventlog::Health::watch(db.clone()))
@@ -118,25 +132,47 @@ fn operations(
             axum::routing::get(command_api::routes::health::livez),
         )
         .route("/readyz", readyz)
-        .merge(projections::metrics_router(db, read_db))
 }
 
-/// Serves `/livez`, `/readyz` and `/metrics` on `--metrics-listen` for a
-/// role without an API of its own.
+/// `/metrics` for the public port: there unless an operations port is set.
+fn public_metrics(
+    settings: &Settings,
+    db: &eventlog::Database,
+    read_db: &projectors::ReadDb,
+) -> axum::Router {
+    if settings.operations_listen.is_some() {
+        axum::Router::new()
+    } else {
+        projections::metrics_router(db, read_db)
+    }
+}
+
+/// Serves `/livez`, `/readyz` and `/metrics` on `--operations-listen`, when
+/// set (every role; the only HTTP of `project` and `saga`).
 async fn health_server(
     settings: &Settings,
     db: &eventlog::Database,
     read_db: &projectors::ReadDb,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
-    let Some(addr) = settings.metrics_listen else {
+    operations_server(settings, db, read_db, None).await
+}
+
+/// [`health_server`] with a role's own readiness.
+async fn operations_server(
+    settings: &Settings,
+    db: &eventlog::Database,
+    read_db: &projectors::ReadDb,
+    readyz: Option<axum::routing::MethodRouter>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(addr) = settings.operations_listen else {
         return Ok(None);
     };
     let limits = settings.http_limits();
-    let app = command_api::server::edge(operations(db, read_db, None), &limits);
+    let app = command_api::server::edge(operations(db, read_db, readyz), &limits);
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    tracing::info!(address = %listener.local_addr()?, "health and metrics");
+    tracing::info!(address = %listener.local_addr()?, "operations port: /metrics /livez /readyz");
     Ok(Some(tokio::spawn(async move {
         let forever = std::future::pending::<()>();
         if let Err(e) = command_api::server::serve(listener, app, limits, forever).await {
@@ -217,8 +253,11 @@ pub async fn relay(settings: &Settings) -> anyhow::Result<()> {
     let wake = Wake::default();
     let (status, stop, tasks) = start_relay(settings, &kafka, &db, &wake)?;
     let limits = settings.http_limits();
+    let ops =
+        operations_server(settings, &db, &read_db, Some(relay_readyz(status.clone()))).await?;
     let app = command_api::server::edge(
-        operations(&db, &read_db, Some(relay_readyz(status))),
+        operations_without_metrics(&db, Some(relay_readyz(status)))
+            .merge(public_metrics(settings, &db, &read_db)),
         &limits,
     );
     let listener = TcpListener::bind(settings.listen)
@@ -233,6 +272,9 @@ pub async fn relay(settings: &Settings) -> anyhow::Result<()> {
     command_api::server::serve(listener, app, limits, shutdown_signal())
         .await
         .context("server failed")?;
+    if let Some(ops) = ops {
+        ops.abort();
+    }
     let _ = stop.send(true);
     let mut tasks = tasks.into_iter();
     if let Some(relay_task) = tasks.next() {
@@ -258,7 +300,8 @@ pub async fn commands(settings: &Settings) -> anyhow::Result<()> {
     let read_db = projections::open(settings).await?;
     let config = settings.command_config()?;
     let admin = projections::admin_router(settings.authenticator()?, &db, &read_db);
-    let metrics = projections::metrics_router(&db, &read_db);
+    let metrics = public_metrics(settings, &db, &read_db);
+    let ops = health_server(settings, &db, &read_db).await?;
     let app = command_api::build_with(db.clone(), &config, admin.merge(metrics));
     let listener = TcpListener::bind(settings.listen)
         .await
@@ -271,6 +314,9 @@ pub async fn commands(settings: &Settings) -> anyhow::Result<()> {
     app.run(listener, shutdown_signal())
         .await
         .context("server failed")?;
+    if let Some(ops) = ops {
+        ops.abort();
+    }
     read_db.close().await;
     db.close().await;
     Ok(())
@@ -416,7 +462,8 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
         commits,
         settings.query_config(),
     );
-    let metrics = projections::metrics_router(&db, &read_db);
+    let metrics = public_metrics(settings, &db, &read_db);
+    let ops = health_server(settings, &db, &read_db).await?;
     let app = command_api::build_with(db.clone(), &config, admin.merge(graphql).merge(metrics));
     let processes = start_saga(settings, &db, &read_db, &wake, commands)?;
     let listener = TcpListener::bind(settings.listen)
@@ -434,6 +481,9 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     app.run(listener, shutdown_signal())
         .await
         .context("server failed")?;
+    if let Some(ops) = ops {
+        ops.abort();
+    }
     let _ = processes.0.send(true);
     for task in processes.1 {
         let _ = task.await;

@@ -1,6 +1,9 @@
 //! A small Prometheus registry shared by every shopstream service: counters,
 //! gauges and latency histograms with labels, rendered in the Prometheus
-//! text format at `/metrics`.
+//! text format at `/metrics`. Every name is exported with the `shopstream_`
+//! prefix (code records `http_requests_total`, Prometheus sees
+//! `shopstream_http_requests_total`), beside the standard `process_*`
+//! metrics and `shopstream_build_info`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -133,21 +136,30 @@ fn labels(l: &[(String, String)], extra: Option<(&str, String)>) -> String {
     }
 }
 
+/// The prefix of every exported shopstream metric.
+pub const PREFIX: &str = "shopstream_";
+
 /// Everything recorded, in the Prometheus text exposition format.
 pub fn render() -> String {
-    with(|r| {
+    let mut out = with(|r| {
         let mut out = String::new();
         for (name, (kind, help)) in &r.help {
+            let name = &format!("{PREFIX}{name}");
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for ((n, l), v) in r
                 .counters
                 .iter()
                 .chain(r.gauges.iter())
-                .filter(|((n, _), _)| n == name)
+                .filter(|((n, _), _)| name.strip_prefix(PREFIX) == Some(n.as_str()))
             {
-                let _ = writeln!(out, "{n}{} {v}", labels(l, None));
+                let _ = writeln!(out, "{PREFIX}{n}{} {v}", labels(l, None));
             }
-            for ((n, l), h) in r.histograms.iter().filter(|((n, _), _)| n == name) {
+            for ((n, l), h) in r
+                .histograms
+                .iter()
+                .filter(|((n, _), _)| name.strip_prefix(PREFIX) == Some(n.as_str()))
+            {
+                let n = &format!("{PREFIX}{n}");
                 for (b, c) in h.buckets.iter().zip(&h.counts) {
                     let _ = writeln!(
                         out,
@@ -166,7 +178,58 @@ pub fn render() -> String {
             }
         }
         out
-    })
+    });
+    let _ = writeln!(
+        out,
+        "# HELP {PREFIX}build_info The running build.\n# TYPE {PREFIX}build_info gauge\n{PREFIX}build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    process_metrics(&mut out);
+    out
+}
+
+/// The standard `process_*` metrics, from `/proc/self` (Linux).
+fn process_metrics(out: &mut String) {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // /proc counts times in USER_HZ, which the kernel ABI fixes at 100, and
+    // resident memory in pages (4 KiB on the platforms shopstream ships for).
+    let ticks = 100.0;
+    let page = 4096.0;
+    let num = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    // After the name: state is field 0; utime 11, stime 12, starttime 19, rss 21.
+    if let (Some(utime), Some(stime)) = (num(11), num(12)) {
+        let _ = writeln!(out, "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {}", (utime + stime) / ticks);
+    }
+    if let Some(rss) = num(21) {
+        let _ = writeln!(out, "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}", rss * page);
+    }
+    if let Some(vsize) = num(20) {
+        let _ = writeln!(out, "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n# TYPE process_virtual_memory_bytes gauge\nprocess_virtual_memory_bytes {vsize}");
+    }
+    if let (Some(start), Some(boot)) = (num(19), boot_time()) {
+        let _ = writeln!(out, "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {}", boot + start / ticks);
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        let _ = writeln!(out, "# HELP process_open_fds Number of open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds {}", fds.count());
+    }
+}
+
+/// The system's boot time, seconds since the epoch (`btime` in /proc/stat).
+fn boot_time() -> Option<f64> {
+    std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
@@ -184,11 +247,29 @@ mod tests {
         );
         gauge("test_lag", "Lag.", &[], 7.0);
         let text = render();
-        assert!(text.contains("# TYPE test_things_total counter"));
-        assert!(text.contains("test_things_total{kind=\"a\\\"b\"} 2"));
-        assert!(text.contains("test_latency_seconds_bucket{route=\"/x\",le=\"0.005\"} 1"));
-        assert!(text.contains("test_latency_seconds_bucket{route=\"/x\",le=\"0.0025\"} 0"));
-        assert!(text.contains("test_latency_seconds_count{route=\"/x\"} 1"));
-        assert!(text.contains("test_lag 7"));
+        assert!(text.contains("# TYPE shopstream_test_things_total counter"));
+        assert!(text.contains("shopstream_test_things_total{kind=\"a\\\"b\"} 2"));
+        assert!(
+            text.contains("shopstream_test_latency_seconds_bucket{route=\"/x\",le=\"0.005\"} 1")
+        );
+        assert!(
+            text.contains("shopstream_test_latency_seconds_bucket{route=\"/x\",le=\"0.0025\"} 0")
+        );
+        assert!(text.contains("shopstream_test_latency_seconds_count{route=\"/x\"} 1"));
+        assert!(text.contains("shopstream_test_lag 7"));
+        assert!(text.contains("shopstream_build_info{version=\""));
+        for standard in [
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+            "process_start_time_seconds ",
+        ] {
+            assert!(text.contains(standard), "{standard} missing");
+        }
+        // Every sample line is `name{labels} value` or `name value`.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let value = line.rsplit(' ').next().unwrap_or_default();
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
     }
 }

@@ -234,7 +234,7 @@ impl Profile {
 
     fn projectors_with_metrics(&self, port: u16) -> Proc {
         let address = format!("127.0.0.1:{port}");
-        self.spawn(PROJECTORS, &["--metrics-listen", &address], None)
+        self.spawn(PROJECTORS, &["--operations-listen", &address], None)
     }
 }
 

@@ -94,11 +94,11 @@ async fn embedded_default_runs_a_whole_order_flow_and_keeps_its_data() {
     assert_eq!(s, 403);
     let metrics = server.text("/metrics").await;
     for series in [
-        "http_requests_total{method=\"POST\",route=\"/v1/orders/{id}/place\",status=\"200\"} 1",
-        "commands_total{aggregate=\"Payment\",outcome=\"rejected\"} 1",
-        "projector_lag_events{projection=\"order_view\"} 0",
-        "# TYPE event_append_duration_seconds histogram",
-        "db_pool_connections{pool=\"event_store\",state=\"idle\"}",
+        "shopstream_http_requests_total{method=\"POST\",route=\"/v1/orders/{id}/place\",status=\"200\"} 1",
+        "shopstream_commands_total{aggregate=\"Payment\",outcome=\"rejected\"} 1",
+        "shopstream_projector_lag_events{projection=\"order_view\"} 0",
+        "# TYPE shopstream_event_append_duration_seconds histogram",
+        "shopstream_db_pool_connections{pool=\"event_store\",state=\"idle\"}",
     ] {
         assert!(
             metrics.contains(series),
@@ -344,4 +344,79 @@ async fn healthcheck_probes_the_running_server() {
     let down = probe(listen, "/livez").await;
     assert!(!down.status.success(), "a stopped server passed the probe");
     assert!(String::from_utf8_lossy(&down.stderr).contains("cannot connect"));
+}
+
+#[tokio::test]
+async fn operations_port_serves_metrics_and_probes_off_the_public_port() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let ops = format!("127.0.0.1:{port}");
+    let server = Server::start_bin(
+        env!("CARGO_BIN_EXE_shopstream"),
+        &["serve", "--operations-listen", &ops],
+        data.path(),
+        None,
+    )
+    .await;
+    // The public port: the API and probes, no metrics.
+    let (s, _) = server.get("/metrics").await;
+    assert_eq!(s, 404);
+    assert_eq!(server.get("/livez").await.0, 200);
+    // The operations port: metrics with the prefix, the standard process
+    // metrics and the build, and the probes.
+    let client = reqwest::Client::new();
+    let text = client
+        .get(format!("http://{ops}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    for series in [
+        "shopstream_build_info{version=",
+        "process_resident_memory_bytes ",
+        "shopstream_db_pool_connections{",
+    ] {
+        assert!(text.contains(series), "operations /metrics lacks {series}");
+    }
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        assert!(
+            line.starts_with("shopstream_") || line.starts_with("process_"),
+            "unprefixed series: {line}"
+        );
+    }
+    for probe in ["livez", "readyz"] {
+        let r = client
+            .get(format!("http://{ops}/{probe}"))
+            .send()
+            .await
+            .expect("probe");
+        assert_eq!(r.status(), 200, "{probe}");
+    }
+    // The container probe follows the operations port.
+    let dir = data.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        helpers::cli(
+            &dir,
+            &[
+                "healthcheck",
+                "--listen",
+                "127.0.0.1:1",
+                "--operations-listen",
+                &ops,
+            ],
+        )
+    })
+    .await
+    .expect("join");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.stop().await;
 }
