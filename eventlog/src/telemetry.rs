@@ -145,10 +145,7 @@ fn provider(endpoint: &str, service_name: &str) -> Result<SdkTracerProvider, Tel
     let mut builder = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_http_client(TokioHttp {
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .map_err(|e| TelemetryError(e.to_string()))?,
+            client: http_client()?,
             handle,
         });
     builder = builder.with_protocol(protocol()?);
@@ -165,6 +162,52 @@ fn provider(endpoint: &str, service_name: &str) -> Result<SdkTracerProvider, Tel
         .with_batch_exporter(exporter)
         .with_resource(resource.build())
         .build())
+}
+
+/// The exporter's HTTP client: plain HTTP or HTTPS (rustls; the system's
+/// trust store), with the standard variables for a private CA
+/// (`OTEL_EXPORTER_OTLP_(TRACES_)CERTIFICATE`) and mutual TLS
+/// (`…_CLIENT_CERTIFICATE` + `…_CLIENT_KEY`). Headers for authenticated
+/// collectors come from `OTEL_EXPORTER_OTLP_HEADERS` (the exporter reads it).
+fn http_client() -> Result<reqwest::Client, TelemetryError> {
+    let read = |name: &str| -> Result<Option<Vec<u8>>, TelemetryError> {
+        let traces = name.replace("OTEL_EXPORTER_OTLP_", "OTEL_EXPORTER_OTLP_TRACES_");
+        match std::env::var_os(&traces).or_else(|| std::env::var_os(name)) {
+            None => Ok(None),
+            Some(path) => std::fs::read(&path).map(Some).map_err(|e| {
+                TelemetryError(format!(
+                    "{name}: cannot read {}: {e}",
+                    path.to_string_lossy()
+                ))
+            }),
+        }
+    };
+    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
+    if let Some(pem) = read("OTEL_EXPORTER_OTLP_CERTIFICATE")? {
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| TelemetryError(format!("OTEL_EXPORTER_OTLP_CERTIFICATE: {e}")))?;
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    match (
+        read("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE")?,
+        read("OTEL_EXPORTER_OTLP_CLIENT_KEY")?,
+    ) {
+        (Some(mut cert), Some(key)) => {
+            cert.extend_from_slice(b"\n");
+            cert.extend_from_slice(&key);
+            let identity = reqwest::Identity::from_pem(&cert)
+                .map_err(|e| TelemetryError(format!("OTLP client certificate: {e}")))?;
+            builder = builder.identity(identity);
+        }
+        (None, None) => {}
+        _ => return Err(TelemetryError(
+            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY go together"
+                .into(),
+        )),
+    }
+    builder.build().map_err(|e| TelemetryError(e.to_string()))
 }
 
 /// `OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL`: `http/protobuf` (the default)

@@ -660,140 +660,14 @@ async fn serve_with_kafka_runs_every_role_in_one_process() {
 /// proxy's address. The clients (relay, producer; projectors, consumers)
 /// speak TLS to the proxy; the certificates come from a CA made in the test.
 mod tls {
-    use std::path::{Path, PathBuf};
-    use std::pin::Pin;
     use std::time::Duration;
 
-    use openssl::ssl::{Ssl, SslAcceptor, SslFiletype, SslMethod};
     use serde_json::json;
-    use tokio::net::{TcpListener, TcpStream};
 
     use super::{free_port, Broker, Profile, BIN, SERIAL};
     use crate::helpers::Server;
+    use crate::tls::{certificates, tls_proxy};
     use eventlog::testing::TestDatabase;
-
-    fn openssl(dir: &Path, args: &[&str]) {
-        let out = std::process::Command::new("openssl")
-            .current_dir(dir)
-            .args(args)
-            .output()
-            .expect("the openssl command (install openssl)");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// A CA and a certificate it signed for 127.0.0.1, as PEM files named
-    /// `<name>-ca.pem`, `<name>.pem`, `<name>.key` in `dir`.
-    fn certificates(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
-        let ca_key = format!("{name}-ca.key");
-        let ca = format!("{name}-ca.pem");
-        let key = format!("{name}.key");
-        let csr = format!("{name}.csr");
-        let cert = format!("{name}.pem");
-        let ext = format!("{name}.ext");
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                &ca_key,
-                "-out",
-                &ca,
-                "-days",
-                "2",
-                "-subj",
-                &format!("/CN={name} test CA"),
-            ],
-        );
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &csr,
-                "-subj",
-                "/CN=127.0.0.1",
-            ],
-        );
-        std::fs::write(
-            dir.join(&ext),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-        )
-        .expect("ext");
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                &ca,
-                "-CAkey",
-                &ca_key,
-                "-CAcreateserial",
-                "-out",
-                &cert,
-                "-days",
-                "2",
-                "-extfile",
-                &ext,
-            ],
-        );
-        (dir.join(ca), dir.join(cert), dir.join(key))
-    }
-
-    /// Terminates TLS on `port` and forwards each connection to `upstream`.
-    async fn tls_proxy(
-        port: u16,
-        cert: &Path,
-        key: &Path,
-        upstream: String,
-    ) -> tokio::task::JoinHandle<()> {
-        let mut acceptor =
-            SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).expect("acceptor");
-        acceptor
-            .set_private_key_file(key, SslFiletype::PEM)
-            .expect("key");
-        acceptor.set_certificate_chain_file(cert).expect("cert");
-        let acceptor = acceptor.build();
-        let listener = TcpListener::bind(("127.0.0.1", port))
-            .await
-            .expect("proxy port");
-        tokio::spawn(async move {
-            loop {
-                let Ok((client, _)) = listener.accept().await else {
-                    continue;
-                };
-                let ssl = Ssl::new(acceptor.context()).expect("ssl");
-                let upstream = upstream.clone();
-                tokio::spawn(async move {
-                    let Ok(mut tls) = tokio_openssl::SslStream::new(ssl, client) else {
-                        return;
-                    };
-                    if Pin::new(&mut tls).accept().await.is_err() {
-                        return;
-                    }
-                    let Ok(mut broker) = TcpStream::connect(&upstream).await else {
-                        return;
-                    };
-                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut broker).await;
-                });
-            }
-        })
-    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn relay_and_projectors_work_over_tls_and_a_wrong_ca_is_named() {

@@ -10,6 +10,7 @@ mod helpers;
 mod kafka;
 mod outage;
 mod saga;
+mod tls;
 mod traces;
 
 use serde_json::json;

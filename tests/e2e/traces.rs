@@ -34,6 +34,8 @@ pub struct Received {
 pub struct Collector {
     pub endpoint: String,
     spans: Arc<Mutex<Vec<Received>>>,
+    /// The `Authorization` header of every export request.
+    authorizations: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -50,11 +52,16 @@ fn hex(bytes: &[u8]) -> String {
 impl Collector {
     pub async fn start() -> Self {
         let spans: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let authorizations: Arc<Mutex<Vec<String>>> = Arc::default();
         let sink = spans.clone();
+        let seen = authorizations.clone();
         let app = axum::Router::new().route(
             "/v1/traces",
-            post(move |body: Bytes| {
+            post(move |headers: axum::http::HeaderMap, body: Bytes| {
                 let sink = sink.clone();
+                if let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
+                    seen.lock().expect("lock").push(v.to_string());
+                }
                 async move {
                     let request = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
                     let mut sink = sink.lock().expect("lock");
@@ -97,6 +104,7 @@ impl Collector {
         Self {
             endpoint: format!("http://{addr}"),
             spans,
+            authorizations,
             task,
         }
     }
@@ -313,4 +321,57 @@ async fn json_logs_carry_request_and_correlation_ids() {
         "{finished}"
     );
     assert_eq!(finished["fields"]["status"], 201, "{finished}");
+}
+
+/// OTLP over HTTPS to a collector with a private CA that wants a token:
+/// the standard `OTEL_EXPORTER_OTLP_CERTIFICATE` and
+/// `OTEL_EXPORTER_OTLP_HEADERS` are honoured, and nothing goes in clear.
+#[tokio::test]
+async fn traces_reach_an_https_collector_with_its_token() {
+    let collector = Collector::start().await;
+    let certs = tempfile::tempdir().expect("tempdir");
+    let (ca, cert, key) = crate::tls::certificates(certs.path(), "collector");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let upstream = collector.endpoint.trim_start_matches("http://").to_string();
+    let proxy = crate::tls::tls_proxy(port, &cert, &key, upstream).await;
+    let endpoint = format!("https://127.0.0.1:{port}");
+    let ca = ca.display().to_string();
+    let data = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with_env(
+        BIN,
+        &["serve"],
+        data.path(),
+        None,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.as_str()),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "authorization=Bearer collector-token",
+            ),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    )
+    .await;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let (s, body) = post_traced(
+        &server,
+        "/v1/users",
+        None,
+        Some(&format!("00-{trace_id}-00f067aa0ba902b7-01")),
+        json!({"email": "https@example.com", "name": "Over HTTPS"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+    collector.wait_for(trace_id, &[("POST /v1/users", 1)]).await;
+    let seen = collector.authorizations.lock().expect("lock").clone();
+    assert!(
+        !seen.is_empty() && seen.iter().all(|a| a == "Bearer collector-token"),
+        "{seen:?}"
+    );
+    server.stop().await;
+    proxy.abort();
 }
