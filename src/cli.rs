@@ -170,6 +170,8 @@ impl Cli {
                 .unwrap_or(self.settings.listen);
             return crate::healthcheck::probe(address, path).await;
         }
+        // A mistyped origin must stop the start, not silently allow nothing.
+        self.settings.origins()?;
         let _telemetry = eventlog::telemetry::init(&eventlog::telemetry::TelemetryOptions {
             log_format: self.settings.log_format,
             otlp_endpoint: self

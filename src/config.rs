@@ -312,6 +312,18 @@ pub struct Settings {
     #[arg(long, env = "SHOPSTREAM_KAFKA_SASL_PASSWORD_FILE", global = true)]
     pub kafka_sasl_password_file: Option<PathBuf>,
 
+    /// A browser origin whose pages may call the REST and GraphQL APIs
+    /// and open the GraphQL WebSocket (repeatable, exact:
+    /// `https://shop.example`, `http://localhost:3000`; `*` for any).
+    /// Off when unset: only same-origin pages.
+    #[arg(
+        long = "cors-origin",
+        env = "SHOPSTREAM_CORS_ORIGINS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub cors_origins: Vec<String>,
+
     /// Extra librdkafka property, `key=value` (repeatable; in the
     /// environment, `;`-separated; e.g. `security.protocol=SASL_SSL`).
     #[arg(
@@ -433,9 +445,18 @@ impl Settings {
         Ok((extra, secrets))
     }
 
+    /// The browser origins allowed (`--cors-origin`).
+    ///
+    /// # Errors
+    /// An entry that is not an origin.
+    pub fn origins(&self) -> anyhow::Result<command_api::auth::Origins> {
+        Ok(command_api::auth::Origins::parse(&self.cors_origins)?)
+    }
+
     /// The limits of every HTTP listener.
     pub fn http_limits(&self) -> command_api::server::Limits {
         command_api::server::Limits {
+            origins: self.origins().unwrap_or_default(),
             header_timeout: self.http_header_timeout,
             idle_timeout: self.http_idle_timeout,
             body_timeout: self.http_body_timeout,
@@ -465,6 +486,7 @@ impl Settings {
             },
             subscriptions_per_connection: self.subscriptions_per_connection,
             subscriptions_total: self.max_subscriptions,
+            origins: self.origins().unwrap_or_default(),
             ..query_api::Config::default()
         }
     }

@@ -10,6 +10,11 @@
 //! - [`Authenticator`]: signs and verifies tokens ([`Claims`], [`TokenError`]).
 //! - [`Principal`], [`Role`]: the authenticated caller and what it may do.
 //! - [`authenticate`]: reads `Authorization: Bearer …` ([`AuthError`]).
+//! - `origins`: [`Origins`], the browser origins allowed (CORS, WebSocket `Origin`).
+
+pub mod origins;
+
+pub use origins::{BadOrigin, Origins};
 
 use std::fmt;
 

@@ -55,6 +55,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// How long a shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
+    /// Browser origins that may call (CORS); none unless configured.
+    pub origins: auth::Origins,
 }
 
 impl Default for Limits {
@@ -66,8 +68,16 @@ impl Default for Limits {
             max_body_bytes: crate::extract::MAX_BODY_BYTES,
             max_connections: 1024,
             drain_timeout: Duration::from_secs(20),
+            origins: auth::Origins::default(),
         }
     }
+}
+
+/// The per-connection time limits the watchdog enforces.
+#[derive(Clone, Copy)]
+struct Timeouts {
+    header_timeout: Duration,
+    idle_timeout: Duration,
 }
 
 /// What a connection is doing, shared by its socket wrapper, its service
@@ -240,7 +250,7 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for ConnServ
 }
 
 /// Resolves when the connection has broken one of its time limits.
-async fn watchdog(phase: Arc<Phase>, limits: Limits, started: u64) {
+async fn watchdog(phase: Arc<Phase>, limits: Timeouts, started: u64) {
     let header_ms = u64::try_from(limits.header_timeout.as_millis()).unwrap_or(u64::MAX);
     let idle_ms = u64::try_from(limits.idle_timeout.as_millis()).unwrap_or(u64::MAX);
     let tick = (limits.header_timeout.min(limits.idle_timeout) / 4)
@@ -320,7 +330,10 @@ pub async fn serve(
             router: router.clone(),
             phase: phase.clone(),
         };
-        let limits = limits.clone();
+        let limits = Timeouts {
+            header_timeout: limits.header_timeout,
+            idle_timeout: limits.idle_timeout,
+        };
         let mut stop = stop_rx.clone();
         let draining = draining.clone();
         tokio::spawn(async move {
@@ -467,15 +480,73 @@ fn too_large(max: usize) -> Response {
 /// (inside) and the request context (request id, access log, problem
 /// documents for every error; outside), with panics answered `500`.
 pub fn edge(router: Router, limits: &Limits) -> Router {
-    router
+    let router = router
         .layer(axum::middleware::from_fn_with_state(
             limits.clone(),
             bound_body,
         ))
-        .layer(tower_http::catch_panic::CatchPanicLayer::new())
-        .layer(axum::middleware::from_fn(
-            crate::request_id::request_context,
-        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::new());
+    // CORS inside the request context: preflights get a request id and an
+    // access line, and error answers carry the CORS headers a page needs
+    // to read them.
+    let router = match cors(&limits.origins) {
+        Some(layer) => router.layer(layer),
+        None => router,
+    };
+    router.layer(axum::middleware::from_fn(
+        crate::request_id::request_context,
+    ))
+}
+
+/// The CORS policy for `origins` (`None`: cross-origin browsers get no
+/// CORS headers, so they cannot read answers): the headers clients send
+/// (`Authorization`, `Content-Type`, `Idempotency-Key`, `If-Match`,
+/// `X-Consistency-Token`, `X-Correlation-Id`, `X-Request-Id`, `traceparent`)
+/// and the ones they must read (`ETag`, `Location`, `X-Request-Id`,
+/// `Retry-After`, `Idempotent-Replayed`). Bearer tokens, not cookies: no
+/// credentials mode, so `*` is allowed.
+pub fn cors(origins: &auth::Origins) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{HeaderName, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if !origins.is_configured() {
+        return None;
+    }
+    let allow = if origins.allows_any() {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.exact())
+    };
+    let request_headers = [
+        "authorization",
+        "content-type",
+        "idempotency-key",
+        "if-match",
+        "x-consistency-token",
+        "x-correlation-id",
+        "x-request-id",
+        "traceparent",
+    ];
+    let exposed = [
+        "etag",
+        "location",
+        "x-request-id",
+        "retry-after",
+        "idempotent-replayed",
+    ];
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers(request_headers.map(HeaderName::from_static))
+            .expose_headers(exposed.map(HeaderName::from_static))
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 /// The body was not read to its end: the connection cannot be reused.

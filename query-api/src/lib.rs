@@ -61,6 +61,9 @@ pub struct Config {
     pub subscriptions_per_connection: usize,
     /// Most live subscriptions in the process.
     pub subscriptions_total: usize,
+    /// Browser origins whose pages may open the subscription WebSocket
+    /// (besides the API's own origin).
+    pub origins: auth::Origins,
 }
 
 impl Default for Config {
@@ -74,6 +77,7 @@ impl Default for Config {
             input: InputLimits::default(),
             subscriptions_per_connection: limits::DEFAULT_SUBSCRIPTIONS_PER_CONNECTION,
             subscriptions_total: limits::DEFAULT_SUBSCRIPTIONS_TOTAL,
+            origins: auth::Origins::default(),
         }
     }
 }
@@ -262,6 +266,18 @@ async fn graphql_ws(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    // CORS does not cover WebSocket handshakes: refuse pages of other
+    // origins here (cross-site WebSocket hijacking).
+    if !s.config.origins.allows_websocket(
+        headers.get(axum::http::header::ORIGIN),
+        headers.get(axum::http::header::HOST),
+    ) {
+        return (
+            axum::http::StatusCode::FORBIDDEN,
+            "this origin may not open the GraphQL WebSocket (--cors-origin)",
+        )
+            .into_response();
+    }
     let from_header = if headers.contains_key(axum::http::header::AUTHORIZATION) {
         match authenticate(&s.auth, &headers) {
             Ok(p) => Some(p),
@@ -305,7 +321,13 @@ async fn graphql_ws(
 
 async fn graphiql(State(s): State<Arc<QueryState>>) -> Response {
     if s.config.introspection {
-        Html(GraphiQLSource::build().endpoint("/graphql").finish()).into_response()
+        Html(
+            GraphiQLSource::build()
+                .endpoint("/graphql")
+                .subscription_endpoint("/graphql/ws")
+                .finish(),
+        )
+        .into_response()
     } else {
         (
             axum::http::StatusCode::NOT_FOUND,
