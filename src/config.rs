@@ -324,6 +324,33 @@ pub struct Settings {
     )]
     pub cors_origins: Vec<String>,
 
+    /// Sign-ups (`POST /v1/users`) per client address and minute (0: no limit).
+    #[arg(long, env = "SHOPSTREAM_RATE_LIMIT_SIGNUPS",
+          default_value_t = command_api::rate::DEFAULT_SIGNUPS_PER_MINUTE, global = true)]
+    pub rate_limit_signups: u32,
+
+    /// Commands per caller (token subject; else client address) and minute
+    /// (0: no limit).
+    #[arg(long, env = "SHOPSTREAM_RATE_LIMIT_COMMANDS",
+          default_value_t = command_api::rate::DEFAULT_COMMANDS_PER_MINUTE, global = true)]
+    pub rate_limit_commands: u32,
+
+    /// GraphQL complexity points per caller and minute: each operation
+    /// costs its complexity (0: no limit).
+    #[arg(long, env = "SHOPSTREAM_RATE_LIMIT_GRAPHQL",
+          default_value_t = query_api::limits::DEFAULT_COMPLEXITY_PER_MINUTE, global = true)]
+    pub rate_limit_graphql: u32,
+
+    /// A proxy (IP address) whose `X-Forwarded-For` names the client
+    /// (repeatable); from anyone else the header is ignored.
+    #[arg(
+        long = "trusted-proxy",
+        env = "SHOPSTREAM_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+
     /// Extra librdkafka property, `key=value` (repeatable; in the
     /// environment, `;`-separated; e.g. `security.protocol=SASL_SSL`).
     #[arg(
@@ -487,6 +514,8 @@ impl Settings {
             subscriptions_per_connection: self.subscriptions_per_connection,
             subscriptions_total: self.max_subscriptions,
             origins: self.origins().unwrap_or_default(),
+            rate: command_api::auth::rate::Limiter::new("graphql", self.rate_limit_graphql),
+            trusted_proxies: self.trusted_proxies.clone(),
             ..query_api::Config::default()
         }
     }
@@ -501,6 +530,11 @@ impl Settings {
         config.aggregate_cache = self.aggregate_cache;
         config.limits = self.http_limits();
         config.max_token_lifetime = self.max_token_lifetime;
+        config.rate = command_api::rate::RateLimits::new(
+            self.rate_limit_signups,
+            self.rate_limit_commands,
+            self.trusted_proxies.clone(),
+        );
         Ok(config)
     }
 

@@ -11,8 +11,10 @@
 //! - [`Principal`], [`Role`]: the authenticated caller and what it may do.
 //! - [`authenticate`]: reads `Authorization: Bearer …` ([`AuthError`]).
 //! - `origins`: [`Origins`], the browser origins allowed (CORS, WebSocket `Origin`).
+//! - `rate`: per-caller token buckets ([`rate::Limiter`]) and the client address.
 
 pub mod origins;
+pub mod rate;
 
 pub use origins::{BadOrigin, Origins};
 

@@ -14,7 +14,8 @@
 //! - `service`: the command path (load, authorize, decide, append).
 //! - `operations`: commands as library calls (for handlers and in-process callers).
 //! - `routes`: one handler file per resource, plus health and event streams.
-//! - `server`: the listener with connection limits and timeouts, body bounds.
+//! - `server`: the listener with connection limits and timeouts, body bounds, CORS.
+//! - `rate`: per-caller rate limits of the commands (429).
 //! - `openapi`: the generated OpenAPI 3.1 document.
 
 pub mod auth;
@@ -23,6 +24,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod openapi;
 pub mod operations;
+pub mod rate;
 pub mod request_id;
 pub mod routes;
 pub mod server;
@@ -70,6 +72,8 @@ pub struct Config {
     pub limits: server::Limits,
     /// Tokens whose `exp` lies further ahead are refused.
     pub max_token_lifetime: Duration,
+    /// Per-caller rate limits.
+    pub rate: rate::RateLimits,
     /// Whether the store answers, kept current in the background.
     pub health: Option<eventlog::Health>,
 }
@@ -98,6 +102,7 @@ impl Config {
             commands: None,
             limits: server::Limits::default(),
             max_token_lifetime: ::auth::DEFAULT_MAX_TOKEN_LIFETIME,
+            rate: rate::RateLimits::default(),
             health: None,
         }
     }
@@ -136,6 +141,7 @@ pub struct App {
     idempotency: IdempotencyStore,
     retention: Duration,
     limits: server::Limits,
+    limiters: Vec<::auth::rate::Limiter>,
 }
 
 /// Builds the API over an already migrated `db`.
@@ -162,6 +168,10 @@ pub fn build_with(db: Database, config: &Config, extra: Router) -> App {
     };
     let idempotency = IdempotencyStore::new(db.clone());
     let db_for_health = db.clone();
+    let rate_state = rate::RateState {
+        limits: Arc::new(config.rate.clone()),
+        auth: auth.clone(),
+    };
     let idem_state = IdempotencyState {
         store: idempotency.clone(),
         log: EventLog::new(db),
@@ -172,16 +182,18 @@ pub fn build_with(db: Database, config: &Config, extra: Router) -> App {
         .clone()
         .unwrap_or_else(|| eventlog::Health::watch(db_for_health));
     App {
-        router: router(state, idem_state, extra, config, health),
+        router: router(state, idem_state, rate_state, extra, config, health),
         idempotency,
         retention: config.idempotency_retention,
         limits: config.limits.clone(),
+        limiters: vec![config.rate.signup.clone(), config.rate.commands.clone()],
     }
 }
 
 fn router(
     state: AppState,
     idem_state: IdempotencyState,
+    rate_state: rate::RateState,
     extra: Router,
     config: &Config,
     health: eventlog::Health,
@@ -219,7 +231,10 @@ fn router(
             idem_state,
             idempotency::idempotency,
         ))
-        .layer(middleware::from_fn_with_state(on_append, after_append));
+        .layer(middleware::from_fn_with_state(on_append, after_append))
+        // Outermost: a refused request reaches neither the idempotency
+        // store nor the command path.
+        .layer(middleware::from_fn_with_state(rate_state, rate::rate_limit));
     let api = Router::new()
         .nest("/v1", v1)
         .route("/livez", get(health::livez))
@@ -270,8 +285,10 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let purge = tokio::spawn(purge_idempotency_keys(self.idempotency, self.retention));
+        let housekeeping = ::auth::rate::spawn_housekeeping(self.limiters);
         let result = server::serve(listener, self.router, self.limits, shutdown).await;
         purge.abort();
+        housekeeping.abort();
         result
     }
 }

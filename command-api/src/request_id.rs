@@ -110,6 +110,14 @@ async fn ensure_problem(response: Response, request_id: &str) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
+    // GraphQL answers its errors in its own media type (GraphQL over HTTP).
+    let is_graphql = response.headers().get(CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes()
+            .starts_with(b"application/graphql-response+json")
+    });
+    if is_graphql {
+        return response;
+    }
     let is_problem = response
         .headers()
         .get(CONTENT_TYPE)

@@ -219,6 +219,7 @@ impl AsyncWrite for Conn {
 struct ConnService {
     router: Router,
     phase: Arc<Phase>,
+    peer: std::net::SocketAddr,
 }
 
 /// Marks a request answered when dropped (also if its future is dropped).
@@ -241,8 +242,10 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for ConnServ
         self.phase.head_since.store(0, Ordering::Release);
         let serving = Serving(self.phase.clone());
         let router = self.router.clone();
+        let mut req = req.map(Body::new);
+        req.extensions_mut().insert(auth::rate::PeerAddr(self.peer));
         Box::pin(async move {
-            let response = router.oneshot(req.map(Body::new)).await;
+            let response = router.oneshot(req).await;
             drop(serving);
             response
         })
@@ -296,7 +299,7 @@ pub async fn serve(
     let draining = Arc::new(AtomicBool::new(false));
     tokio::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -329,6 +332,7 @@ pub async fn serve(
         let service = ConnService {
             router: router.clone(),
             phase: phase.clone(),
+            peer,
         };
         let limits = Timeouts {
             header_timeout: limits.header_timeout,

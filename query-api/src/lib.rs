@@ -64,6 +64,10 @@ pub struct Config {
     /// Browser origins whose pages may open the subscription WebSocket
     /// (besides the API's own origin).
     pub origins: auth::Origins,
+    /// Complexity points per caller and minute (0: off).
+    pub rate: auth::rate::Limiter,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for Config {
@@ -78,6 +82,9 @@ impl Default for Config {
             subscriptions_per_connection: limits::DEFAULT_SUBSCRIPTIONS_PER_CONNECTION,
             subscriptions_total: limits::DEFAULT_SUBSCRIPTIONS_TOTAL,
             origins: auth::Origins::default(),
+            // Off unless configured (the binary's flag turns it on).
+            rate: auth::rate::Limiter::new("graphql", 0),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -96,7 +103,8 @@ pub fn schema(store: Store, status: StatusSource, commits: Wake, config: &Config
         .extension(SubscriptionLimits::new(
             config.subscriptions_per_connection,
             config.subscriptions_total,
-        ));
+        ))
+        .extension(limits::RateLimit(config.rate.clone()));
     if !config.introspection {
         builder = builder.disable_introspection();
     }
@@ -163,13 +171,20 @@ fn error_response(code: &str, message: &str) -> Response {
 
 async fn graphql(
     State(s): State<Arc<QueryState>>,
+    peer: Option<axum::Extension<auth::rate::PeerAddr>>,
     headers: HeaderMap,
     request: GraphQLRequest,
 ) -> Response {
+    let address = auth::rate::client_address(
+        peer.map(|p| p.0 .0.ip()),
+        headers.get("x-forwarded-for"),
+        &s.config.trusted_proxies,
+    );
     // The limit covers the whole answer: the consistency wait, waits for a
     // database connection, and execution.
     let limit = s.config.query_timeout;
-    match tokio::time::timeout(limit, answer(&s, &headers, request.into_inner())).await {
+    let answered = answer(&s, &headers, address, request.into_inner());
+    match tokio::time::timeout(limit, answered).await {
         Ok(response) => response,
         Err(_) => error_response(
             "TIMEOUT",
@@ -181,6 +196,7 @@ async fn graphql(
 async fn answer(
     s: &QueryState,
     headers: &HeaderMap,
+    address: Option<std::net::IpAddr>,
     mut request: async_graphql::Request,
 ) -> Response {
     if let Err(e) = s.config.input.check(&request.query, &request.variables) {
@@ -218,6 +234,13 @@ async fn answer(
             );
         }
     };
+    // A caller's budget: its subject, or its address when anonymous.
+    let key = match (&viewer, address) {
+        (Some(p), _) => format!("sub:{}", p.sub),
+        (None, Some(a)) => format!("ip:{a}"),
+        (None, None) => "ip:unknown".to_string(),
+    };
+    request = request.data(limits::RateKey(key));
     request = request.data(Viewer(viewer));
     let started = std::time::Instant::now();
     let mut response = s.schema.execute(request).await;
@@ -254,7 +277,21 @@ async fn answer(
             1.0,
         );
     }
-    GraphQLResponse::from(response).into_response()
+    let retry_after = response.errors.iter().find_map(|e| {
+        let ext = e.extensions.as_ref()?;
+        (ext.get("code") == Some(&async_graphql::Value::from(limits::RATE_LIMITED)))
+            .then(|| ext.get("retryAfter").map(ToString::to_string))
+            .flatten()
+    });
+    let mut http = GraphQLResponse::from(response).into_response();
+    if let Some(seconds) = retry_after {
+        *http.status_mut() = axum::http::StatusCode::TOO_MANY_REQUESTS;
+        if let Ok(v) = axum::http::HeaderValue::from_str(&seconds) {
+            http.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, v);
+        }
+    }
+    http
 }
 
 /// Subscriptions over WebSocket (graphql-transport-ws or graphql-ws). The
@@ -311,6 +348,10 @@ async fn graphql_ws(
                         None => from_header,
                     };
                     let mut data = Data::default();
+                    let key = viewer
+                        .as_ref()
+                        .map_or_else(|| "ip:websocket".to_string(), |p| format!("sub:{}", p.sub));
+                    data.insert(limits::RateKey(key));
                     data.insert(Viewer(viewer));
                     data.insert(ConnectionSubscriptions::default());
                     Ok(data)

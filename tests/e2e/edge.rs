@@ -162,3 +162,117 @@ async fn live_subscriptions_are_capped_per_connection_and_in_total() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn callers_over_their_rate_limit_get_429_and_change_nothing() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let args = [
+        "serve",
+        "--rate-limit-signups",
+        "3",
+        "--rate-limit-commands",
+        "5",
+        "--rate-limit-graphql",
+        "10",
+        "--trusted-proxy",
+        "127.0.0.1",
+    ];
+    let server = Server::start_bin(BIN, &args, data.path(), None).await;
+    let client = server.client().clone();
+    let signup = |from: &'static str, email: String| {
+        let client = client.clone();
+        let url = format!("{}/v1/users", server.base());
+        async move {
+            let r = client
+                .post(url)
+                .header("x-forwarded-for", from)
+                .json(&json!({"email": email, "name": "Rate"}))
+                .send()
+                .await
+                .expect("answer");
+            let retry = r.headers().get("retry-after").is_some();
+            let media = crate::helpers::media_type(&r);
+            (r.status().as_u16(), retry, media)
+        }
+    };
+    // Sign-ups: per client address, named by the trusted proxy.
+    for i in 0..3 {
+        let (s, _, _) = signup("203.0.113.7", format!("r{i}@example.com")).await;
+        assert_eq!(s, 201);
+    }
+    let (s, retry, media) = signup("203.0.113.7", "over@example.com".into()).await;
+    assert_eq!((s, retry), (429, true));
+    assert!(media.starts_with("application/problem+json"), "{media}");
+    // Another address is unaffected, and the refused sign-up left nothing:
+    // its address registers now.
+    let (s, _, _) = signup("198.51.100.9", "over@example.com".into()).await;
+    assert_eq!(s, 201);
+
+    // Commands: per subject.
+    let one = run_cli(data.path(), &["token", "--sub", "ops-1", "--role", "admin"]);
+    let two = run_cli(data.path(), &["token", "--sub", "ops-2", "--role", "admin"]);
+    let product = |sku: String| json!({"sku": sku, "name": "Rate", "unit_price": {"amount_minor": 100, "currency": "EUR"}});
+    for i in 0..5 {
+        let (s, body) = server
+            .post("/v1/products", Some(&one), product(format!("RATE-{i}")))
+            .await;
+        assert_eq!(s, 201, "{body}");
+    }
+    let (s, body) = server
+        .post("/v1/products", Some(&one), product("RATE-OVER".into()))
+        .await;
+    assert_eq!(s, 429, "{body}");
+    assert_eq!(body["type"], "urn:shopstream:problem:rate_limited");
+    let (s, _) = server.get_auth("/v1/products/RATE-OVER/events", &two).await;
+    assert_eq!(s, 404, "a refused command appended events");
+    let (s, _) = server
+        .post("/v1/products", Some(&two), product("RATE-TWO".into()))
+        .await;
+    assert_eq!(s, 201, "another subject is unaffected");
+
+    // GraphQL: each operation costs its complexity out of 10 a minute, so a
+    // cheap query fits ten times and a larger one fewer.
+    let answers_until_limited = |token: String, query: &'static str| {
+        let client = client.clone();
+        let url = format!("{}/graphql", server.base());
+        async move {
+            for n in 0..20 {
+                let resp = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&json!({ "query": query }))
+                    .send()
+                    .await
+                    .expect("answer");
+                if resp.status() == 429 {
+                    assert!(resp.headers().contains_key("retry-after"));
+                    assert_eq!(
+                        crate::helpers::media_type(&resp),
+                        "application/graphql-response+json"
+                    );
+                    let doc: Value = resp.json().await.expect("json");
+                    assert_eq!(
+                        doc["errors"][0]["extensions"]["code"], "RATE_LIMITED",
+                        "{doc}"
+                    );
+                    return n;
+                }
+                assert_eq!(resp.status(), 200);
+            }
+            20
+        }
+    };
+    let cheap = answers_until_limited(one.clone(), "{ __typename }").await;
+    assert_eq!(cheap, 10, "a cost-1 query fits the budget of 10 exactly");
+    let big = "{ customers(first: 10) { nodes { id email name status orderCount } } }";
+    let costly = answers_until_limited(two.clone(), big).await;
+    assert!(
+        (1..10).contains(&costly),
+        "a larger query must cost more: {costly}"
+    );
+    let three = run_cli(data.path(), &["token", "--sub", "ops-3", "--role", "admin"]);
+    let (s, ok) = server.graphql(Some(&three), None, big, json!({})).await;
+    assert_eq!(s, 200, "another subject is unaffected: {ok}");
+    assert!(ok["errors"].is_null(), "{ok}");
+    server.stop().await;
+}

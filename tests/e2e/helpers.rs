@@ -7,6 +7,13 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_shopstream");
 
+/// The environment that turns the per-caller rate limits off.
+pub const NO_RATE_LIMITS: [(&str, &str); 3] = [
+    ("SHOPSTREAM_RATE_LIMIT_SIGNUPS", "0"),
+    ("SHOPSTREAM_RATE_LIMIT_COMMANDS", "0"),
+    ("SHOPSTREAM_RATE_LIMIT_GRAPHQL", "0"),
+];
+
 /// Runs a CLI subcommand against `data_dir`; returns its trimmed stdout.
 pub fn run_cli(data_dir: &Path, args: &[&str]) -> String {
     let out = cli(data_dir, args);
@@ -89,7 +96,9 @@ impl Server {
         log: Stdio,
     ) -> Self {
         let mut cmd = Command::new(bin);
-        cmd.envs(env.iter().copied());
+        // The suites register many users from one address: rate limits
+        // are off unless a test turns them on (flags win over these).
+        cmd.envs(NO_RATE_LIMITS).envs(env.iter().copied());
         cmd.args(args)
             .arg("--listen")
             .arg("127.0.0.1:0")

@@ -188,6 +188,7 @@ impl Profile {
     /// [`Profile::spawn`] with `extra` flags after the profile's own.
     fn spawn_with(&self, bin: &str, role: &[&str], extra: &[&str], listen: Option<u16>) -> Proc {
         let mut cmd = Command::new(bin);
+        cmd.envs(crate::helpers::NO_RATE_LIMITS);
         cmd.args(role).args(self.args()).args(extra);
         if let Some(port) = listen {
             cmd.arg("--listen").arg(format!("127.0.0.1:{port}"));
