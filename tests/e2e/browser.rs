@@ -8,7 +8,7 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::helpers::{run_cli, Server};
+use crate::helpers::Server;
 
 const BIN: &str = env!("CARGO_BIN_EXE_shopstream");
 
@@ -133,27 +133,8 @@ async fn a_browser_page_on_an_allowed_origin_works_and_another_is_blocked() {
         None,
     )
     .await;
-    let (s, user) = server
-        .post(
-            "/v1/users",
-            None,
-            json!({"email": "browser@example.com", "name": "Browser"}),
-        )
-        .await;
-    assert_eq!(s, 201, "{user}");
-    let id = user["id"].as_str().expect("id").to_string();
-    let position = user["position"].as_i64();
-    let admin = run_cli(data.path(), &["token", "--sub", "ops", "--role", "admin"]);
-    // The read model has the customer before the page asks.
-    let (_, seen) = server
-        .graphql(
-            Some(&admin),
-            position,
-            "query($id: ID!) { customer(id: $id) { id } }",
-            json!({"id": id}),
-        )
-        .await;
-    assert_eq!(seen["data"]["customer"]["id"], id.as_str(), "{seen}");
+    let (id, admin) =
+        crate::helpers::visible_customer(&server, data.path(), "browser@example.com").await;
 
     let html = page(server.base(), &admin, &id, "allowed-page@example.com");
     allowed_listener.set_nonblocking(true).expect("nonblocking");

@@ -98,25 +98,8 @@ async fn live_subscriptions_are_capped_per_connection_and_in_total() {
     let server = Server::start_bin(BIN, &args, data.path(), None).await;
     // An admin's subscription to an unknown customer stays open (NOT_FOUND
     // comes per event), so use a real customer the admin may watch.
-    let (_, user) = server
-        .post(
-            "/v1/users",
-            None,
-            json!({"email": "cap@example.com", "name": "Cap"}),
-        )
-        .await;
-    let id = user["id"].as_str().expect("id").to_string();
-    let position = user["position"].as_i64();
-    let admin = run_cli(data.path(), &["token", "--sub", "ops", "--role", "admin"]);
-    let (_, seen) = server
-        .graphql(
-            Some(&admin),
-            position,
-            "query($id: ID!) { customer(id: $id) { id } }",
-            json!({"id": id}),
-        )
-        .await;
-    assert_eq!(seen["data"]["customer"]["id"], id.as_str());
+    let (id, admin) =
+        crate::helpers::visible_customer(&server, data.path(), "cap@example.com").await;
     let sub = |n: &str| {
         let query = "subscription($id: ID!) { customerUpdated(id: $id) { id } }";
         Message::Text(

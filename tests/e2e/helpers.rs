@@ -326,3 +326,29 @@ pub fn media_type(resp: &reqwest::Response) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+/// Signs `email` up through the REST API of `server` (data directory
+/// `data_dir`) and waits until the customer view has it; returns the user
+/// id and an admin token.
+pub async fn visible_customer(server: &Server, data_dir: &Path, email: &str) -> (String, String) {
+    let (s, user) = server
+        .post(
+            "/v1/users",
+            None,
+            serde_json::json!({"email": email, "name": "Visible"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{user}");
+    let id = user["id"].as_str().expect("id").to_string();
+    let admin = run_cli(data_dir, &["token", "--sub", "ops", "--role", "admin"]);
+    let (_, seen) = server
+        .graphql(
+            Some(&admin),
+            user["position"].as_i64(),
+            "query($id: ID!) { customer(id: $id) { id } }",
+            serde_json::json!({"id": id}),
+        )
+        .await;
+    assert_eq!(seen["data"]["customer"]["id"], id.as_str(), "{seen}");
+    (id, admin)
+}
