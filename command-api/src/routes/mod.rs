@@ -169,4 +169,10 @@ pub enum CommandErrors {
     /// Invalid fields (`errors` names each) or an idempotency key reused with another body.
     #[response(status = 422, content_type = "application/problem+json")]
     Unprocessable(Problem),
+    /// The caller's rate limit is spent; `Retry-After` says when to retry.
+    #[response(status = 429, content_type = "application/problem+json")]
+    TooManyRequests(Problem),
+    /// The event store cannot be reached (or the connection cap is reached); retry after `Retry-After`.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(Problem),
 }
