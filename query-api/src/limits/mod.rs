@@ -6,16 +6,26 @@
 //! parse and cannot help; these checks run first, in linear time and
 //! constant stack, for HTTP requests and WebSocket subscriptions alike
 //! (through [`InputLimits`]).
+//!
+//! # Layout
+//! - this file: [`InputLimits`], the text checks, as a function and an extension.
+//! - `subscriptions`: caps on live subscriptions.
+//! - `rate`: per-caller budgets weighted by complexity.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod rate;
+mod subscriptions;
+
 use std::sync::Arc;
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextSubscribe,
-};
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
 use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{Response, ServerError, ServerResult, Variables};
-use futures::stream::{BoxStream, StreamExt};
+use async_graphql::{ServerError, ServerResult, Variables};
+
+pub use rate::{RateKey, RateLimit, DEFAULT_COMPLEXITY_PER_MINUTE, RATE_LIMITED};
+pub use subscriptions::{
+    ConnectionSubscriptions, SubscriptionLimits, DEFAULT_SUBSCRIPTIONS_PER_CONNECTION,
+    DEFAULT_SUBSCRIPTIONS_TOTAL,
+};
 
 /// Deepest nesting of `{`, `[` and `(` accepted in a query's text
 /// (selection sets, argument lists, list and object literals together).
@@ -186,175 +196,6 @@ pub fn to_server_error(e: InputLimitError) -> ServerError {
     err.extensions = Some(ext);
     err
 }
-
-/// Most live subscriptions per WebSocket connection, by default.
-pub const DEFAULT_SUBSCRIPTIONS_PER_CONNECTION: usize = 16;
-
-/// Most live subscriptions in the process, by default.
-pub const DEFAULT_SUBSCRIPTIONS_TOTAL: usize = 4096;
-
-/// Caps on live subscriptions, per WebSocket connection and in total; a
-/// subscription over either cap gets one `TOO_MANY_SUBSCRIPTIONS` error
-/// and ends, the others go on.
-#[derive(Debug, Clone)]
-pub struct SubscriptionLimits {
-    per_connection: usize,
-    total: usize,
-    live: Arc<AtomicUsize>,
-}
-
-/// The live subscriptions of one WebSocket connection (connection data).
-#[derive(Debug, Clone, Default)]
-pub struct ConnectionSubscriptions(Arc<AtomicUsize>);
-
-impl SubscriptionLimits {
-    /// Caps of `per_connection` and `total`.
-    pub fn new(per_connection: usize, total: usize) -> Self {
-        Self {
-            per_connection,
-            total,
-            live: Arc::default(),
-        }
-    }
-
-    /// Live subscriptions in the process.
-    pub fn live(&self) -> usize {
-        self.live.load(Ordering::Relaxed)
-    }
-}
-
-/// Takes one slot of `counter` unless it is at `cap`.
-fn take_slot(counter: &Arc<AtomicUsize>, cap: usize) -> Option<Slot> {
-    counter
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            (n < cap).then_some(n + 1)
-        })
-        .ok()
-        .map(|_| Slot(counter.clone()))
-}
-
-/// A taken slot, given back when the subscription's stream is dropped.
-struct Slot(Arc<AtomicUsize>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl ExtensionFactory for SubscriptionLimits {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(self.clone())
-    }
-}
-
-#[async_trait::async_trait]
-impl Extension for SubscriptionLimits {
-    fn subscribe<'s>(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        stream: BoxStream<'s, Response>,
-        next: NextSubscribe<'_>,
-    ) -> BoxStream<'s, Response> {
-        let connection = ctx
-            .data_opt::<ConnectionSubscriptions>()
-            .map(|c| c.0.clone());
-        let own = match connection {
-            Some(c) => match take_slot(&c, self.per_connection) {
-                Some(slot) => Some(slot),
-                None => {
-                    return refused(format!(
-                        "this connection already has {} live subscriptions (per-connection limit)",
-                        self.per_connection
-                    ))
-                }
-            },
-            None => None,
-        };
-        let Some(global) = take_slot(&self.live, self.total) else {
-            return refused(format!(
-                "the server already has {} live subscriptions (subscription limit)",
-                self.total
-            ));
-        };
-        let slots = (own, global);
-        next.run(ctx, stream)
-            .map(move |r| {
-                let _held = &slots;
-                r
-            })
-            .boxed()
-    }
-}
-
-fn refused<'s>(message: String) -> BoxStream<'s, Response> {
-    let mut err = ServerError::new(message, None);
-    let mut ext = async_graphql::ErrorExtensionValues::default();
-    ext.set("code", "TOO_MANY_SUBSCRIPTIONS");
-    err.extensions = Some(ext);
-    futures::stream::once(async move { Response::from_errors(vec![err]) }).boxed()
-}
-
-/// Complexity points per caller and minute, by default (a typical query
-/// costs 10–50: some thousand queries a minute).
-pub const DEFAULT_COMPLEXITY_PER_MINUTE: u32 = 60_000;
-
-/// Whose GraphQL budget a request spends (request or connection data).
-#[derive(Debug, Clone)]
-pub struct RateKey(pub String);
-
-/// Charges each operation's complexity (at least 1) to its caller's
-/// budget after validation, before execution: `RATE_LIMITED` when it does
-/// not fit, with `retryAfter` seconds in the extensions.
-#[derive(Debug, Clone)]
-pub struct RateLimit(pub auth::rate::Limiter);
-
-impl ExtensionFactory for RateLimit {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(self.clone())
-    }
-}
-
-#[async_trait::async_trait]
-impl Extension for RateLimit {
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: async_graphql::extensions::NextValidation<'_>,
-    ) -> Result<async_graphql::ValidationResult, Vec<ServerError>> {
-        let result = next.run(ctx).await?;
-        let key = ctx
-            .data_opt::<RateKey>()
-            .map_or("unknown", |k| k.0.as_str());
-        let cost = u32::try_from(result.complexity.max(1)).unwrap_or(u32::MAX);
-        match self.0.check(key, cost) {
-            Ok(()) => Ok(result),
-            Err(limited) => {
-                eventlog::metrics::count(
-                    "rate_limited_total",
-                    "Requests refused for their caller's rate limit, by class.",
-                    &[("class", "graphql")],
-                    1.0,
-                );
-                let mut err = ServerError::new(
-                    format!(
-                        "too many GraphQL requests from this caller (weighted by complexity); retry in {} s",
-                        limited.retry_after_secs
-                    ),
-                    None,
-                );
-                let mut ext = async_graphql::ErrorExtensionValues::default();
-                ext.set("code", RATE_LIMITED);
-                ext.set("retryAfter", limited.retry_after_secs);
-                err.extensions = Some(ext);
-                Err(vec![err])
-            }
-        }
-    }
-}
-
-/// The code of a rate-limited operation.
-pub const RATE_LIMITED: &str = "RATE_LIMITED";
 
 #[cfg(test)]
 mod tests {
