@@ -169,10 +169,114 @@ fn error_response(code: &str, message: &str) -> Response {
     GraphQLResponse::from(async_graphql::Response::from_errors(vec![err])).into_response()
 }
 
+/// The media type a GraphQL answer is sent in (GraphQL over HTTP):
+/// `application/graphql-response+json` unless the client accepts only
+/// `application/json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Media {
+    GraphqlResponse,
+    Json,
+}
+
+/// Reads `Accept`; `None` when the client accepts neither JSON type.
+fn negotiate(headers: &HeaderMap) -> Option<Media> {
+    let Some(accept) = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Some(Media::GraphqlResponse);
+    };
+    let types: Vec<String> = accept
+        .split(',')
+        .map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .collect();
+    let has = |t: &str| types.iter().any(|x| x == t);
+    if has("application/graphql-response+json") || has("*/*") || has("application/*") {
+        Some(Media::GraphqlResponse)
+    } else if has("application/json") {
+        Some(Media::Json)
+    } else {
+        None
+    }
+}
+
+/// A problem document for the HTTP-level refusals of `/graphql`.
+fn refusal(status: axum::http::StatusCode, code: &str, detail: &str) -> Response {
+    let body = serde_json::json!({
+        "type": format!("urn:shopstream:problem:{code}"),
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    let mut response = (status, axum::Json(body)).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}
+
 async fn graphql(
     State(s): State<Arc<QueryState>>,
     peer: Option<axum::Extension<auth::rate::PeerAddr>>,
     headers: HeaderMap,
+    request: GraphQLRequest,
+) -> Response {
+    let Some(media) = negotiate(&headers) else {
+        return refusal(
+            axum::http::StatusCode::NOT_ACCEPTABLE,
+            "not_acceptable",
+            "GraphQL answers are application/graphql-response+json or application/json",
+        );
+    };
+    // GraphQL over HTTP: a POST says what it carries.
+    let json_body = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            let essence = v
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            essence == "application/json" || essence == "application/graphql-response+json"
+        });
+    if !json_body {
+        return refusal(
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "a GraphQL POST must be Content-Type: application/json",
+        );
+    }
+    let mut response = answer_in_time(&s, peer, &headers, request).await;
+    if media == Media::Json
+        && response
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .is_some_and(|v| {
+                v.as_bytes()
+                    .starts_with(b"application/graphql-response+json")
+            })
+    {
+        response.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        );
+    }
+    response
+}
+
+async fn answer_in_time(
+    s: &QueryState,
+    peer: Option<axum::Extension<auth::rate::PeerAddr>>,
+    headers: &HeaderMap,
     request: GraphQLRequest,
 ) -> Response {
     let address = auth::rate::client_address(
@@ -183,7 +287,7 @@ async fn graphql(
     // The limit covers the whole answer: the consistency wait, waits for a
     // database connection, and execution.
     let limit = s.config.query_timeout;
-    let answered = answer(&s, &headers, address, request.into_inner());
+    let answered = answer(s, headers, address, request.into_inner());
     match tokio::time::timeout(limit, answered).await {
         Ok(response) => response,
         Err(_) => error_response(

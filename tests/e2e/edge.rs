@@ -65,6 +65,32 @@ async fn graphql_answers_share_one_media_type_and_refuse_long_lived_tokens() {
         assert_eq!(m, media, "{doc}");
         assert_eq!(doc["errors"][0]["extensions"]["code"], code, "{doc}");
     }
+    // GraphQL over HTTP: a client that accepts only application/json gets it.
+    let (m, doc) = graphql_with(&server, None, &[("accept", "application/json")]).await;
+    assert_eq!(m, "application/json", "{doc}");
+    assert_eq!(doc["data"]["__typename"], "Query");
+    let refused = |accept: Option<&'static str>, content_type: Option<&'static str>| {
+        let mut req = server
+            .client()
+            .post(format!("{}/graphql", server.base()))
+            .body("{\"query\":\"{ __typename }\"}");
+        if let Some(a) = accept {
+            req = req.header("accept", a);
+        }
+        if let Some(c) = content_type {
+            req = req.header("content-type", c);
+        }
+        async move {
+            let r = req.send().await.expect("answer");
+            (r.status().as_u16(), crate::helpers::media_type(&r))
+        }
+    };
+    let (s, m) = refused(Some("text/html"), Some("application/json")).await;
+    assert_eq!(s, 406);
+    assert!(m.starts_with("application/problem+json"), "{m}");
+    let (s, m) = refused(None, None).await;
+    assert_eq!(s, 415, "a POST without a content type is refused");
+    assert!(m.starts_with("application/problem+json"), "{m}");
     let (_, doc) = graphql_with(&server, Some(&format!("Bearer {long}")), &[]).await;
     assert!(
         doc["errors"][0]["message"]
