@@ -178,13 +178,16 @@ enum Media {
     Json,
 }
 
-/// Reads `Accept`; `None` when the client accepts neither JSON type.
+/// Reads `Accept` as GraphQL over HTTP asks: the newer
+/// `application/graphql-response+json` when the client names it, else
+/// `application/json` (also for `*/*` or no `Accept`, which older clients
+/// send); `None` when the client accepts neither.
 fn negotiate(headers: &HeaderMap) -> Option<Media> {
     let Some(accept) = headers
         .get(axum::http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
     else {
-        return Some(Media::GraphqlResponse);
+        return Some(Media::Json);
     };
     let types: Vec<String> = accept
         .split(',')
@@ -197,9 +200,9 @@ fn negotiate(headers: &HeaderMap) -> Option<Media> {
         })
         .collect();
     let has = |t: &str| types.iter().any(|x| x == t);
-    if has("application/graphql-response+json") || has("*/*") || has("application/*") {
+    if has("application/graphql-response+json") {
         Some(Media::GraphqlResponse)
-    } else if has("application/json") {
+    } else if has("application/json") || has("*/*") || has("application/*") {
         Some(Media::Json)
     } else {
         None
@@ -255,7 +258,7 @@ async fn graphql(
             "a GraphQL POST must be Content-Type: application/json",
         );
     }
-    let mut response = answer_in_time(&s, peer, &headers, request).await;
+    let mut response = answer_in_time(&s, peer, &headers, media, request).await;
     if media == Media::Json
         && response
             .headers()
@@ -277,6 +280,7 @@ async fn answer_in_time(
     s: &QueryState,
     peer: Option<axum::Extension<auth::rate::PeerAddr>>,
     headers: &HeaderMap,
+    media: Media,
     request: GraphQLRequest,
 ) -> Response {
     let address = auth::rate::client_address(
@@ -287,7 +291,7 @@ async fn answer_in_time(
     // The limit covers the whole answer: the consistency wait, waits for a
     // database connection, and execution.
     let limit = s.config.query_timeout;
-    let answered = answer(s, headers, address, request.into_inner());
+    let answered = answer(s, headers, address, media, request.into_inner());
     match tokio::time::timeout(limit, answered).await {
         Ok(response) => response,
         Err(_) => error_response(
@@ -301,6 +305,7 @@ async fn answer(
     s: &QueryState,
     headers: &HeaderMap,
     address: Option<std::net::IpAddr>,
+    media: Media,
     mut request: async_graphql::Request,
 ) -> Response {
     if let Err(e) = s.config.input.check(&request.query, &request.variables) {
@@ -387,9 +392,32 @@ async fn answer(
             .then(|| ext.get("retryAfter").map(ToString::to_string))
             .flatten()
     });
-    let mut http = GraphQLResponse::from(response).into_response();
+    // A document that does not parse or validate, or variables that do not
+    // coerce, never executed: with the newer media type that is a 400
+    // without a `data` entry (GraphQL over HTTP). Field errors carry a path.
+    let request_error = matches!(response.data, async_graphql::Value::Null)
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty());
+    let mut http = if request_error && media == Media::GraphqlResponse && retry_after.is_none() {
+        let mut body = serde_json::to_value(&response).unwrap_or_default();
+        if let Some(map) = body.as_object_mut() {
+            map.remove("data");
+        }
+        let mut http = (axum::http::StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+        http.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/graphql-response+json"),
+        );
+        http
+    } else {
+        GraphQLResponse::from(response).into_response()
+    };
     if let Some(seconds) = retry_after {
-        *http.status_mut() = axum::http::StatusCode::TOO_MANY_REQUESTS;
+        // 429 in the newer media type; `application/json` clients expect
+        // 200 for every GraphQL answer and read the error's code.
+        if media == Media::GraphqlResponse {
+            *http.status_mut() = axum::http::StatusCode::TOO_MANY_REQUESTS;
+        }
         if let Ok(v) = axum::http::HeaderValue::from_str(&seconds) {
             http.headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, v);

@@ -20,6 +20,13 @@ async fn graphql_with(
         .client()
         .post(format!("{}/graphql", server.base()))
         .json(&json!({"query": "{ __typename }"}));
+    // The newer media type unless the test names another.
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("accept"))
+    {
+        req = req.header("accept", "application/graphql-response+json");
+    }
     if let Some(a) = auth {
         req = req.header("authorization", a);
     }
@@ -248,6 +255,7 @@ async fn callers_over_their_rate_limit_get_429_and_change_nothing() {
             for n in 0..20 {
                 let resp = client
                     .post(&url)
+                    .header("accept", "application/graphql-response+json")
                     .bearer_auth(&token)
                     .json(&json!({ "query": query }))
                     .send()
