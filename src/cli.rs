@@ -36,7 +36,7 @@ pub enum Command {
         /// Subject: the user id for customers, any name for admins and services.
         #[arg(long)]
         sub: String,
-        /// customer, admin or service.
+        /// customer, admin, service or analyst.
         #[arg(long)]
         role: Role,
         /// Lifetime, e.g. 30m, 1h, 7d.
@@ -123,7 +123,8 @@ fn parse_ttl(raw: &str) -> Result<chrono::Duration, String> {
     let seconds = match unit {
         "s" => n,
         "m" => n * 60,
-        "h" | "" => n * 3600,
+        "h" => n * 3600,
+        "" => return Err(format!("'{raw}' has no unit: write 30m, 1h or 7d")),
         "d" => n * 86400,
         _ => return Err(format!("unknown unit in '{raw}': use s, m, h or d")),
     };
@@ -291,6 +292,10 @@ mod tests {
         assert_eq!(parse_ttl("1d").unwrap().num_seconds(), 86400);
         assert!(parse_ttl("0s").is_err());
         assert!(parse_ttl("abc").is_err());
+        assert!(
+            parse_ttl("12").is_err(),
+            "a lifetime without a unit is refused"
+        );
         assert!(parse_ttl("5y").is_err());
     }
 }

@@ -441,16 +441,27 @@ async fn graphql_ws(
         headers.get(axum::http::header::ORIGIN),
         headers.get(axum::http::header::HOST),
     ) {
-        return (
+        return refusal(
             axum::http::StatusCode::FORBIDDEN,
+            "origin_not_allowed",
             "this origin may not open the GraphQL WebSocket (--cors-origin)",
-        )
-            .into_response();
+        );
     }
     let from_header = if headers.contains_key(axum::http::header::AUTHORIZATION) {
         match authenticate(&s.auth, &headers) {
             Ok(p) => Some(p),
-            Err(e) => return (axum::http::StatusCode::UNAUTHORIZED, e.to_string()).into_response(),
+            Err(e) => {
+                let mut response = refusal(
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    &e.to_string(),
+                );
+                response.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer"),
+                );
+                return response;
+            }
         }
     } else {
         None

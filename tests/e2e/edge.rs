@@ -293,3 +293,46 @@ async fn callers_over_their_rate_limit_get_429_and_change_nothing() {
     assert!(ok["errors"].is_null(), "{ok}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn refused_websocket_upgrades_are_problem_documents() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(data.path(), None).await;
+    let upgrade = |origin: Option<&'static str>, auth: Option<&'static str>| {
+        let mut req = server
+            .client()
+            .get(format!("{}/graphql/ws", server.base()))
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .header("sec-websocket-protocol", "graphql-transport-ws");
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        async move {
+            let r = req.send().await.expect("answer");
+            let status = r.status().as_u16();
+            let media = crate::helpers::media_type(&r);
+            let body: Value = r.json().await.unwrap_or_default();
+            (status, media, body)
+        }
+    };
+    let (s, m, body) = upgrade(Some("http://evil.example"), None).await;
+    assert_eq!(s, 403, "{body}");
+    assert!(m.starts_with("application/problem+json"), "{m}");
+    assert_eq!(body["type"], "urn:shopstream:problem:origin_not_allowed");
+    let (s, m, body) = upgrade(None, Some("Bearer not-a-token")).await;
+    assert_eq!(s, 401, "{body}");
+    assert!(m.starts_with("application/problem+json"), "{m}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("malformed")),
+        "{body}"
+    );
+    server.stop().await;
+}
