@@ -259,6 +259,35 @@ fn alive(child: &mut Proc) -> bool {
     matches!(child.0.try_wait(), Ok(None))
 }
 
+/// Reads customer `id` through GraphQL with the token `position`: relay →
+/// Kafka → projector → read model. The first event also waits for the
+/// consumer group to form, which under a loaded test run can take longer
+/// than one token wait (2 s): ask again while the answer says it is stale.
+async fn customer_through_kafka(
+    server: &Server,
+    admin: &str,
+    position: i64,
+    id: &str,
+) -> serde_json::Value {
+    let mut body = serde_json::Value::Null;
+    for _ in 0..15 {
+        let (s, answer) = server
+            .graphql(
+                Some(admin),
+                Some(position),
+                "query($id: ID!) { customer(id: $id) { email name } }",
+                json!({"id": id}),
+            )
+            .await;
+        assert_eq!(s, 200, "{answer}");
+        body = answer;
+        if body["extensions"]["consistency"]["stale"] == false {
+            break;
+        }
+    }
+    body
+}
+
 /// Waits until every projection consumes Kafka, is live, and has applied
 /// everything in the store.
 async fn caught_up(log: &EventLog, db: &ReadDb, within: Duration) {
@@ -607,26 +636,8 @@ async fn serve_with_kafka_runs_every_role_in_one_process() {
     let id = user["id"].as_str().expect("id").to_string();
     let position = user["position"].as_i64().expect("position");
 
-    // Read your writes through relay → Kafka → projector → GraphQL. The
-    // first event also waits for the consumer group to form, which under a
-    // loaded test run can take longer than one token wait (2 s): ask again
-    // while the answer says it is stale.
-    let mut attempts = 0;
-    let body = loop {
-        attempts += 1;
-        let (s, body) = server
-            .graphql(
-                Some(&admin),
-                Some(position),
-                "query($id: ID!) { customer(id: $id) { email name } }",
-                json!({"id": id}),
-            )
-            .await;
-        assert_eq!(s, 200, "{body}");
-        if body["extensions"]["consistency"]["stale"] == false || attempts == 15 {
-            break body;
-        }
-    };
+    // Read your writes through relay → Kafka → projector → GraphQL.
+    let body = customer_through_kafka(&server, &admin, position, &id).await;
     assert_eq!(body["extensions"]["consistency"]["stale"], false, "{body}");
     assert_eq!(
         body["data"]["customer"]["email"], "one@example.com",
@@ -720,21 +731,8 @@ mod tls {
         let id = user["id"].as_str().expect("id").to_string();
         let position = user["position"].as_i64();
         // Relay → Kafka over TLS → Kafka-fed projectors over TLS → GraphQL.
-        let mut answer = serde_json::Value::Null;
-        for _ in 0..20 {
-            let (_, body) = server
-                .graphql(
-                    Some(&admin),
-                    position,
-                    "query($id: ID!) { customer(id: $id) { email } }",
-                    json!({"id": id}),
-                )
-                .await;
-            answer = body;
-            if answer["extensions"]["consistency"]["stale"] == false {
-                break;
-            }
-        }
+        let position = position.expect("position");
+        let answer = super::customer_through_kafka(&server, &admin, position, &id).await;
         assert_eq!(
             answer["data"]["customer"]["email"], "tls@example.com",
             "{answer}"
