@@ -3,8 +3,8 @@
 use std::io::Write;
 
 use anyhow::Context;
+use auth::{Authenticator, Role};
 use clap::{Parser, Subcommand};
-use command_api::auth::{Authenticator, Role};
 use eventlog::{Database, DatabaseOptions};
 
 use crate::config::Settings;
@@ -173,7 +173,7 @@ impl Cli {
         }
         // A mistyped origin must stop the start, not silently allow nothing.
         self.settings.origins()?;
-        let _telemetry = eventlog::telemetry::init(&eventlog::telemetry::TelemetryOptions {
+        let _telemetry = telemetry::init(&telemetry::TelemetryOptions {
             log_format: self.settings.log_format,
             otlp_endpoint: self
                 .settings
@@ -245,7 +245,7 @@ impl Cli {
                     ProjectionsAction::Rebuild { name, all, verify } => {
                         let names: Vec<String> = match name {
                             Some(n) if !all => vec![n],
-                            _ => projectors::NAMES.iter().map(|n| (*n).to_string()).collect(),
+                            _ => readmodel::NAMES.iter().map(|n| (*n).to_string()).collect(),
                         };
                         crate::projections::rebuild_cmd(&store, &db, &names, verify).await
                     }

@@ -6,16 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use auth::{authenticate, Authenticator, Role};
 use axum::extract::State;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use command_api::auth::{authenticate, Authenticator, Role};
 use command_api::error::ApiError;
 use eventlog::{Database, EventLog};
 use projectors::rebuild::{self, Options, Progress};
-use projectors::{ReadDb, Wake};
+use readmodel::{ReadDb, Wake};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -70,7 +70,7 @@ pub fn start(
 ) -> Running {
     let (stop, stopped) = watch::channel(false);
     let listener = db.is_postgres().then(|| {
-        projectors::listen_postgres(settings.database_url(), "shopstream_events", wake.clone())
+        readmodel::listen_postgres(settings.database_url(), "shopstream_events", wake.clone())
     });
     let poll = if db.is_postgres() {
         Duration::from_secs(1)
@@ -94,9 +94,9 @@ pub fn start(
 
 /// Starts every projection's Kafka consumer (distributed profile);
 /// signals `commits` after commits.
-pub fn start_kafka(kafka: &eventlog::kafka::KafkaSettings, db: &ReadDb, commits: &Wake) -> Running {
+pub fn start_kafka(kafka: &relay::kafka::KafkaSettings, db: &ReadDb, commits: &Wake) -> Running {
     let (stop, stopped) = watch::channel(false);
-    let tasks = projectors::spawn_all_kafka(kafka, db, commits, &stopped);
+    let tasks = relay::spawn_all(kafka, db, commits, &stopped);
     Running {
         stop,
         tasks,
@@ -127,7 +127,7 @@ async fn status_handler(State(s): State<AdminState>, parts: Parts) -> Response {
     let result = async {
         let principal = authenticate(&s.auth, &parts.headers)?;
         principal.require(&[Role::Admin])?;
-        let status = projectors::status::all(&s.log, &s.db)
+        let status = readmodel::status::all(&s.log, &s.db)
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         Ok::<_, ApiError>(Json(serde_json::json!({ "projections": status })))
@@ -160,8 +160,8 @@ pub fn metrics_router(store: &Database, db: &ReadDb) -> Router {
 }
 
 async fn metrics_handler(State(s): State<MetricsState>) -> Response {
-    use eventlog::metrics::gauge;
-    match projectors::status::all(&s.log, &s.db).await {
+    use telemetry::metrics::gauge;
+    match readmodel::status::all(&s.log, &s.db).await {
         Ok(status) => {
             for p in status {
                 let l = [("projection", p.name.as_str())];
@@ -225,7 +225,7 @@ async fn metrics_handler(State(s): State<MetricsState>) -> Response {
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        eventlog::metrics::render(),
+        telemetry::metrics::render(),
     )
         .into_response()
 }
@@ -235,7 +235,7 @@ async fn metrics_handler(State(s): State<MetricsState>) -> Response {
 /// # Errors
 /// When the store cannot be read.
 pub async fn print_status(store: &Database, db: &ReadDb, json: bool) -> anyhow::Result<()> {
-    let status = projectors::status::all(&EventLog::new(store.clone()), db).await?;
+    let status = readmodel::status::all(&EventLog::new(store.clone()), db).await?;
     let mut out = std::io::stdout().lock();
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&status)?)?;

@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 
 use std::sync::Arc;
 
-use projectors::Wake;
+use readmodel::Wake;
 
 use crate::cli::connect;
 use crate::config::Settings;
@@ -25,11 +25,11 @@ pub async fn project(settings: &Settings) -> anyhow::Result<()> {
     let read_db = projections::open(settings).await?;
     let running = match settings.kafka()? {
         Some(kafka) => {
-            tracing::info!(projections = ?projectors::NAMES, brokers = %kafka.brokers, "projectors consuming Kafka");
+            tracing::info!(projections = ?readmodel::NAMES, brokers = %kafka.brokers, "projectors consuming Kafka");
             projections::start_kafka(&kafka, &read_db, &Wake::default())
         }
         None => {
-            tracing::info!(projections = ?projectors::NAMES, "projectors tailing the store");
+            tracing::info!(projections = ?readmodel::NAMES, "projectors tailing the store");
             projections::start(settings, &db, &read_db, &Wake::default(), &Wake::default())
         }
     };
@@ -57,7 +57,7 @@ pub async fn query(settings: &Settings) -> anyhow::Result<()> {
     let read_db = projections::open(settings).await?;
     let commits = Wake::default();
     let listener_task = read_db.is_postgres().then(|| {
-        projectors::listen_postgres(
+        readmodel::listen_postgres(
             settings.database_url(),
             "shopstream_projections",
             commits.clone(),
@@ -111,7 +111,7 @@ pub async fn query(settings: &Settings) -> anyhow::Result<()> {
 /// and `/metrics`: what every role serves for operators.
 fn operations(
     db: &eventlog::Database,
-    read_db: &projectors::ReadDb,
+    read_db: &readmodel::ReadDb,
     readyz: Option<axum::routing::MethodRouter>,
 ) -> axum::Router {
     operations_without_metrics(db, readyz).merge(projections::metrics_router(db, read_db))
@@ -138,7 +138,7 @@ fn operations_without_metrics(
 fn public_metrics(
     settings: &Settings,
     db: &eventlog::Database,
-    read_db: &projectors::ReadDb,
+    read_db: &readmodel::ReadDb,
 ) -> axum::Router {
     if settings.operations_listen.is_some() {
         axum::Router::new()
@@ -152,7 +152,7 @@ fn public_metrics(
 async fn health_server(
     settings: &Settings,
     db: &eventlog::Database,
-    read_db: &projectors::ReadDb,
+    read_db: &readmodel::ReadDb,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     operations_server(settings, db, read_db, None).await
 }
@@ -161,7 +161,7 @@ async fn health_server(
 async fn operations_server(
     settings: &Settings,
     db: &eventlog::Database,
-    read_db: &projectors::ReadDb,
+    read_db: &readmodel::ReadDb,
     readyz: Option<axum::routing::MethodRouter>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     let Some(addr) = settings.operations_listen else {
@@ -184,28 +184,28 @@ async fn operations_server(
 /// Starts the relay in this process; `wake` signals appends.
 fn start_relay(
     settings: &Settings,
-    kafka: &eventlog::kafka::KafkaSettings,
+    kafka: &relay::kafka::KafkaSettings,
     db: &eventlog::Database,
     wake: &Wake,
 ) -> anyhow::Result<(
-    eventlog::relay::RelayStatus,
+    relay::RelayStatus,
     tokio::sync::watch::Sender<bool>,
     Vec<tokio::task::JoinHandle<()>>,
 )> {
-    let relay = eventlog::relay::Relay::new(db, eventlog::relay::RelayConfig::new(kafka.clone()))
+    let relay = relay::Relay::new(db, relay::RelayConfig::new(kafka.clone()))
         .context("cannot start the relay")?;
     let status = relay.status();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     // Appends in other processes arrive as notifications.
     let listener =
-        projectors::listen_postgres(settings.database_url(), "shopstream_events", wake.clone());
+        readmodel::listen_postgres(settings.database_url(), "shopstream_events", wake.clone());
     let task = tokio::spawn(relay.run(wake.subscribe(), stopped));
     Ok((status, stop, vec![task, listener]))
 }
 
 /// `/readyz` of a relay: ready while it is standing by, or active with the
 /// broker answering; 503 with the reason otherwise.
-fn relay_readyz(status: eventlog::relay::RelayStatus) -> axum::routing::MethodRouter {
+fn relay_readyz(status: relay::RelayStatus) -> axum::routing::MethodRouter {
     axum::routing::get(move || {
         let state = status.get();
         async move {
@@ -335,7 +335,7 @@ pub async fn saga(settings: &Settings) -> anyhow::Result<()> {
     let read_db = projections::open(settings).await?;
     let wake = Wake::default();
     let listener = read_db.is_postgres().then(|| {
-        projectors::listen_postgres(settings.database_url(), "shopstream_events", wake.clone())
+        readmodel::listen_postgres(settings.database_url(), "shopstream_events", wake.clone())
     });
     let mut settings = settings.clone();
     settings.saga = true;
@@ -360,11 +360,8 @@ pub async fn saga(settings: &Settings) -> anyhow::Result<()> {
 
 /// Starts the saga and the simulated provider when configured.
 /// The repositories of one process.
-fn shared_commands(
-    settings: &Settings,
-    db: &eventlog::Database,
-) -> Arc<command_api::service::Commands> {
-    Arc::new(command_api::service::Commands::new(
+fn shared_commands(settings: &Settings, db: &eventlog::Database) -> Arc<commands::Commands> {
+    Arc::new(commands::Commands::new(
         db,
         settings.snapshot_every,
         settings.aggregate_cache,
@@ -374,9 +371,9 @@ fn shared_commands(
 fn start_saga(
     settings: &Settings,
     db: &eventlog::Database,
-    read_db: &projectors::ReadDb,
+    read_db: &readmodel::ReadDb,
     wake: &Wake,
-    commands: Arc<command_api::service::Commands>,
+    commands: Arc<commands::Commands>,
 ) -> anyhow::Result<(
     tokio::sync::watch::Sender<bool>,
     Vec<tokio::task::JoinHandle<()>>,

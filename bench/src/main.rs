@@ -268,7 +268,7 @@ async fn rebuild_and_analytics(args: &Args, report: &mut Report) -> anyhow::Resu
     let store = eventlog::Database::connect(&db.url, &eventlog::DatabaseOptions::default())
         .await
         .context("store")?;
-    let read = projectors::ReadDb::connect(&db.url, 8).await?;
+    let read = readmodel::ReadDb::connect(&db.url, 8).await?;
     projectors::ensure_all(&read).await?;
     let log = eventlog::EventLog::new(store.clone());
     let head = log.head().await?;
@@ -277,7 +277,7 @@ async fn rebuild_and_analytics(args: &Args, report: &mut Report) -> anyhow::Resu
         // at once (what `projections rebuild --all` does).
         let mut sequential = 0.0;
         let mut reports = Vec::new();
-        for name in projectors::NAMES {
+        for name in readmodel::NAMES {
             let mut quiet = |_p: projectors::rebuild::Progress| {};
             let r = projectors::rebuild::rebuild(
                 name,

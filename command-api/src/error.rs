@@ -107,6 +107,25 @@ impl From<auth::AuthError> for ApiError {
     }
 }
 
+impl From<commands::CommandError> for ApiError {
+    fn from(e: commands::CommandError) -> Self {
+        use commands::CommandError as C;
+        match e {
+            C::Invalid(v) => Self::Validation(vec![v.into()]),
+            C::Forbidden(m) => Self::Forbidden(m),
+            C::NotFound(m) => Self::NotFound(m),
+            C::Rule(r) => Self::Rule(r),
+            C::ConcurrentModification => Self::ConcurrentModification,
+            C::PreconditionFailed { expected, current } => {
+                Self::PreconditionFailed { expected, current }
+            }
+            C::EmailTaken => Self::EmailTaken,
+            C::Unavailable(m) => Self::Unavailable(m),
+            C::Internal(m) => Self::Internal(m),
+        }
+    }
+}
+
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
         Self::Rule(e)
@@ -126,19 +145,6 @@ impl From<eventlog::StoreError> for ApiError {
 }
 
 impl ApiError {
-    /// Whether a command attempt decided on cached state may have failed
-    /// only because that state was stale (see `service::with_retry`).
-    pub fn may_be_stale(&self) -> bool {
-        matches!(
-            self,
-            Self::Validation(_)
-                | Self::NotFound(_)
-                | Self::Rule(_)
-                | Self::ConcurrentModification
-                | Self::PreconditionFailed { .. }
-        )
-    }
-
     /// A single-field validation error.
     pub fn field(field: &str, rule: &str, message: impl Into<String>) -> Self {
         Self::Validation(vec![FieldError {

@@ -1,12 +1,11 @@
 //! Extractors that turn raw requests into typed input, or into a problem
 //! document naming what is wrong: JSON bodies, `If-Match`, command context.
 
-use std::collections::HashMap;
-
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::{CONTENT_TYPE, IF_MATCH};
 use axum::http::request::Parts;
+use commands::CommandContext;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
@@ -100,69 +99,13 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-/// The context every command carries into the event metadata: who, which
-/// request, which correlation, which expected version, which idempotency key.
+/// The command context of a request (`commands::CommandContext`): its
+/// request id, `X-Correlation-Id` (else the request id), `If-Match`, the
+/// caller-scoped idempotency key and the trace.
 #[derive(Debug, Clone)]
-pub struct CommandContext {
-    pub request_id: String,
-    pub correlation_id: String,
-    /// `If-Match: "<version>"`, when sent.
-    pub expected_version: Option<u64>,
-    /// The idempotency key, scoped to the caller, when sent.
-    pub idempotency_key: Option<String>,
-    /// The event that caused this command (commands issued by a process manager).
-    pub causation_id: Option<String>,
-    /// W3C trace context written into the events (`traceparent`): the
-    /// serving span's when traces are exported, else the caller's, passed on.
-    pub traceparent: Option<String>,
-}
+pub struct Context(pub CommandContext);
 
-impl CommandContext {
-    /// The context of a command issued in process in reaction to an event:
-    /// it continues the event's correlation, names the event as its cause,
-    /// and carries a deterministic idempotency key.
-    pub fn caused_by(correlation_id: &str, causation_id: &str, idempotency_key: String) -> Self {
-        Self {
-            request_id: uuid::Uuid::new_v4().to_string(),
-            correlation_id: correlation_id.to_string(),
-            expected_version: None,
-            idempotency_key: Some(idempotency_key),
-            causation_id: Some(causation_id.to_string()),
-            traceparent: eventlog::telemetry::current_traceparent(),
-        }
-    }
-
-    /// Continues the trace of the event that caused this command when no
-    /// span of this process carries it (trace export off).
-    #[must_use]
-    pub fn following(mut self, cause: &serde_json::Value) -> Self {
-        if self.traceparent.is_none() {
-            self.traceparent = eventlog::telemetry::event_traceparent(cause).map(str::to_string);
-        }
-        self
-    }
-
-    /// Event metadata for a command issued by `actor`.
-    pub fn metadata(&self, actor: &str) -> HashMap<String, String> {
-        let mut m = HashMap::from([
-            ("request_id".to_string(), self.request_id.clone()),
-            ("correlation_id".to_string(), self.correlation_id.clone()),
-            ("actor".to_string(), actor.to_string()),
-        ]);
-        if let Some(key) = &self.idempotency_key {
-            m.insert("idempotency_key".to_string(), key.clone());
-        }
-        if let Some(cause) = &self.causation_id {
-            m.insert("causation_id".to_string(), cause.clone());
-        }
-        if let Some(trace) = &self.traceparent {
-            m.insert(eventlog::telemetry::TRACEPARENT.to_string(), trace.clone());
-        }
-        m
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for CommandContext {
+impl<S: Send + Sync> FromRequestParts<S> for Context {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
@@ -192,21 +135,21 @@ impl<S: Send + Sync> FromRequestParts<S> for CommandContext {
             .extensions
             .get::<IdempotencyScope>()
             .map(|s| s.0.clone());
-        Ok(Self {
+        Ok(Self(CommandContext {
             request_id,
             correlation_id,
             expected_version,
             idempotency_key,
             causation_id: None,
-            traceparent: eventlog::telemetry::current_traceparent().or_else(|| {
+            traceparent: telemetry::current_traceparent().or_else(|| {
                 parts
                     .headers
-                    .get(eventlog::telemetry::TRACEPARENT)
+                    .get(telemetry::TRACEPARENT)
                     .and_then(|v| v.to_str().ok())
-                    .filter(|v| eventlog::telemetry::valid_traceparent(v))
+                    .filter(|v| telemetry::valid_traceparent(v))
                     .map(str::to_string)
             }),
-        })
+        }))
     }
 }
 

@@ -1,5 +1,6 @@
-//! shopstream's command API: REST commands in (axum), events appended to the
-//! event store through the domain's aggregates.
+//! shopstream's command API: the REST edge (axum) over the command core
+//! (crate `commands`): requests parsed into domain values, commands run by
+//! the core, its `CommandError`s mapped to problem documents.
 //!
 //! [`build`] wires an [`App`] from a database and a [`Config`];
 //! [`App::run`] serves it on a listener until a shutdown signal, so tests
@@ -8,11 +9,9 @@
 //! # Layout
 //! - `auth`: HS256 JWT signing and verification, [`Principal`](auth::Principal), roles.
 //! - `error`: [`ApiError`](error::ApiError) → RFC 9457 problem documents, in one place.
-//! - `extract`: strict JSON bodies, `If-Match`, the command context.
+//! - `extract`: strict JSON bodies, `If-Match`, the command context of a request.
 //! - `idempotency`: the `Idempotency-Key` middleware.
 //! - `request_id`: request ids, the request span, problem documents for every error.
-//! - `service`: the command path (load, authorize, decide, append).
-//! - `operations`: commands as library calls (for handlers and in-process callers).
 //! - `routes`: one handler file per resource, plus health and event streams.
 //! - `server`: the listener with connection limits and timeouts, body bounds, CORS.
 //! - `rate`: per-caller rate limits of the commands (429).
@@ -23,12 +22,10 @@ pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod openapi;
-pub mod operations;
 pub mod rate;
 pub mod request_id;
 pub mod routes;
 pub mod server;
-pub mod service;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -44,7 +41,7 @@ use utoipa_scalar::{Scalar, Servable};
 use crate::auth::{Authenticator, Secret};
 use crate::idempotency::IdempotencyState;
 use crate::routes::{health, orders, payments, products, streams, users};
-use crate::service::Commands;
+pub use commands::Commands;
 
 /// Called after every command that appended events (wakes in-process tailers).
 pub type AppendHook = Arc<dyn Fn() + Send + Sync>;

@@ -63,7 +63,7 @@ pub struct RateState {
 
 /// The `429` answer.
 pub fn too_many(class: &str, limited: Limited) -> Response {
-    eventlog::metrics::count(
+    telemetry::metrics::count(
         "rate_limited_total",
         "Requests refused for their caller's rate limit, by class.",
         &[("class", class)],

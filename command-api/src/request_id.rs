@@ -51,16 +51,16 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         otel.status_code = tracing::field::Empty,
     );
     // The exported span's name; formatted only when spans are exported.
-    if eventlog::telemetry::exporting() {
+    if telemetry::exporting() {
         span.record("otel.name", format!("{method} {route}"));
     }
     // Continue the caller's trace (W3C `traceparent`), when traces are exported.
     if let Some(parent) = req
         .headers()
-        .get(eventlog::telemetry::TRACEPARENT)
+        .get(telemetry::TRACEPARENT)
         .and_then(|v| v.to_str().ok())
     {
-        eventlog::telemetry::set_parent(&span, parent);
+        telemetry::set_parent(&span, parent);
     }
     let started = Instant::now();
     let response = next.run(req).instrument(span.clone()).await;
@@ -73,13 +73,13 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         span.record("otel.status_code", "error");
     }
     let labels = [("method", method.as_str()), ("route", route.as_str())];
-    eventlog::metrics::observe_seconds(
+    telemetry::metrics::observe_seconds(
         "http_request_duration_seconds",
         "HTTP request latency by route.",
         &labels,
         seconds,
     );
-    eventlog::metrics::count(
+    telemetry::metrics::count(
         "http_requests_total",
         "HTTP requests by route and status.",
         &[

@@ -29,3 +29,88 @@ macro_rules! domain_event {
     };
 }
 pub(crate) use domain_event;
+
+/// Any stored event, typed: the payload of one event of the store decoded
+/// into its aggregate's event enum. The store boundary decodes each event
+/// once into this type; projections, the saga and the relay match on it
+/// instead of reading the payload by name.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    User(crate::user::UserEvent),
+    Product(crate::product::ProductEvent),
+    Order(crate::order::OrderEvent),
+    Payment(crate::payment::PaymentEvent),
+}
+
+/// Why a stored payload is not a known event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UndecodableEvent {
+    /// No aggregate of this type exists.
+    #[error("unknown aggregate type '{0}'")]
+    UnknownAggregate(String),
+    /// The payload does not match any event of its aggregate.
+    #[error("{0}")]
+    Payload(String),
+}
+
+impl Event {
+    /// Decodes the payload of an event of `aggregate_type`.
+    ///
+    /// # Errors
+    /// [`UndecodableEvent`] for an unknown aggregate type or a payload that
+    /// is none of its events.
+    pub fn decode(
+        aggregate_type: &str,
+        payload: &serde_json::Value,
+    ) -> Result<Self, UndecodableEvent> {
+        use serde::Deserialize;
+        fn typed<'a, E: Deserialize<'a>>(
+            payload: &'a serde_json::Value,
+        ) -> Result<E, UndecodableEvent> {
+            // From a borrowed Value: no copy of the payload.
+            E::deserialize(payload).map_err(|e| UndecodableEvent::Payload(e.to_string()))
+        }
+        Ok(match aggregate_type {
+            "User" => Self::User(typed(payload)?),
+            "Product" => Self::Product(typed(payload)?),
+            "Order" => Self::Order(typed(payload)?),
+            "Payment" => Self::Payment(typed(payload)?),
+            other => return Err(UndecodableEvent::UnknownAggregate(other.to_string())),
+        })
+    }
+
+    /// The customer this event belongs to, when the event itself names
+    /// them: a user's own events (its id is the aggregate id, so `None`
+    /// here), an order's creation, a payment's initiation.
+    pub fn customer_id(&self) -> Option<uuid::Uuid> {
+        match self {
+            Self::Order(crate::order::OrderEvent::Created { customer_id, .. })
+            | Self::Payment(crate::payment::PaymentEvent::Initiated { customer_id, .. }) => {
+                Some(*customer_id)
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payload_decodes_by_its_aggregate_type() {
+        let payload = serde_json::json!({"UserDeactivated": {"at": "2026-03-14T09:26:53Z"}});
+        assert!(matches!(
+            Event::decode("User", &payload),
+            Ok(Event::User(crate::user::UserEvent::Deactivated { .. }))
+        ));
+        assert!(matches!(
+            Event::decode("Order", &payload),
+            Err(UndecodableEvent::Payload(_))
+        ));
+        assert_eq!(
+            Event::decode("Invoice", &payload),
+            Err(UndecodableEvent::UnknownAggregate("Invoice".into()))
+        );
+    }
+}

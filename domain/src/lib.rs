@@ -15,7 +15,8 @@
 //! - `product`: the [`Product`] aggregate (the catalog that prices order lines).
 //! - `order`: the [`Order`] aggregate.
 //! - `payment`: the [`Payment`] aggregate.
-//! - `event`: [`EventName`], the stable name and version of every stored event.
+//! - `event`: [`EventName`], the stable name and version of every stored event;
+//!   [`Event`], any stored event decoded into its aggregate's event enum.
 
 mod error;
 mod event;
@@ -27,7 +28,7 @@ pub mod user;
 mod values;
 
 pub use error::{DomainError, ErrorKind};
-pub use event::{EventName, EVENT_VERSION_1};
+pub use event::{Event, EventName, UndecodableEvent, EVENT_VERSION_1};
 pub use money::{Currency, Money, ISO_4217, MAX_AMOUNT_MINOR};
 pub use order::Order;
 pub use payment::Payment;

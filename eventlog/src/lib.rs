@@ -4,7 +4,10 @@
 //! Every appended event gets a global position, an event id and a recording
 //! time. [`EventLog::read_from`] tails the whole store in log order without
 //! ever skipping an event whose transaction commits late (ARCHITECTURE
-//! invariant 3).
+//! invariant 3). Every event read is decoded once, here, into the domain's
+//! typed [`domain::Event`] ([`StoredEvent::event`]); nobody downstream reads
+//! a payload by name. Kafka, telemetry and HTTP live elsewhere (crates
+//! `relay`, `telemetry`, `command-api`).
 //!
 //! # Layout
 //! - `db`: [`Database`]: connecting (URL picks the backend), migrating, pinging.
@@ -16,10 +19,6 @@
 //! - `cache`: the aggregate cache in front of the repository.
 //! - `idempotency`: [`IdempotencyStore`]: durable idempotency keys.
 //! - `emails`: [`EmailRegistry`]: the one-user-per-e-mail reservation.
-//! - `telemetry`: tracing subscriber setup (pretty or JSON).
-//! - `kafka`: Kafka settings, the events topic, the record format (distributed profile).
-//! - `relay`: [`relay::Relay`]: store → Kafka, one active at a time.
-//! - `metrics`: the Prometheus registry every service renders at `/metrics`.
 //! - `testing` (feature `testing`): a fresh Postgres database or SQLite file per test.
 
 mod cache;
@@ -28,13 +27,9 @@ mod emails;
 mod error;
 mod health;
 mod idempotency;
-pub mod kafka;
 mod log;
-pub mod metrics;
-pub mod relay;
 mod repository;
 mod signal;
-pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 /// The SQL toolkit, for tests that set up unusual database states.

@@ -6,6 +6,8 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 use uuid::Uuid;
 
+use domain::UndecodableEvent;
+
 use crate::{Database, StoreError};
 
 /// A place in the log: read everything after it.
@@ -37,8 +39,13 @@ impl Cursor {
     };
 }
 
-/// One event as stored, with its place in the log.
+/// One event as stored, with its place in the log, and its payload decoded
+/// once into the domain's typed [`domain::Event`] (or why it cannot be).
+///
+/// It serializes as the stored envelope (the Kafka record format); reading
+/// one back decodes the payload again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "Envelope")]
 pub struct StoredEvent {
     /// Global position, unique across the store.
     pub position: i64,
@@ -56,9 +63,75 @@ pub struct StoredEvent {
     pub metadata: Value,
     /// When the store recorded the event.
     pub recorded_at: DateTime<Utc>,
+    /// The payload, typed. An error is a poison event for whoever needs it
+    /// (a projection stops on it; nothing skips it).
+    #[serde(skip_serializing)]
+    pub event: Result<domain::Event, UndecodableEvent>,
+}
+
+/// The stored envelope without the typed payload: what [`StoredEvent`]
+/// deserializes from.
+#[derive(Deserialize)]
+struct Envelope {
+    position: i64,
+    transaction_id: u64,
+    event_id: Uuid,
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    payload: Value,
+    metadata: Value,
+    recorded_at: DateTime<Utc>,
+}
+
+impl From<Envelope> for StoredEvent {
+    fn from(e: Envelope) -> Self {
+        Self {
+            event: domain::Event::decode(&e.aggregate_type, &e.payload),
+            position: e.position,
+            transaction_id: e.transaction_id,
+            event_id: e.event_id,
+            aggregate_type: e.aggregate_type,
+            aggregate_id: e.aggregate_id,
+            sequence: e.sequence,
+            event_type: e.event_type,
+            event_version: e.event_version,
+            payload: e.payload,
+            metadata: e.metadata,
+            recorded_at: e.recorded_at,
+        }
+    }
 }
 
 impl StoredEvent {
+    /// The typed event.
+    ///
+    /// # Errors
+    /// Why the payload is not a known event, naming the event.
+    pub fn typed(&self) -> Result<&domain::Event, String> {
+        self.event.as_ref().map_err(|e| {
+            format!(
+                "{} v{} of {} {} is unreadable: {e}",
+                self.event_type, self.event_version, self.aggregate_type, self.aggregate_id
+            )
+        })
+    }
+
+    /// The customer this event belongs to: the user itself for a user's
+    /// events, the order's or payment's customer when the event names it.
+    pub fn customer_id(&self) -> Option<String> {
+        if self.aggregate_type == "User" {
+            return Some(self.aggregate_id.clone());
+        }
+        self.event
+            .as_ref()
+            .ok()
+            .and_then(domain::Event::customer_id)
+            .map(|c| c.to_string())
+    }
+
     /// The cursor that reads everything after this event.
     pub fn cursor(&self) -> Cursor {
         Cursor {
@@ -70,7 +143,7 @@ impl StoredEvent {
     fn from_pg(row: &PgRow) -> Result<Self, StoreError> {
         let xid: String = row.try_get("txid_text")?;
         let event_id: String = row.try_get("event_id")?;
-        Ok(Self {
+        Ok(Self::from(Envelope {
             position: row.try_get("position")?,
             transaction_id: xid
                 .parse()
@@ -84,7 +157,7 @@ impl StoredEvent {
             payload: row.try_get("payload")?,
             metadata: row.try_get("metadata")?,
             recorded_at: row.try_get("recorded_at")?,
-        })
+        }))
     }
 
     fn from_sqlite(row: &SqliteRow) -> Result<Self, StoreError> {
@@ -93,7 +166,7 @@ impl StoredEvent {
         let payload: String = row.try_get("payload")?;
         let metadata: String = row.try_get("metadata")?;
         let recorded_at: String = row.try_get("recorded_at")?;
-        Ok(Self {
+        Ok(Self::from(Envelope {
             position: row.try_get("position")?,
             transaction_id: 0,
             event_id: Uuid::parse_str(&event_id).map_err(|e| corrupt(&e))?,
@@ -107,7 +180,7 @@ impl StoredEvent {
             recorded_at: DateTime::parse_from_rfc3339(&recorded_at)
                 .map_err(|e| corrupt(&e))?
                 .with_timezone(&Utc),
-        })
+        }))
     }
 }
 
@@ -230,6 +303,24 @@ impl EventLog {
             &[aggregate_type, aggregate_id],
         )
         .await
+    }
+
+    /// The first event of one aggregate's stream, if it has any.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] or [`StoreError::Corrupt`].
+    pub async fn first_of(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Option<StoredEvent>, StoreError> {
+        let mut first = self
+            .select_where(
+                "aggregate_type = $1 AND aggregate_id = $2 AND sequence = 1",
+                &[aggregate_type, aggregate_id],
+            )
+            .await?;
+        Ok(first.pop())
     }
 
     /// The events a request with this idempotency key appended, if any.

@@ -34,6 +34,7 @@ pub struct Guard {
 pub struct Loaded<A: Aggregate> {
     context: EventStoreAggregateContext<A>,
     trusted: bool,
+    cache_hit: Option<bool>,
 }
 
 impl<A: Aggregate> Loaded<A> {
@@ -51,6 +52,12 @@ impl<A: Aggregate> Loaded<A> {
     /// from the cache (or assumed empty for a creation).
     pub fn trusted(&self) -> bool {
         self.trusted
+    }
+
+    /// Whether the per-process cache held the aggregate, when the read
+    /// asked it (`None`: no cache was consulted). The command path counts it.
+    pub fn cache_hit(&self) -> Option<bool> {
+        self.cache_hit
     }
 
     /// What a command on another aggregate that relies on this state must
@@ -220,6 +227,7 @@ where
         Ok(Loaded {
             context,
             trusted: true,
+            cache_hit: None,
         })
     }
 
@@ -237,14 +245,7 @@ where
     ) -> Result<Loaded<A>, StoreError> {
         if source == Source::Cache {
             if let Some(cache) = &self.cache {
-                let hit = cache.get(aggregate_id);
-                crate::metrics::count(
-                    "aggregate_cache_reads_total",
-                    "Command-side aggregate reads by aggregate type and whether the cache held the aggregate.",
-                    &[("aggregate", A::TYPE), ("result", if hit.is_some() { "hit" } else { "miss" })],
-                    1.0,
-                );
-                if let Some(e) = hit {
+                if let Some(e) = cache.get(aggregate_id) {
                     return Ok(Loaded {
                         context: EventStoreAggregateContext {
                             aggregate_id: aggregate_id.to_string(),
@@ -253,6 +254,7 @@ where
                             current_snapshot: e.snapshot,
                         },
                         trusted: false,
+                        cache_hit: Some(true),
                     });
                 }
             }
@@ -265,10 +267,15 @@ where
                         current_snapshot: None,
                     },
                     trusted: false,
+                    cache_hit: self.cache.as_ref().map(|_| false),
                 });
             }
         }
-        self.load(aggregate_id).await
+        let mut loaded = self.load(aggregate_id).await?;
+        if source == Source::Cache {
+            loaded.cache_hit = self.cache.as_ref().map(|_| false);
+        }
+        Ok(loaded)
     }
 
     /// Drops what the cache holds for `aggregate_id`.

@@ -12,7 +12,7 @@ use std::time::Instant;
 use eventlog::testing::TestDatabase;
 use eventlog::{Database, EventLog};
 use projectors::rebuild::{self, Options};
-use projectors::ReadDb;
+use readmodel::ReadDb;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -174,7 +174,7 @@ async fn main() {
         "{:<14} {:>10} {:>9} {:>12}",
         "projection", "events", "seconds", "events/s"
     );
-    for name in projectors::NAMES {
+    for name in readmodel::NAMES {
         let mut progress = |_p: rebuild::Progress| {};
         let report = rebuild::rebuild(
             name,

@@ -1,60 +1,15 @@
 //! The projection engine: feeds batches of events to a projection and
 //! commits its rows and its checkpoint in one transaction (invariant 4).
 
-use std::future::Future;
 use std::time::Duration;
 
 use eventlog::{Cursor, EventLog, StoredEvent};
+use readmodel::registry::{self, GenerationState};
+use readmodel::{FoldError, Projection, ProjectionError, ReadDb, Tx, Wake};
 use tokio::sync::watch;
-
-use crate::registry::{self, GenerationState};
-use crate::store::{ReadDb, Tx};
-use crate::{FoldError, ProjectionError};
 
 /// Events per batch (and per transaction).
 pub const BATCH: u32 = 1000;
-
-/// A projection: a name, a version, the events it needs, a pure fold over a
-/// working set, and its store (loading and saving that working set).
-pub trait Projection: Send + Sync + 'static {
-    /// Stable name; also the name operators use.
-    const NAME: &'static str;
-    /// Bump when the fold or the schema changes; a rebuild brings the live
-    /// version up to date.
-    const VERSION: i64;
-    /// DDL template (`migrations/projections/<name>.sql`), `{g}` = generation.
-    const SCHEMA: &'static str;
-    /// Tables and their key order, for checksums.
-    const CHECKSUM_ORDER: &'static [(&'static str, &'static str)];
-
-    /// The rows one batch reads and writes.
-    type State: Default + Send;
-
-    /// Whether the projection needs events of this type.
-    fn handles(event_type: &str) -> bool;
-
-    /// Loads the rows `events` will touch into `state`.
-    fn load(
-        tx: &mut Tx<'_>,
-        g: i64,
-        events: &[&StoredEvent],
-        state: &mut Self::State,
-    ) -> impl Future<Output = Result<(), ProjectionError>> + Send;
-
-    /// Folds one event into the working set. Pure: no IO, no clock; times
-    /// come from the event.
-    ///
-    /// # Errors
-    /// A [`FoldError`] for an event the projection cannot make sense of.
-    fn fold(state: &mut Self::State, event: &StoredEvent) -> Result<(), FoldError>;
-
-    /// Writes the changed rows of `state`.
-    fn save(
-        tx: &mut Tx<'_>,
-        g: i64,
-        state: &Self::State,
-    ) -> impl Future<Output = Result<(), ProjectionError>> + Send;
-}
 
 /// The outcome of one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,33 +134,6 @@ pub async fn ensure_live<P: Projection>(db: &ReadDb) -> Result<GenerationState, 
         .ok_or_else(|| ProjectionError::Unknown(P::NAME.to_string()))
 }
 
-/// Wake-ups for tailers: bumped after every append (in-process) or on a
-/// Postgres notification; tailers also poll as a safety net.
-#[derive(Debug, Clone)]
-pub struct Wake {
-    tx: watch::Sender<u64>,
-}
-
-impl Default for Wake {
-    fn default() -> Self {
-        Self {
-            tx: watch::channel(0).0,
-        }
-    }
-}
-
-impl Wake {
-    /// Signals that new events may be in the store.
-    pub fn notify(&self) {
-        self.tx.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    /// A receiver to wait on.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.tx.subscribe()
-    }
-}
-
 /// Keeps `P`'s live generation up to date until `shutdown` flips to true.
 /// Follows a swap to a new generation; stops folding (but keeps running) on a
 /// poison event, which `status` then reports.
@@ -288,7 +216,7 @@ async fn step<P: Projection>(
 ) -> Result<Step, ProjectionError> {
     if current.is_none() {
         let live = ensure_live::<P>(db).await?;
-        if crate::kafka::consumes_kafka(db, P::NAME, live.generation).await? {
+        if readmodel::offsets::consumes_kafka(db, P::NAME, live.generation).await? {
             // Two sources folding one generation would apply events twice.
             tracing::warn!(
                 projection = P::NAME,
@@ -343,17 +271,17 @@ async fn step<P: Projection>(
 /// One span per traced event `P` folds, continuing each event's trace; held
 /// while the batch is folded and committed, so a trace shows when its event
 /// became visible in each read model. Empty when traces are not exported.
-pub(crate) fn event_spans<'a, P: Projection>(
+pub fn event_spans<'a, P: Projection>(
     events: impl IntoIterator<Item = &'a StoredEvent>,
 ) -> Vec<tracing::Span> {
-    if !eventlog::telemetry::exporting() {
+    if !telemetry::exporting() {
         return Vec::new();
     }
     events
         .into_iter()
         .filter(|e| P::handles(&e.event_type))
         .map(|e| {
-            eventlog::telemetry::follow(&e.metadata, || {
+            telemetry::follow(&e.metadata, || {
                 tracing::info_span!(
                     "project",
                     otel.name = %format!("project {}", P::NAME),
@@ -370,21 +298,21 @@ pub(crate) fn event_spans<'a, P: Projection>(
 }
 
 /// Records one committed batch in the metrics (both sources).
-pub(crate) fn record_batch(projection: &str, events: usize, took: Duration) {
+pub fn record_batch(projection: &str, events: usize, took: Duration) {
     let labels = [("projection", projection)];
-    eventlog::metrics::observe_size(
+    telemetry::metrics::observe_size(
         "projector_batch_events",
         "Events per projector batch.",
         &labels,
         events as f64,
     );
-    eventlog::metrics::observe_seconds(
+    telemetry::metrics::observe_seconds(
         "projector_batch_duration_seconds",
         "Time to fold and commit one batch.",
         &labels,
         took.as_secs_f64(),
     );
-    eventlog::metrics::count(
+    telemetry::metrics::count(
         "projector_events_total",
         "Events seen by each projection.",
         &labels,

@@ -1,53 +1,30 @@
-//! shopstream projectors: the projection engine and the read models.
+//! shopstream projectors: the projection engine.
 //!
-//! A projection folds the event log into read-model tables. The engine
-//! ([`engine::run`]) tails the store below its safe horizon and applies each
-//! batch in one transaction together with the projection's checkpoint, so a
-//! crash at any instant loses and duplicates nothing (invariant 4). Each build
-//! of a projection's tables is a *generation*; readers query views that point
-//! at the live generation, and [`rebuild`] fills a shadow generation from
-//! position 0 and swaps it in atomically (invariant 7).
+//! A projection (a read model of crate `readmodel`) folds the event log into
+//! read-model tables. The engine ([`engine::run`]) tails the store below its
+//! safe horizon and applies each batch in one transaction together with the
+//! projection's checkpoint, so a crash at any instant loses and duplicates
+//! nothing (invariant 4). Each build of a projection's tables is a
+//! *generation*; readers query views that point at the live generation, and
+//! [`rebuild`] fills a shadow generation from position 0 and swaps it in
+//! atomically (invariant 7). The Kafka source lives in crate `relay`.
 //!
 //! # Layout
-//! - `engine`: the [`Projection`] trait, batch application, the tail loop, wake-ups.
-//! - `kafka`: the Kafka source (consumer group, positions in the read-model database).
-//! - `registry`: generations, checkpoints, states, the atomic swap (SQL).
-//! - `store`: the read-model pool and generic row operations (documents, counters, checksums).
-//! - `models`: the read models — `customer` (customer_view), `orders` (order_view), `analytics`.
+//! - `engine`: batch application, the tail loop, first generations.
 //! - `rebuild`: shadow rebuild with progress, diff, verify and swap.
-//! - `status`: per-projection version, checkpoint, lag and state.
-//! - `error`: [`ProjectionError`], [`FoldError`].
 //! - `testing` (feature `testing`): a seeded generator of valid shop activity.
 
 pub mod engine;
-mod error;
-pub mod kafka;
-pub mod models;
 pub mod rebuild;
-pub mod registry;
-pub mod status;
-pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 use std::time::Duration;
 
-pub use engine::{Projection, Wake};
-pub use error::{FoldError, ProjectionError};
 use eventlog::EventLog;
-pub use models::analytics::Analytics;
-pub use models::customer::CustomerView;
-pub use models::orders::OrderViewProjection;
-pub use store::ReadDb;
+use readmodel::{Analytics, CustomerView, OrderViewProjection, ProjectionError, ReadDb, Wake};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-
-/// The names of every projection, in the order operators see them.
-pub const NAMES: &[&str] = &[
-    CustomerView::NAME,
-    OrderViewProjection::NAME,
-    Analytics::NAME,
-];
 
 /// Starts every projection's tail loop (several projections, one process).
 /// `wake` signals new events; `commits` is signalled after every commit.
@@ -88,35 +65,6 @@ pub fn spawn_all(
     ]
 }
 
-/// Starts every projection's Kafka consumer (the distributed profile).
-pub fn spawn_all_kafka(
-    settings: &eventlog::kafka::KafkaSettings,
-    db: &ReadDb,
-    commits: &Wake,
-    shutdown: &watch::Receiver<bool>,
-) -> Vec<JoinHandle<()>> {
-    vec![
-        tokio::spawn(kafka::run::<CustomerView>(
-            settings.clone(),
-            db.clone(),
-            commits.clone(),
-            shutdown.clone(),
-        )),
-        tokio::spawn(kafka::run::<OrderViewProjection>(
-            settings.clone(),
-            db.clone(),
-            commits.clone(),
-            shutdown.clone(),
-        )),
-        tokio::spawn(kafka::run::<Analytics>(
-            settings.clone(),
-            db.clone(),
-            commits.clone(),
-            shutdown.clone(),
-        )),
-    ]
-}
-
 /// Creates every projection's live generation if it has none (so the views
 /// exist before the first query).
 ///
@@ -127,25 +75,4 @@ pub async fn ensure_all(db: &ReadDb) -> Result<(), ProjectionError> {
     engine::ensure_live::<OrderViewProjection>(db).await?;
     engine::ensure_live::<Analytics>(db).await?;
     Ok(())
-}
-
-/// Forwards Postgres notifications on `channel` (`shopstream_events` for
-/// new events, `shopstream_projections` for projection commits) to `wake`
-/// until the task is aborted; reconnects after failures (pollers cover gaps).
-pub fn listen_postgres(url: String, channel: &'static str, wake: Wake) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            match sqlx::postgres::PgListener::connect(&url).await {
-                Ok(mut listener) => {
-                    if listener.listen(channel).await.is_ok() {
-                        while listener.recv().await.is_ok() {
-                            wake.notify();
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot LISTEN for new events; polling only"),
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    })
 }

@@ -10,9 +10,13 @@ use std::time::{Duration, Instant};
 use eventlog::{EventLog, StoredEvent};
 use serde::Serialize;
 
-use crate::engine::{self, Projection, BATCH};
-use crate::store::{table_checksum, ReadDb};
-use crate::{registry, Analytics, CustomerView, OrderViewProjection, ProjectionError};
+use readmodel::db::table_checksum;
+use readmodel::{offsets, registry};
+use readmodel::{
+    Analytics, CustomerView, OrderViewProjection, Projection, ProjectionError, ReadDb,
+};
+
+use crate::engine::{self, BATCH};
 
 /// Progress of a rebuild, for a progress bar.
 #[derive(Debug, Clone, Copy)]
@@ -160,7 +164,7 @@ pub async fn rebuild_one<P: Projection>(
     // Verifying compares like with like: a live generation that fell behind
     // (no runner) is brought up to the shadow's position first.
     // (A Kafka-fed live generation is never folded from the store here.)
-    if options.verify && !crate::kafka::consumes_kafka(db, P::NAME, live.generation).await? {
+    if options.verify && !offsets::consumes_kafka(db, P::NAME, live.generation).await? {
         catch_up_live::<P>(log, db, live.generation, cursor).await?;
     }
     // Swap only when the shadow has seen at least what the live generation
@@ -180,7 +184,7 @@ pub async fn rebuild_one<P: Projection>(
         let live_cursor = registry::lock_cursor(&mut tx, P::NAME, live.generation).await?;
         // Over Kafka, some partitions are ahead of the generation's
         // checkpoint (the lowest of them): the shadow must reach the highest.
-        let kafka = crate::kafka::cursor_range(&mut tx, P::NAME, live.generation).await?;
+        let kafka = offsets::cursor_range(&mut tx, P::NAME, live.generation).await?;
         let needed = live_cursor.max(kafka.map(|(_, high)| high));
         // Verifying against a Kafka-fed generation compares like with like
         // only when every partition stands where the shadow does.
@@ -201,7 +205,7 @@ pub async fn rebuild_one<P: Projection>(
             return Err(RebuildError::Differs(P::NAME.into(), diff));
         }
         let previous = registry::make_live(&mut tx, P::NAME, P::SCHEMA, g).await?;
-        crate::kafka::hand_over_offsets(&mut tx, P::NAME, live.generation, g, cursor).await?;
+        offsets::hand_over_offsets(&mut tx, P::NAME, live.generation, g, cursor).await?;
         tx.commit().await?;
         break (previous, diff);
     };

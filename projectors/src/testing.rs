@@ -1,49 +1,29 @@
-//! Random but valid shop activity for tests and benchmarks, appended
-//! through the domain's aggregates and the event store (the command path
-//! without HTTP). Behind the `testing` feature.
+//! Random but valid shop activity for tests and benchmarks, run through the
+//! command core (crate `commands`: the REST API's path without HTTP), so
+//! the events are the ones the platform writes. Behind the `testing` feature.
 
-use std::collections::HashMap;
-
+use auth::{Principal, Role};
 use chrono::Utc;
-use cqrs_es::Aggregate;
-use domain::order::{CustomerFacts, OrderCommand, OrderStatus, PaymentFacts, ProductFacts};
-use domain::payment::{OrderFacts, PaymentCommand};
-use domain::product::ProductCommand;
-use domain::user::UserCommand;
+use commands::{CommandContext, Commands, Done};
+use domain::order::OrderCommand;
+use domain::payment::PaymentCommand;
 use domain::{
-    Currency, Email, Money, Order, Payment, PersonName, Product, ProductName, Reason,
-    ShippingAddress, Sku, User,
+    Carrier, Currency, Email, Money, PersonName, ProductName, Reason, ShippingAddress, Sku,
+    TrackingNumber,
 };
-use eventlog::{Database, Repository};
+use eventlog::Database;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
 /// A seeded generator of shop activity.
 pub struct Shop {
-    users: Repository<User>,
-    products: Repository<Product>,
-    orders: Repository<Order>,
-    payments: Repository<Payment>,
+    commands: Commands,
+    admin: Principal,
     rng: StdRng,
     user_ids: Vec<Uuid>,
-    catalog: Vec<(Sku, ProductName, Money)>,
+    catalog: Vec<Sku>,
     n: u64,
-}
-
-async fn exec<A>(repo: &Repository<A>, id: &str, command: A::Command) -> A
-where
-    A: Aggregate<Error = domain::DomainError, Services = ()> + Clone + Send + Sync + 'static,
-{
-    let loaded = repo.load(id).await.expect("load");
-    let events = repo
-        .decide(&loaded, command, &())
-        .await
-        .expect("a valid command");
-    repo.commit(loaded, events, HashMap::new(), &[])
-        .await
-        .expect("commit");
-    repo.load(id).await.expect("reload").aggregate().clone()
 }
 
 fn eur(amount_minor: i64) -> Money {
@@ -53,14 +33,23 @@ fn eur(amount_minor: i64) -> Money {
     }
 }
 
+fn reason(text: &str) -> Reason {
+    Reason::parse("reason", text).expect("reason")
+}
+
+fn ok(done: Result<Done, commands::CommandError>) -> Done {
+    done.expect("a valid command")
+}
+
 impl Shop {
     /// A generator appending to `db`, deterministic in its choices for `seed`.
     pub fn new(db: &Database, seed: u64) -> Self {
         Self {
-            users: Repository::new(db, 0, 0),
-            products: Repository::new(db, 0, 0),
-            orders: Repository::new(db, 0, 0),
-            payments: Repository::new(db, 0, 0),
+            commands: Commands::new(db, 0, 0),
+            admin: Principal {
+                sub: "shop-generator".into(),
+                role: Role::Admin,
+            },
             rng: StdRng::seed_from_u64(seed),
             user_ids: Vec::new(),
             catalog: Vec::new(),
@@ -73,58 +62,75 @@ impl Shop {
         self.n
     }
 
+    fn ctx() -> CommandContext {
+        let id = Uuid::new_v4().to_string();
+        CommandContext {
+            request_id: id.clone(),
+            correlation_id: id,
+            ..CommandContext::default()
+        }
+    }
+
     /// Creates `products` catalog products.
     pub async fn catalog(&mut self, products: usize) {
         for i in 0..products {
             let sku = Sku::parse(&format!("SKU-{}-{i}", self.next())).expect("sku");
             let name = ProductName::parse("name", &format!("Product {i}")).expect("name");
             let price = eur(self.rng.gen_range(100..10_000));
-            exec(
-                &self.products,
-                sku.as_str(),
-                ProductCommand::Create {
-                    sku: sku.clone(),
-                    name: name.clone(),
-                    unit_price: price,
-                    at: Utc::now(),
-                },
-            )
-            .await;
-            self.catalog.push((sku, name, price));
+            let done = self
+                .commands
+                .create_product(&self.admin, &Self::ctx(), sku.clone(), name, price)
+                .await;
+            ok(done);
+            self.catalog.push(sku);
         }
     }
 
     /// Registers a customer (sometimes with a profile change).
     pub async fn customer(&mut self) -> Uuid {
-        let id = Uuid::new_v4();
         let n = self.next();
-        exec(
-            &self.users,
-            &id.to_string(),
-            UserCommand::Register {
-                user_id: id,
-                email: Email::parse(&format!("user{n}@example.com")).expect("email"),
-                name: PersonName::parse("name", &format!("User {n}")).expect("name"),
-                at: Utc::now(),
-            },
-        )
-        .await;
+        let email = Email::parse(&format!("user{n}@example.com")).expect("email");
+        let name = PersonName::parse("name", &format!("User {n}")).expect("name");
+        let done = ok(self.commands.register(&Self::ctx(), email, name).await);
+        let id = Uuid::parse_str(&done.id).expect("a user id");
         if self.rng.gen_bool(0.3) {
             let address = ShippingAddress::parse("Main St 1", None, "Berlin", "10115", "DE")
                 .expect("address");
-            exec(
-                &self.users,
-                &id.to_string(),
-                UserCommand::UpdateProfile {
-                    name: Some(PersonName::parse("name", &format!("Renamed {n}")).expect("name")),
-                    shipping_address: Some(address),
-                    at: Utc::now(),
-                },
-            )
-            .await;
+            let renamed = PersonName::parse("name", &format!("Renamed {n}")).expect("name");
+            let who = Self::customer_principal(id);
+            let done = self
+                .commands
+                .update_profile(&who, &Self::ctx(), id, Some(renamed), Some(address))
+                .await;
+            ok(done);
         }
         self.user_ids.push(id);
         id
+    }
+
+    fn customer_principal(id: Uuid) -> Principal {
+        Principal {
+            sub: id.to_string(),
+            role: Role::Customer,
+        }
+    }
+
+    /// Runs an order command as `who`.
+    async fn order_step(&self, who: &Principal, oid: &str, command: OrderCommand) {
+        let done = self
+            .commands
+            .order_command(who, &Self::ctx(), oid, true, || command.clone())
+            .await;
+        ok(done);
+    }
+
+    /// Runs a provider step on payment `pid`.
+    async fn payment_step(&self, pid: &str, command: PaymentCommand) {
+        let done = self
+            .commands
+            .payment_step(&self.admin, &Self::ctx(), pid, command)
+            .await;
+        ok(done);
     }
 
     /// One order's whole life, with random turns.
@@ -133,191 +139,110 @@ impl Shop {
             0 => self.customer().await,
             n => self.user_ids[self.rng.gen_range(0..n)],
         };
-        let order_id = Uuid::new_v4();
-        let oid = order_id.to_string();
-        let at = Utc::now;
-        exec(
-            &self.orders,
-            &oid,
-            OrderCommand::Create {
-                order_id,
-                customer: CustomerFacts {
-                    id: customer,
-                    active: true,
-                },
-                currency: Currency::parse("EUR").expect("EUR"),
-                at: at(),
-            },
-        )
-        .await;
+        let buyer = Self::customer_principal(customer);
+        let eur = Currency::parse("EUR").expect("EUR");
+        let ctx = Self::ctx();
+        let created = self.commands.create_order(&buyer, &ctx, customer, eur);
+        let oid = ok(created.await).id;
         let lines = self.rng.gen_range(1..=3).min(self.catalog.len());
         let mut picked = self.catalog.clone();
+        let mut first = None;
         for _ in 0..lines {
-            let i = self.rng.gen_range(0..picked.len());
-            let (sku, name, unit_price) = picked.swap_remove(i);
+            let sku = picked.swap_remove(self.rng.gen_range(0..picked.len()));
             let quantity = self.rng.gen_range(1..=5);
-            exec(
-                &self.orders,
-                &oid,
-                OrderCommand::AddItem {
-                    product: ProductFacts {
-                        sku,
-                        name,
-                        unit_price,
-                        retired: false,
-                    },
-                    quantity,
-                    at: at(),
-                },
-            )
-            .await;
+            let added = self.commands.add_item(&buyer, &ctx, &oid, &sku, quantity);
+            ok(added.await);
+            first.get_or_insert(sku);
         }
-        let order = self
-            .orders
-            .load(&oid)
-            .await
-            .expect("load")
-            .aggregate()
-            .clone();
-        if self.rng.gen_bool(0.2) {
-            let sku = order.lines[0].sku.clone();
-            exec(
-                &self.orders,
-                &oid,
-                OrderCommand::ChangeQuantity {
-                    sku,
-                    quantity: 7,
-                    at: at(),
-                },
-            )
-            .await;
+        let at = Utc::now;
+        if let (Some(sku), true) = (first, self.rng.gen_bool(0.2)) {
+            let change = OrderCommand::ChangeQuantity {
+                sku,
+                quantity: 7,
+                at: at(),
+            };
+            self.order_step(&buyer, &oid, change).await;
         }
         if self.rng.gen_bool(0.1) {
-            exec(
-                &self.orders,
-                &oid,
-                OrderCommand::Cancel {
-                    reason: Reason::parse("reason", "changed mind").expect("reason"),
-                    at: at(),
-                },
-            )
-            .await;
+            let cancel = OrderCommand::Cancel {
+                reason: reason("changed mind"),
+                at: at(),
+            };
+            self.order_step(&buyer, &oid, cancel).await;
             return;
         }
-        let order = exec(&self.orders, &oid, OrderCommand::Place { at: at() }).await;
-        let total = order.total().expect("total");
-        let payment_id = Uuid::new_v4();
-        let pid = payment_id.to_string();
-        exec(
-            &self.payments,
-            &pid,
-            PaymentCommand::Initiate {
-                payment_id,
-                order: OrderFacts {
-                    order_id,
-                    customer_id: customer,
-                    status: OrderStatus::Placed,
-                    total,
-                },
-                at: at(),
-            },
-        )
-        .await;
+        self.order_step(&buyer, &oid, OrderCommand::Place { at: at() })
+            .await;
+        self.pay(&buyer, &oid).await;
+    }
+
+    /// Pays placed order `oid` (or fails to), then ships it, with random turns.
+    async fn pay(&mut self, buyer: &Principal, oid: &str) {
+        let at = Utc::now;
+        let order_id = Uuid::parse_str(oid).expect("an order id");
+        let ctx = Self::ctx();
+        let initiated = self.commands.initiate_payment(buyer, &ctx, order_id);
+        let pid = ok(initiated.await).id;
         if self.rng.gen_bool(0.2) {
-            let reason = if self.rng.gen_bool(0.5) {
+            let why = if self.rng.gen_bool(0.5) {
                 "card_declined"
             } else {
                 "insufficient_funds"
             };
-            exec(
-                &self.payments,
-                &pid,
-                PaymentCommand::Fail {
-                    reason: Reason::parse("reason", reason).expect("reason"),
-                    at: at(),
-                },
-            )
-            .await;
-            exec(
-                &self.orders,
-                &oid,
-                OrderCommand::Cancel {
-                    reason: Reason::parse("reason", "payment_failed").expect("reason"),
-                    at: at(),
-                },
-            )
-            .await;
+            let fail = PaymentCommand::Fail {
+                reason: reason(why),
+                at: at(),
+            };
+            self.payment_step(&pid, fail).await;
+            let cancel = OrderCommand::Cancel {
+                reason: reason("payment_failed"),
+                at: at(),
+            };
+            self.order_step(&self.admin, oid, cancel).await;
             return;
         }
-        exec(
-            &self.payments,
-            &pid,
+        let order = self.commands.orders.load(oid).await.expect("load");
+        let total = order.aggregate().total().expect("a placed order's total");
+        for step in [
             PaymentCommand::Authorize {
                 amount_minor: total.amount_minor,
                 at: at(),
             },
-        )
-        .await;
-        let payment = exec(
-            &self.payments,
-            &pid,
             PaymentCommand::Capture {
                 amount_minor: total.amount_minor,
                 at: at(),
             },
-        )
-        .await;
-        exec(
-            &self.orders,
-            &oid,
-            OrderCommand::MarkPaid {
-                payment: PaymentFacts {
-                    payment_id,
-                    order_id,
-                    captured: payment.captured(),
-                    refunded_minor: 0,
-                },
-                at: at(),
-            },
-        )
-        .await;
+        ] {
+            self.payment_step(&pid, step).await;
+        }
+        let payment_id = Uuid::parse_str(&pid).expect("a payment id");
+        let paid = self.commands.mark_paid(&self.admin, &ctx, oid, payment_id);
+        ok(paid.await);
         if self.rng.gen_bool(0.15) {
-            exec(
-                &self.payments,
-                &pid,
-                PaymentCommand::Refund {
-                    amount_minor: total.amount_minor / 2,
-                    reason: Reason::parse("reason", "damaged").expect("reason"),
-                    at: at(),
-                },
-            )
-            .await;
+            let refund = PaymentCommand::Refund {
+                amount_minor: total.amount_minor / 2,
+                reason: reason("damaged"),
+                at: at(),
+            };
+            self.payment_step(&pid, refund).await;
         }
         if self.rng.gen_bool(0.1) {
-            exec(
-                &self.orders,
-                &oid,
-                OrderCommand::Cancel {
-                    reason: Reason::parse("reason", "customer request").expect("reason"),
-                    at: at(),
-                },
-            )
-            .await;
+            let cancel = OrderCommand::Cancel {
+                reason: reason("customer request"),
+                at: at(),
+            };
+            self.order_step(&self.admin, oid, cancel).await;
             return;
         }
-        exec(
-            &self.orders,
-            &oid,
-            OrderCommand::Ship {
-                carrier: domain::Carrier::parse("carrier", "DHL").expect("carrier"),
-                tracking_number: domain::TrackingNumber::parse("tracking_number", "T1")
-                    .expect("tracking"),
-                at: at(),
-            },
-        )
-        .await;
+        let ship = OrderCommand::Ship {
+            carrier: Carrier::parse("carrier", "DHL").expect("carrier"),
+            tracking_number: TrackingNumber::parse("tracking_number", "T1").expect("tracking"),
+            at: at(),
+        };
+        self.order_step(&self.admin, oid, ship).await;
         if self.rng.gen_bool(0.8) {
-            exec(&self.orders, &oid, OrderCommand::Deliver { at: at() }).await;
+            self.order_step(&self.admin, oid, OrderCommand::Deliver { at: at() })
+                .await;
         }
     }
 

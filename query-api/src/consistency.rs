@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use async_graphql::parser::types::{DocumentOperations, Selection};
 use eventlog::Cursor;
-use projectors::Wake;
+use readmodel::Wake;
 use sqlx::{AnyPool, Row};
 
 /// Where the projections a query reads stand.

@@ -224,20 +224,20 @@ async fn answer(
     } else {
         "error"
     };
-    eventlog::metrics::observe_seconds(
+    telemetry::metrics::observe_seconds(
         "graphql_request_duration_seconds",
         "GraphQL operation latency.",
         &[("outcome", outcome)],
         started.elapsed().as_secs_f64(),
     );
-    eventlog::metrics::count(
+    telemetry::metrics::count(
         "graphql_requests_total",
         "GraphQL operations by outcome.",
         &[("outcome", outcome)],
         1.0,
     );
     if reflected.stale {
-        eventlog::metrics::count(
+        telemetry::metrics::count(
             "graphql_stale_total",
             "Queries answered before their consistency token was reached.",
             &[],

@@ -27,7 +27,7 @@ use async_graphql::{EmptyMutation, Schema};
 use auth::Authenticator;
 use axum::routing::{get, post};
 use axum::Router;
-use projectors::Wake;
+use readmodel::Wake;
 
 use crate::consistency::Consistency;
 use crate::http::{graphiql, graphql, graphql_ws};
@@ -118,7 +118,7 @@ pub(crate) struct QueryState {
 /// The `/graphql` routes over the read models in `read` (the pool the
 /// projectors write), authenticating with `auth`, waking on `commits`.
 pub fn router(
-    read: &projectors::ReadDb,
+    read: &readmodel::ReadDb,
     store_db: &eventlog::Database,
     auth: Authenticator,
     commits: Wake,

@@ -7,9 +7,9 @@ use eventlog::testing::TestDatabase;
 use eventlog::EventLog;
 use projectors::engine::{apply_batch, ensure_live};
 use projectors::testing::Shop;
-use projectors::{OrderViewProjection, ReadDb, Wake};
 use query_api::schema::{StatusSource, Viewer};
 use query_api::store::Store;
+use readmodel::{OrderViewProjection, ReadDb, Wake};
 
 async fn statements_for(
     schema: &query_api::schema::ApiSchema,

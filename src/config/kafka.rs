@@ -12,7 +12,7 @@ impl Settings {
     /// # Errors
     /// A malformed `--kafka-option`, out-of-range numbers, or a store that
     /// is not Postgres.
-    pub fn kafka(&self) -> anyhow::Result<Option<eventlog::kafka::KafkaSettings>> {
+    pub fn kafka(&self) -> anyhow::Result<Option<relay::kafka::KafkaSettings>> {
         let Some(brokers) = self.kafka_brokers.as_ref().filter(|b| !b.trim().is_empty()) else {
             return Ok(None);
         };
@@ -39,7 +39,7 @@ impl Settings {
                 .with_context(|| format!("--kafka-option '{option}' is not key=value"))?;
             extra.push((k.trim().to_string(), v.trim().to_string()));
         }
-        Ok(Some(eventlog::kafka::KafkaSettings {
+        Ok(Some(relay::kafka::KafkaSettings {
             brokers: brokers.trim().to_string(),
             topic: self.kafka_topic.clone(),
             partitions: self.kafka_partitions,
@@ -61,7 +61,7 @@ impl Settings {
         &self,
     ) -> anyhow::Result<(
         Vec<(String, String)>,
-        Vec<(String, eventlog::kafka::SecretValue)>,
+        Vec<(String, relay::kafka::SecretValue)>,
     )> {
         let mut extra = vec![(
             "security.protocol".to_string(),
@@ -102,7 +102,7 @@ impl Settings {
             extra.push(("sasl.username".to_string(), user));
             secrets.push((
                 "sasl.password".to_string(),
-                eventlog::kafka::SecretValue(password),
+                relay::kafka::SecretValue(password),
             ));
         }
         Ok((extra, secrets))
@@ -119,7 +119,7 @@ mod tests {
         settings: Settings,
     }
 
-    fn kafka(args: &[&str]) -> anyhow::Result<Option<eventlog::kafka::KafkaSettings>> {
+    fn kafka(args: &[&str]) -> anyhow::Result<Option<relay::kafka::KafkaSettings>> {
         use clap::Parser;
         let mut all = vec![
             "shopstream",

@@ -13,8 +13,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use clap::Args;
 use command_api::auth::{Secret, MIN_SECRET_LEN};
-use eventlog::telemetry::LogFormat;
 use rand::RngCore;
+use telemetry::LogFormat;
 
 /// Where shopstream keeps its state and how it connects.
 #[derive(Debug, Clone, Args)]

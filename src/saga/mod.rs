@@ -13,7 +13,7 @@
 //!   `timed_out` (which then cancels the order).
 //!
 //! It tails the store like a projection, with its own checkpoint, and calls
-//! the domain through `command_api::operations` (the REST API's path). Every
+//! the domain through the command core (crate `commands`, the REST API's path). Every
 //! command names its cause (`causation_id`) and carries a deterministic
 //! idempotency key derived from the causing event, checked against the store
 //! before it runs: a redelivered event, or a crash between a command and the
@@ -33,16 +33,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
 
-use command_api::auth::{Principal, Role};
-use command_api::error::ApiError;
-use command_api::extract::CommandContext;
-use command_api::operations;
-use command_api::service::Commands;
-use domain::order::{OrderCommand, OrderStatus};
-use domain::payment::{PaymentCommand, PaymentStatus};
-use domain::Reason;
+use auth::{Principal, Role};
+use commands::{CommandContext, CommandError, Commands};
+use domain::order::{OrderCommand, OrderEvent, OrderStatus};
+use domain::payment::{PaymentCommand, PaymentEvent, PaymentStatus};
+use domain::{Event, Reason};
 use eventlog::{EventLog, StoredEvent};
-use projectors::{ReadDb, Wake};
+use readmodel::{ReadDb, Wake};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -129,7 +126,7 @@ impl Saga {
             return Ok(0);
         };
         for event in &events {
-            let span = eventlog::telemetry::follow(&event.metadata, || {
+            let span = telemetry::follow(&event.metadata, || {
                 tracing::info_span!(
                     "saga",
                     otel.name = %format!("saga {}", event.event_type),
@@ -168,15 +165,10 @@ impl Saga {
                         reason: reason("timed_out"),
                         at: chrono::Utc::now(),
                     };
-                    operations::payment_command(
-                        &self.commands,
-                        &self.principal,
-                        &ctx,
-                        payment_id,
-                        fail,
-                    )
-                    .await
-                    .map(|_| ())
+                    self.commands
+                        .payment_step(&self.principal, &ctx, payment_id, fail)
+                        .await
+                        .map(|_| ())
                 })
                 .await?;
             }
@@ -191,19 +183,20 @@ impl Saga {
     async fn once<F, Fut>(&self, ctx: &CommandContext, command: F) -> Result<(), SagaError>
     where
         F: FnOnce(CommandContext) -> Fut,
-        Fut: std::future::Future<Output = Result<(), ApiError>>,
+        Fut: std::future::Future<Output = Result<(), CommandError>>,
     {
         let key = ctx.idempotency_key.clone().unwrap_or_default();
-        if !self.log.by_idempotency_key(&key).await?.is_empty() {
+        let applied = self.commands.applied(ctx).await;
+        if applied.map_err(|e| SagaError::Command(e.to_string()))? {
             return Ok(());
         }
         match command(ctx.clone()).await {
             Ok(()) => Ok(()),
-            Err(ApiError::Rule(rule)) => {
+            Err(CommandError::Rule(rule)) => {
                 tracing::info!(key, rule = rule.rule, "saga command no longer applies");
                 Ok(())
             }
-            Err(ApiError::NotFound(what)) => {
+            Err(CommandError::NotFound(what)) => {
                 tracing::warn!(key, what, "saga command refers to something unknown");
                 Ok(())
             }
@@ -224,19 +217,25 @@ impl Saga {
     }
 
     async fn react(&self, e: &StoredEvent) -> Result<(), SagaError> {
-        match e.event_type.as_str() {
-            "OrderPlaced" => self.initiate(e, &e.aggregate_id, "initiate").await,
-            "PaymentInitiated" => {
-                let order_id = e.payload["PaymentInitiated"]["order_id"]
-                    .as_str()
-                    .unwrap_or_default();
+        // An event the saga cannot read is none of the ones it reacts to
+        // (projections report such events as poison).
+        let Ok(event) = &e.event else {
+            return Ok(());
+        };
+        match event {
+            Event::Order(OrderEvent::Placed { .. }) => {
+                self.initiate(e, &e.aggregate_id, "initiate").await
+            }
+            Event::Payment(PaymentEvent::Initiated { order_id, .. }) => {
                 let due = clock::format(e.recorded_at + self.config.deadline);
-                state::watch(&self.db, &e.aggregate_id, order_id, &due).await?;
+                state::watch(&self.db, &e.aggregate_id, &order_id.to_string(), &due).await?;
                 Ok(())
             }
-            "PaymentCaptured" => self.captured(e).await,
-            "PaymentFailed" => self.failed(e).await,
-            "OrderCancelled" => self.cancelled(e).await,
+            Event::Payment(PaymentEvent::Captured { .. }) => self.captured(e).await,
+            Event::Payment(PaymentEvent::Failed { reason, .. }) => {
+                self.failed(e, reason.as_str()).await
+            }
+            Event::Order(OrderEvent::Cancelled { .. }) => self.cancelled(e).await,
             _ => Ok(()),
         }
     }
@@ -246,7 +245,8 @@ impl Saga {
             return Ok(());
         };
         self.once(&Self::context(e, step), |ctx| async move {
-            operations::initiate_payment(&self.commands, &self.principal, &ctx, order_id)
+            self.commands
+                .initiate_payment(&self.principal, &ctx, order_id)
                 .await
                 .map(|_| ())
         })
@@ -265,15 +265,10 @@ impl Saga {
         match order.aggregate().status {
             OrderStatus::Placed => {
                 self.once(&Self::context(e, "mark-paid"), |ctx| async move {
-                    operations::mark_paid(
-                        &self.commands,
-                        &self.principal,
-                        &ctx,
-                        &order_id.to_string(),
-                        payment_id,
-                    )
-                    .await
-                    .map(|_| ())
+                    self.commands
+                        .mark_paid(&self.principal, &ctx, &order_id.to_string(), payment_id)
+                        .await
+                        .map(|_| ())
                 })
                 .await
             }
@@ -283,15 +278,12 @@ impl Saga {
         }
     }
 
-    async fn failed(&self, e: &StoredEvent) -> Result<(), SagaError> {
+    async fn failed(&self, e: &StoredEvent, why: &str) -> Result<(), SagaError> {
         state::set_state(&self.db, &e.aggregate_id, "settled").await?;
         let payment = self.commands.payments.load(&e.aggregate_id).await?;
         let Some(order_id) = payment.aggregate().order_id else {
             return Ok(());
         };
-        let why = e.payload["PaymentFailed"]["reason"]
-            .as_str()
-            .unwrap_or_default();
         let attempts = state::attempts(&self.db, &order_id.to_string()).await?;
         let order = self.commands.orders.load(&order_id.to_string()).await?;
         if order.aggregate().status != OrderStatus::Placed {
@@ -301,22 +293,14 @@ impl Saga {
             return self.initiate(e, &order_id.to_string(), "retry").await;
         }
         self.once(&Self::context(e, "cancel"), |ctx| async move {
-            let cancel = |_: &domain::Order| {
-                Ok(OrderCommand::Cancel {
-                    reason: reason("payment_failed"),
-                    at: chrono::Utc::now(),
-                })
+            let cancel = || OrderCommand::Cancel {
+                reason: reason("payment_failed"),
+                at: chrono::Utc::now(),
             };
-            operations::order_command(
-                &self.commands,
-                &self.principal,
-                &order_id.to_string(),
-                &ctx,
-                true,
-                cancel,
-            )
-            .await
-            .map(|_| ())
+            self.commands
+                .order_command(&self.principal, &ctx, &order_id.to_string(), true, cancel)
+                .await
+                .map(|_| ())
         })
         .await
     }
@@ -343,7 +327,8 @@ impl Saga {
                 reason: reason("order cancelled"),
                 at: chrono::Utc::now(),
             };
-            operations::payment_command(&self.commands, &self.principal, &ctx, payment_id, refund)
+            self.commands
+                .payment_step(&self.principal, &ctx, payment_id, refund)
                 .await
                 .map(|_| ())
         })

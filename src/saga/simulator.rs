@@ -10,14 +10,12 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use command_api::auth::{Principal, Role};
-use command_api::extract::CommandContext;
-use command_api::operations;
-use command_api::service::Commands;
-use domain::payment::PaymentCommand;
-use domain::Reason;
+use auth::{Principal, Role};
+use commands::{CommandContext, Commands};
+use domain::payment::{PaymentCommand, PaymentEvent};
+use domain::{Event, Reason};
 use eventlog::{EventLog, StoredEvent};
-use projectors::{ReadDb, Wake};
+use readmodel::{ReadDb, Wake};
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -83,9 +81,10 @@ impl Simulator {
             role: Role::Service,
         };
         let payment_id = event.aggregate_id.clone();
-        let amount = event.payload["PaymentInitiated"]["amount"]["amount_minor"]
-            .as_i64()
-            .unwrap_or(0);
+        let amount = match &event.event {
+            Ok(Event::Payment(PaymentEvent::Initiated { amount, .. })) => amount.amount_minor,
+            _ => 0,
+        };
         let correlation = event.metadata["correlation_id"]
             .as_str()
             .unwrap_or_default()
@@ -127,9 +126,9 @@ impl Simulator {
             ]
         };
         for (step, command) in steps {
-            if let Err(e) =
-                operations::payment_command(&commands, &principal, &ctx(step), &payment_id, command)
-                    .await
+            if let Err(e) = commands
+                .payment_step(&principal, &ctx(step), &payment_id, command)
+                .await
             {
                 tracing::info!(payment_id, step, error = %e, "simulated provider step not applied");
                 return;
@@ -147,8 +146,11 @@ impl Simulator {
         let Some(last) = events.last() else {
             return Ok(0);
         };
-        for e in events.iter().filter(|e| e.event_type == "PaymentInitiated") {
-            let span = eventlog::telemetry::follow(&e.metadata, || {
+        let initiated = |e: &&StoredEvent| {
+            matches!(e.event, Ok(Event::Payment(PaymentEvent::Initiated { .. })))
+        };
+        for e in events.iter().filter(initiated) {
+            let span = telemetry::follow(&e.metadata, || {
                 tracing::info_span!(
                     "payment provider",
                     otel.kind = "server",

@@ -1,7 +1,7 @@
 //! The saga's SQL: its checkpoint and the payments it watches.
 
 use eventlog::Cursor;
-use projectors::ReadDb;
+use readmodel::ReadDb;
 use sqlx::Row;
 
 use super::clock::format;

@@ -9,8 +9,8 @@ use eventlog::testing::TestDatabase;
 use eventlog::EventLog;
 use projectors::rebuild::{self, Options};
 use projectors::testing::Shop;
-use projectors::ReadDb;
 use rand::Rng;
+use readmodel::ReadDb;
 
 const PROJECTORS: &str = env!("CARGO_BIN_EXE_projectors");
 
@@ -52,7 +52,7 @@ async fn killed_projectors_lose_and_duplicate_nothing(t: &TestDatabase) {
     let head = log.head().await.expect("head");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let status = projectors::status::all(&log, &db).await.expect("status");
+        let status = readmodel::status::all(&log, &db).await.expect("status");
         if status.iter().all(|s| s.position == head) {
             break;
         }
@@ -65,7 +65,7 @@ async fn killed_projectors_lose_and_duplicate_nothing(t: &TestDatabase) {
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");
 
-    for name in projectors::NAMES {
+    for name in readmodel::NAMES {
         let mut progress = |_p: rebuild::Progress| {};
         let report = rebuild::rebuild(
             name,

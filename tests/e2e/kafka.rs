@@ -15,8 +15,8 @@ use eventlog::testing::TestDatabase;
 use eventlog::EventLog;
 use projectors::rebuild::{self, Options};
 use projectors::testing::Shop;
-use projectors::ReadDb;
 use rand::Rng;
+use readmodel::ReadDb;
 use serde_json::json;
 
 use crate::helpers::Server;
@@ -294,7 +294,7 @@ async fn caught_up(log: &EventLog, db: &ReadDb, within: Duration) {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let head = log.head().await.expect("head");
-        let status = projectors::status::all(log, db).await.expect("status");
+        let status = readmodel::status::all(log, db).await.expect("status");
         assert!(
             status.iter().all(|s| s.state == "live"),
             "a projection stopped: {status:#?}"
@@ -316,7 +316,7 @@ async fn caught_up(log: &EventLog, db: &ReadDb, within: Duration) {
 /// Every read model equals a from-scratch rebuild from the store (which
 /// then takes over and continues from Kafka).
 async fn equals_rebuild(log: &EventLog, db: &ReadDb) {
-    for name in projectors::NAMES {
+    for name in readmodel::NAMES {
         let mut progress = |_p: rebuild::Progress| {};
         let report = rebuild::rebuild(
             name,
@@ -448,7 +448,7 @@ async fn commands_flow_through_kafka_to_two_projector_processes() {
     equals_rebuild(&log, &db).await;
 
     // Lag is reported against the relay's head.
-    let status = projectors::status::all(&log, &db).await.expect("status");
+    let status = readmodel::status::all(&log, &db).await.expect("status");
     assert!(status
         .iter()
         .all(|s| s.lag_events == 0 && s.source == "kafka"));

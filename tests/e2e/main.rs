@@ -286,10 +286,10 @@ async fn seed_is_deterministic_and_foldable() {
             days.len()
         );
         assert!(days.iter().all(|d| *d <= options.end));
-        let db = projectors::ReadDb::connect(&t.url, 2)
+        let db = readmodel::ReadDb::connect(&t.url, 2)
             .await
             .expect("read db");
-        for name in projectors::NAMES {
+        for name in readmodel::NAMES {
             let mut progress = |_p: projectors::rebuild::Progress| {};
             let report = projectors::rebuild::rebuild(
                 name,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use command_api::service::Commands;
+use commands::Commands;
 use cqrs_es::Aggregate;
 use domain::order::{CustomerFacts, OrderCommand, OrderStatus, ProductFacts};
 use domain::payment::{PaymentCommand, PaymentStatus};
@@ -15,7 +15,7 @@ use domain::user::UserCommand;
 use domain::{Currency, Email, Money, PersonName, ProductName, Reason, Sku};
 use eventlog::testing::TestDatabase;
 use eventlog::{EventLog, Repository};
-use projectors::ReadDb;
+use readmodel::ReadDb;
 use shopstream::saga::simulator::{Simulator, SimulatorConfig};
 use shopstream::saga::{Clock, ManualClock, Saga, SagaConfig};
 use uuid::Uuid;

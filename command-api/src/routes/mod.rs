@@ -1,5 +1,6 @@
-//! HTTP handlers, one file per resource; each translates a request into a
-//! call of [`crate::service::execute`].
+//! HTTP handlers, one file per resource; each parses a request into domain
+//! values and calls the command core (`commands::Commands`), whose
+//! [`commands::CommandError`] becomes a problem document at the edge.
 
 pub mod health;
 pub mod orders;
@@ -16,28 +17,45 @@ use domain::ValidationError;
 use serde::Deserialize;
 use utoipa::{IntoResponses, ToSchema};
 
-use crate::error::{ApiError, FieldError, Problem};
-use crate::service::{Accepted, Outcome};
+use commands::Done;
+use serde::Serialize;
 
-/// A success response: `201` + `Location` for creations, else `200`; always
+use crate::error::{ApiError, FieldError, Problem};
+
+/// The body of every successful command response.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Accepted {
+    /// The aggregate's id (a UUID, or the SKU for products).
+    pub id: String,
+    /// The aggregate's version after the command; send it back in `If-Match`.
+    pub version: u64,
+    /// Global position of the last event appended: the consistency token
+    /// that reads accept.
+    pub position: i64,
+}
+
+/// A success response: `201` + `Location` for creations (`created_at`,
+/// under which the new resource's id is appended), else `200`; always
 /// `ETag: "<version>"` and `{id, version, position}`.
-pub fn accepted(id: &str, outcome: Outcome, created_at: Option<String>) -> Response {
+pub fn accepted(done: Done, created_at: Option<&str>) -> Response {
     let status = if created_at.is_some() {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
+    let location = created_at.map(|base| format!("{base}/{}", done.id));
     let body = Accepted {
-        id: id.to_string(),
-        version: outcome.version,
-        position: outcome.position,
+        id: done.id,
+        version: done.version,
+        position: done.position,
     };
+    let version = body.version;
     let mut response = (status, Json(body)).into_response();
     let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", outcome.version)) {
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
         headers.insert(ETAG, v);
     }
-    if let Some(Ok(v)) = created_at.map(|l| HeaderValue::from_str(&l)) {
+    if let Some(Ok(v)) = location.map(|l| HeaderValue::from_str(&l)) {
         headers.insert(LOCATION, v);
     }
     response

@@ -5,19 +5,17 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use chrono::Utc;
-use cqrs_es::Aggregate;
-use domain::order::{CustomerFacts, OrderCommand, ProductFacts};
-use domain::{Carrier, Currency, Order, Reason, Sku, TrackingNumber};
+use commands::Commands;
+use domain::order::OrderCommand;
+use domain::{Carrier, Currency, Reason, Sku, TrackingNumber};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{accepted, valid, CommandErrors, Fields, ReasonBody};
-use crate::auth::{Caller, Principal, Role};
+use super::{accepted, valid, Accepted, CommandErrors, Fields, ReasonBody};
+use crate::auth::{Caller, Role};
 use crate::error::ApiError;
-use crate::extract::{CommandContext, JsonBody};
-use crate::operations;
-use crate::service::{attempt, with_retry, Accepted, Commands, Mode, Outcome, Target};
+use crate::extract::{Context, JsonBody};
 
 /// A new, empty order.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -68,17 +66,6 @@ pub struct Ship {
     pub tracking_number: String,
 }
 
-async fn run(
-    commands: &Commands,
-    principal: &Principal,
-    id: &str,
-    ctx: &CommandContext,
-    services: bool,
-    command: impl Fn(&Order) -> Result<OrderCommand, ApiError>,
-) -> Result<(String, Outcome), ApiError> {
-    operations::order_command(commands, principal, id, ctx, services, command).await
-}
-
 /// Create an order for a customer (the customer or an admin).
 #[utoipa::path(post, path = "/v1/orders", tag = "orders", operation_id = "create_order", request_body = CreateOrder,
     responses((status = 201, description = "Created", body = Accepted), CommandErrors),
@@ -86,7 +73,7 @@ async fn run(
 pub async fn create(
     State(commands): State<Arc<Commands>>,
     Caller(principal): Caller,
-    ctx: CommandContext,
+    Context(ctx): Context,
     JsonBody(body): JsonBody<CreateOrder>,
 ) -> Result<Response, ApiError> {
     principal.require(&[Role::Customer, Role::Admin])?;
@@ -102,50 +89,10 @@ pub async fn create(
     }
     f.finish()?;
     let (currency, customer_id) = (valid(currency)?, valid(customer_id.ok())?);
-    let order_id = Uuid::new_v4();
-    let id = order_id.to_string();
-    let customer_key = customer_id.to_string();
-    let outcome = with_retry(Order::TYPE, |source| {
-        let (id, customer_key, principal) = (&id, &customer_key, &principal);
-        let ctx = &ctx;
-        let commands = &commands;
-        async move {
-            let customer = commands.users.read(customer_key, source, false).await?;
-            if customer.version() == 0 || !principal.may_act_for(Some(customer_id), false) {
-                return Err(ApiError::NotFound(format!(
-                    "customer {customer_id} not found"
-                )));
-            }
-            let facts = CustomerFacts {
-                id: customer_id,
-                active: customer.aggregate().active,
-            };
-            let target = Target {
-                id,
-                mode: Mode::Create,
-                source,
-            };
-            attempt(
-                &commands.orders,
-                target,
-                Some(principal),
-                ctx,
-                customer.guard().into_iter().collect(),
-                |_: &Order| true,
-                |_| {
-                    Ok(OrderCommand::Create {
-                        order_id,
-                        customer: facts,
-                        currency,
-                        at: Utc::now(),
-                    })
-                },
-            )
-            .await
-        }
-    })
-    .await?;
-    Ok(accepted(&id, outcome, Some(format!("/v1/orders/{id}"))))
+    let done = commands
+        .create_order(&principal, &ctx, customer_id, currency)
+        .await?;
+    Ok(accepted(done, Some("/v1/orders")))
 }
 
 /// Add a catalog product to a draft order (the customer).
@@ -157,53 +104,15 @@ pub async fn add_item(
     State(commands): State<Arc<Commands>>,
     Caller(principal): Caller,
     Path(id): Path<String>,
-    ctx: CommandContext,
+    Context(ctx): Context,
     JsonBody(body): JsonBody<AddItem>,
 ) -> Result<Response, ApiError> {
     principal.require(&[Role::Customer])?;
     let sku = Sku::parse(&body.sku).map_err(|e| ApiError::Validation(vec![e.into()]))?;
-    let (id, outcome) = with_retry(Order::TYPE, |source| {
-        let (sku, id, principal, ctx, commands) = (&sku, &id, &principal, &ctx, &commands);
-        let quantity = body.quantity;
-        async move {
-            let product = commands.products.read(sku.as_str(), source, false).await?;
-            let (Some(name), Some(unit_price)) = (
-                product.aggregate().name.clone(),
-                product.aggregate().unit_price,
-            ) else {
-                return Err(ApiError::field(
-                    "sku",
-                    "unknown_product",
-                    format!("no product {} in the catalog", sku.as_str()),
-                ));
-            };
-            let facts = ProductFacts {
-                sku: sku.clone(),
-                name,
-                unit_price,
-                retired: product.aggregate().retired,
-            };
-            let guards = product.guard().into_iter().collect();
-            operations::order_attempt(
-                commands,
-                principal,
-                id,
-                ctx,
-                (source, false),
-                guards,
-                |_| {
-                    Ok(OrderCommand::AddItem {
-                        product: facts,
-                        quantity,
-                        at: Utc::now(),
-                    })
-                },
-            )
-            .await
-        }
-    })
-    .await?;
-    Ok(accepted(&id, outcome, None))
+    let done = commands
+        .add_item(&principal, &ctx, &id, &sku, body.quantity)
+        .await?;
+    Ok(accepted(done, None))
 }
 
 /// Change a line's quantity (the customer).
@@ -215,20 +124,21 @@ pub async fn change_quantity(
     State(commands): State<Arc<Commands>>,
     Caller(principal): Caller,
     Path((id, sku)): Path<(String, String)>,
-    ctx: CommandContext,
+    Context(ctx): Context,
     JsonBody(body): JsonBody<ChangeQuantity>,
 ) -> Result<Response, ApiError> {
     principal.require(&[Role::Customer])?;
     let sku = Sku::parse(&sku).map_err(|_| ApiError::NotFound(format!("item {sku} not found")))?;
-    let (id, outcome) = run(&commands, &principal, &id, &ctx, false, |_| {
-        Ok(OrderCommand::ChangeQuantity {
-            sku: sku.clone(),
-            quantity: body.quantity,
-            at: Utc::now(),
+    let done = commands
+        .order_command(&principal, &ctx, &id, false, || {
+            OrderCommand::ChangeQuantity {
+                sku: sku.clone(),
+                quantity: body.quantity,
+                at: Utc::now(),
+            }
         })
-    })
-    .await?;
-    Ok(accepted(&id, outcome, None))
+        .await?;
+    Ok(accepted(done, None))
 }
 
 /// Remove a line (the customer).
@@ -240,18 +150,17 @@ pub async fn remove_item(
     State(commands): State<Arc<Commands>>,
     Caller(principal): Caller,
     Path((id, sku)): Path<(String, String)>,
-    ctx: CommandContext,
+    Context(ctx): Context,
 ) -> Result<Response, ApiError> {
     principal.require(&[Role::Customer])?;
     let sku = Sku::parse(&sku).map_err(|_| ApiError::NotFound(format!("item {sku} not found")))?;
-    let (id, outcome) = run(&commands, &principal, &id, &ctx, false, |_| {
-        Ok(OrderCommand::RemoveItem {
+    let done = commands
+        .order_command(&principal, &ctx, &id, false, || OrderCommand::RemoveItem {
             sku: sku.clone(),
             at: Utc::now(),
         })
-    })
-    .await?;
-    Ok(accepted(&id, outcome, None))
+        .await?;
+    Ok(accepted(done, None))
 }
 
 /// Place a draft order (the customer or an admin).
@@ -263,14 +172,15 @@ pub async fn place(
     State(commands): State<Arc<Commands>>,
     Caller(principal): Caller,
     Path(id): Path<String>,
-    ctx: CommandContext,
+    Context(ctx): Context,
 ) -> Result<Response, ApiError> {
     principal.require(&[Role::Customer, Role::Admin])?;
-    let (id, outcome) = run(&commands, &principal, &id, &ctx, false, |_| {
-        Ok(OrderCommand::Place { at: Utc::now() })
-    })
-    .await?;
-    Ok(accepted(&id, outcome, None))
+    let done = commands
+        .order_command(&principal, &ctx, &id, false, || OrderCommand::Place {
+            at: Utc::now(),
+        })
+        .await?;
+    Ok(accepted(done, None))
 }
 
 /// Cancel an order that has not shipped (the customer or an admin).
@@ -282,20 +192,19 @@ pub async fn cancel(
     State(commands): State<Arc<Commands>>,
     Caller(principal): Caller,
     Path(id): Path<String>,
-    ctx: CommandContext,
+    Context(ctx): Context,
     JsonBody(body): JsonBody<ReasonBody>,
 ) -> Result<Response, ApiError> {
     principal.require(&[Role::Customer, Role::Admin])?;
     let reason =
         Reason::parse("reason", &body.reason).map_err(|e| ApiError::Validation(vec![e.into()]))?;
-    let (id, outcome) = run(&commands, &principal, &id, &ctx, false, |_| {
-        Ok(OrderCommand::Cancel {
+    let done = commands
+        .order_command(&principal, &ctx, &id, false, || OrderCommand::Cancel {
             reason: reason.clone(),
             at: Utc::now(),
         })
-    })
-    .await?;
-    Ok(accepted(&id, outcome, None))
+        .await?;
+    Ok(accepted(done, None))
 }
 
 /// Mark a placed order paid by a captured payment of its full total (service or admin).
@@ -307,14 +216,16 @@ pub async fn mark_paid(
     State(commands): State<Arc<Commands>>,
     Caller(principal): Caller,
     Path(id): Path<String>,
-    ctx: CommandContext,
+    Context(ctx): Context,
     JsonBody(body): JsonBody<MarkPaid>,
 ) -> Result<Response, ApiError> {
     principal.require(&[Role::Service, Role::Admin])?;
     let payment_id = Uuid::parse_str(&body.payment_id)
         .map_err(|_| ApiError::field("payment_id", "invalid_id", "must be a payment id (UUID)"))?;
-    let (id, outcome) = operations::mark_paid(&commands, &principal, &ctx, &id, payment_id).await?;
-    Ok(accepted(&id, outcome, None))
+    let done = commands
+        .mark_paid(&principal, &ctx, &id, payment_id)
+        .await?;
+    Ok(accepted(done, None))
 }
 
 /// Ship a paid order (admin or service).
@@ -326,7 +237,7 @@ pub async fn ship(
     State(commands): State<Arc<Commands>>,
     Caller(principal): Caller,
     Path(id): Path<String>,
-    ctx: CommandContext,
+    Context(ctx): Context,
     JsonBody(body): JsonBody<Ship>,
 ) -> Result<Response, ApiError> {
     principal.require(&[Role::Admin, Role::Service])?;
@@ -338,15 +249,14 @@ pub async fn ship(
     ));
     f.finish()?;
     let (carrier, tracking_number) = (valid(carrier)?, valid(tracking_number)?);
-    let (id, outcome) = run(&commands, &principal, &id, &ctx, true, |_| {
-        Ok(OrderCommand::Ship {
+    let done = commands
+        .order_command(&principal, &ctx, &id, true, || OrderCommand::Ship {
             carrier: carrier.clone(),
             tracking_number: tracking_number.clone(),
             at: Utc::now(),
         })
-    })
-    .await?;
-    Ok(accepted(&id, outcome, None))
+        .await?;
+    Ok(accepted(done, None))
 }
 
 /// Confirm delivery of a shipped order (admin or service).
@@ -358,12 +268,13 @@ pub async fn deliver(
     State(commands): State<Arc<Commands>>,
     Caller(principal): Caller,
     Path(id): Path<String>,
-    ctx: CommandContext,
+    Context(ctx): Context,
 ) -> Result<Response, ApiError> {
     principal.require(&[Role::Admin, Role::Service])?;
-    let (id, outcome) = run(&commands, &principal, &id, &ctx, true, |_| {
-        Ok(OrderCommand::Deliver { at: Utc::now() })
-    })
-    .await?;
-    Ok(accepted(&id, outcome, None))
+    let done = commands
+        .order_command(&principal, &ctx, &id, true, || OrderCommand::Deliver {
+            at: Utc::now(),
+        })
+        .await?;
+    Ok(accepted(done, None))
 }

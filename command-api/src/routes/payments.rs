@@ -12,12 +12,12 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{accepted, CommandErrors, ReasonBody};
+use commands::{CommandContext, Commands};
+
+use super::{accepted, Accepted, CommandErrors, ReasonBody};
 use crate::auth::{Caller, Principal};
 use crate::error::ApiError;
-use crate::extract::{CommandContext, JsonBody};
-use crate::operations;
-use crate::service::{Accepted, Commands};
+use crate::extract::{Context, JsonBody};
 
 /// A payment for a placed order; its amount is the order's total.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -53,13 +53,15 @@ pub struct RefundBody {
 pub async fn initiate(
     State(commands): State<Arc<Commands>>,
     Caller(principal): Caller,
-    ctx: CommandContext,
+    Context(ctx): Context,
     JsonBody(body): JsonBody<InitiatePayment>,
 ) -> Result<Response, ApiError> {
     let order_id = Uuid::parse_str(&body.order_id)
         .map_err(|_| ApiError::field("order_id", "invalid_id", "must be an order id (UUID)"))?;
-    let (id, outcome) = operations::initiate_payment(&commands, &principal, &ctx, order_id).await?;
-    Ok(accepted(&id, outcome, Some(format!("/v1/payments/{id}"))))
+    let done = commands
+        .initiate_payment(&principal, &ctx, order_id)
+        .await?;
+    Ok(accepted(done, Some("/v1/payments")))
 }
 
 async fn provider_step(
@@ -69,8 +71,8 @@ async fn provider_step(
     ctx: &CommandContext,
     command: PaymentCommand,
 ) -> Result<Response, ApiError> {
-    let (id, outcome) = operations::payment_command(commands, principal, ctx, id, command).await?;
-    Ok(accepted(&id, outcome, None))
+    let done = commands.payment_step(principal, ctx, id, command).await?;
+    Ok(accepted(done, None))
 }
 
 /// Record an authorization (service or admin).
@@ -82,7 +84,7 @@ pub async fn authorize(
     State(commands): State<Arc<Commands>>,
     Caller(principal): Caller,
     Path(id): Path<String>,
-    ctx: CommandContext,
+    Context(ctx): Context,
     JsonBody(body): JsonBody<AmountBody>,
 ) -> Result<Response, ApiError> {
     let command = PaymentCommand::Authorize {
@@ -101,7 +103,7 @@ pub async fn capture(
     State(commands): State<Arc<Commands>>,
     Caller(principal): Caller,
     Path(id): Path<String>,
-    ctx: CommandContext,
+    Context(ctx): Context,
     JsonBody(body): JsonBody<AmountBody>,
 ) -> Result<Response, ApiError> {
     let command = PaymentCommand::Capture {
@@ -120,7 +122,7 @@ pub async fn fail(
     State(commands): State<Arc<Commands>>,
     Caller(principal): Caller,
     Path(id): Path<String>,
-    ctx: CommandContext,
+    Context(ctx): Context,
     JsonBody(body): JsonBody<ReasonBody>,
 ) -> Result<Response, ApiError> {
     let reason =
@@ -147,7 +149,7 @@ pub async fn refund(
     State(commands): State<Arc<Commands>>,
     Caller(principal): Caller,
     Path(id): Path<String>,
-    ctx: CommandContext,
+    Context(ctx): Context,
     JsonBody(body): JsonBody<RefundBody>,
 ) -> Result<Response, ApiError> {
     let reason =

@@ -4,17 +4,15 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::response::Response;
-use chrono::Utc;
-use domain::product::ProductCommand;
-use domain::{Currency, Money, Product, ProductName, Sku};
+use commands::Commands;
+use domain::{Currency, Money, ProductName, Sku};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{accepted, valid, CommandErrors, Fields, MoneyBody};
+use super::{accepted, valid, Accepted, CommandErrors, Fields, MoneyBody};
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
-use crate::extract::{CommandContext, JsonBody};
-use crate::service::{execute, Accepted, Commands, Mode};
+use crate::extract::{Context, JsonBody};
 
 /// A new product.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -63,7 +61,7 @@ fn path_sku(raw: &str) -> Result<Sku, ApiError> {
 pub async fn create(
     State(commands): State<Arc<Commands>>,
     Caller(principal): Caller,
-    ctx: CommandContext,
+    Context(ctx): Context,
     JsonBody(body): JsonBody<CreateProduct>,
 ) -> Result<Response, ApiError> {
     principal.require(&[Role::Admin])?;
@@ -73,31 +71,10 @@ pub async fn create(
     let unit_price = parse_price(&mut f, &body.unit_price);
     f.finish()?;
     let (sku, name, unit_price) = (valid(sku)?, valid(name)?, valid(unit_price)?);
-    let id = sku.as_str().to_string();
-    let outcome = execute(
-        &commands.products,
-        &id,
-        Mode::Create,
-        Some(&principal),
-        &ctx,
-        |_: &Product| true,
-        |_| {
-            Ok(ProductCommand::Create {
-                sku: sku.clone(),
-                name: name.clone(),
-                unit_price,
-                at: Utc::now(),
-            })
-        },
-    )
-    .await
-    .map_err(|e| match e {
-        ApiError::Rule(r) if r.rule == "already_exists" => {
-            ApiError::Rule(domain::DomainError::conflict("product_exists", r.message))
-        }
-        other => other,
-    })?;
-    Ok(accepted(&id, outcome, Some(format!("/v1/products/{id}"))))
+    let done = commands
+        .create_product(&principal, &ctx, sku, name, unit_price)
+        .await?;
+    Ok(accepted(done, Some("/v1/products")))
 }
 
 /// Rename and/or reprice a product (admin).
@@ -109,7 +86,7 @@ pub async fn update(
     State(commands): State<Arc<Commands>>,
     Caller(principal): Caller,
     Path(sku): Path<String>,
-    ctx: CommandContext,
+    Context(ctx): Context,
     JsonBody(body): JsonBody<UpdateProduct>,
 ) -> Result<Response, ApiError> {
     principal.require(&[Role::Admin])?;
@@ -128,24 +105,10 @@ pub async fn update(
         ));
     }
     f.finish()?;
-    let id = sku.as_str().to_string();
-    let outcome = execute(
-        &commands.products,
-        &id,
-        Mode::Update,
-        Some(&principal),
-        &ctx,
-        |_: &Product| true,
-        |_| {
-            Ok(ProductCommand::Update {
-                name: name.clone().flatten(),
-                unit_price: unit_price.flatten(),
-                at: Utc::now(),
-            })
-        },
-    )
-    .await?;
-    Ok(accepted(&id, outcome, None))
+    let done = commands
+        .update_product(&principal, &ctx, &sku, name.flatten(), unit_price.flatten())
+        .await?;
+    Ok(accepted(done, None))
 }
 
 /// Retire a product: it can no longer be added to orders (admin).
@@ -157,19 +120,10 @@ pub async fn retire(
     State(commands): State<Arc<Commands>>,
     Caller(principal): Caller,
     Path(sku): Path<String>,
-    ctx: CommandContext,
+    Context(ctx): Context,
 ) -> Result<Response, ApiError> {
     principal.require(&[Role::Admin])?;
-    let id = path_sku(&sku)?.as_str().to_string();
-    let outcome = execute(
-        &commands.products,
-        &id,
-        Mode::Update,
-        Some(&principal),
-        &ctx,
-        |_: &Product| true,
-        |_| Ok(ProductCommand::Retire { at: Utc::now() }),
-    )
-    .await?;
-    Ok(accepted(&id, outcome, None))
+    let sku = path_sku(&sku)?;
+    let done = commands.retire_product(&principal, &ctx, &sku).await?;
+    Ok(accepted(done, None))
 }

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::CommandErrors;
 use crate::auth::{Caller, Principal, Role};
 use crate::error::ApiError;
-use crate::service::Commands;
+use commands::Commands;
 
 /// One stored event.
 #[derive(Debug, Serialize, ToSchema)]

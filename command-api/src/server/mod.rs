@@ -106,7 +106,7 @@ pub async fn serve(
             },
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            eventlog::metrics::count(
+            telemetry::metrics::count(
                 "http_connections_refused_total",
                 "Connections refused because the connection cap was reached.",
                 &[],

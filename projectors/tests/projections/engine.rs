@@ -4,10 +4,10 @@ use eventlog::testing::TestDatabase;
 use eventlog::{Cursor, EventLog};
 use projectors::engine::{apply_batch, ensure_live};
 use projectors::rebuild::{self, Options};
-use projectors::{
+use rand::Rng;
+use readmodel::{
     status, Analytics, CustomerView, OrderViewProjection, Projection, ReadDb, Wake, NAMES,
 };
-use rand::Rng;
 use tokio::sync::watch;
 
 use crate::read_db;
@@ -321,7 +321,7 @@ async fn killed_rebuild_resumes(t: &TestDatabase) {
 
     // What a rebuild does before it is killed: a shadow generation, half filled.
     let mut tx = db.begin().await.expect("tx");
-    projectors::registry::create_generation(
+    readmodel::registry::create_generation(
         &mut tx,
         "order_view",
         OrderViewProjection::VERSION,
@@ -391,7 +391,7 @@ both_backends!(
     killed_rebuild_resumes,
 );
 
-async fn synchronous_commit(tx: &mut projectors::store::Tx<'static>) -> String {
+async fn synchronous_commit(tx: &mut readmodel::db::Tx<'static>) -> String {
     sqlx::query_scalar("SELECT current_setting('synchronous_commit')")
         .fetch_one(&mut **tx)
         .await

@@ -3,10 +3,9 @@
 //! rebuilds swap atomically under load.
 
 mod engine;
-mod kafka_source;
 
-pub async fn read_db(t: &eventlog::testing::TestDatabase) -> projectors::ReadDb {
-    projectors::ReadDb::connect(&t.url, 4)
+pub async fn read_db(t: &eventlog::testing::TestDatabase) -> readmodel::ReadDb {
+    readmodel::ReadDb::connect(&t.url, 4)
         .await
         .expect("read-model pool")
 }

@@ -40,7 +40,7 @@ impl Extension for RateLimit {
         match self.0.check(key, cost) {
             Ok(()) => Ok(result),
             Err(limited) => {
-                eventlog::metrics::count(
+                telemetry::metrics::count(
                     "rate_limited_total",
                     "Requests refused for their caller's rate limit, by class.",
                     &[("class", "graphql")],

@@ -132,9 +132,9 @@ impl Analytics {
             .await
             .map_err(|e| internal(&e))?;
         let mut buckets: BTreeMap<NaiveDate, i64> = BTreeMap::new();
-        for (day, revenue, _, _) in rows {
-            if let Ok(d) = NaiveDate::parse_from_str(&day, "%Y-%m-%d") {
-                *buckets.entry(bucket(d, granularity)).or_default() += revenue;
+        for row in rows {
+            if let Ok(d) = NaiveDate::parse_from_str(&row.day, "%Y-%m-%d") {
+                *buckets.entry(bucket(d, granularity)).or_default() += row.revenue_minor;
             }
         }
         Ok(buckets
@@ -169,13 +169,13 @@ impl Analytics {
             .map_err(|e| internal(&e))?;
         Ok(rows
             .into_iter()
-            .map(|(sku, name, currency, quantity, revenue)| ProductSales {
-                sku,
-                name,
-                quantity,
+            .map(|r| ProductSales {
+                sku: r.sku,
+                name: r.name,
+                quantity: r.quantity,
                 revenue: Money {
-                    amount_minor: revenue,
-                    currency,
+                    amount_minor: r.revenue_minor,
+                    currency: r.currency,
                 },
             })
             .collect())
@@ -190,7 +190,10 @@ impl Analytics {
             .map_err(|e| internal(&e))?;
         Ok(rows
             .into_iter()
-            .map(|(status, count)| OrdersByStatus { status, count })
+            .map(|r| OrdersByStatus {
+                status: r.status,
+                count: r.count,
+            })
             .collect())
     }
 
@@ -209,9 +212,9 @@ impl Analytics {
             .daily(&f, &t, &c)
             .await
             .map_err(|e| internal(&e))?;
-        let (placed, value) = rows
-            .iter()
-            .fold((0i64, 0i64), |(p, v), r| (p + r.2, v + r.3));
+        let (placed, value) = rows.iter().fold((0i64, 0i64), |(p, v), r| {
+            (p + r.orders_placed, v + r.placed_value_minor)
+        });
         Ok((placed > 0).then(|| Money {
             amount_minor: value / placed,
             currency: c,
@@ -240,15 +243,19 @@ impl Analytics {
             success_rate: None,
             failures_by_reason: Vec::new(),
         };
-        for (outcome, reason, n) in rows {
-            match outcome.as_str() {
+        for row in rows {
+            let n = row.count;
+            match row.outcome.as_str() {
                 "initiated" => o.initiated += n,
                 "authorized" => o.authorized += n,
                 "captured" => o.captured += n,
                 "refunded" => o.refunded += n,
                 "failed" => {
                     o.failed += n;
-                    o.failures_by_reason.push(FailureCount { reason, count: n });
+                    o.failures_by_reason.push(FailureCount {
+                        reason: row.reason,
+                        count: n,
+                    });
                 }
                 _ => {}
             }
@@ -280,7 +287,11 @@ impl Analytics {
             .funnel(&f, &t)
             .await
             .map_err(|e| internal(&e))?;
-        let get = |stage: &str| rows.iter().find(|(s, _)| s == stage).map_or(0, |(_, n)| *n);
+        let get = |stage: &str| {
+            rows.iter()
+                .find(|r| r.stage == stage)
+                .map_or(0, |r| r.count)
+        };
         Ok(Funnel {
             created: get("created"),
             placed: get("placed"),

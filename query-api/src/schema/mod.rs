@@ -16,7 +16,8 @@ use self::types::{
     decode_cursor, encode_cursor, order_page, page_size, Customer, Order, OrderStatus,
 };
 use crate::error::{self, bad_input, internal, not_found};
-use crate::store::{CustomerFilter, CustomerOrder, Store};
+use crate::store::Store;
+use readmodel::models::customer::{CustomerFilter, CustomerSort as RowOrder};
 
 /// Largest page any connection returns.
 pub const MAX_PAGE: i32 = 100;
@@ -32,7 +33,7 @@ pub struct Viewer(pub Option<Principal>);
 #[derive(Clone)]
 pub struct StatusSource {
     pub log: eventlog::EventLog,
-    pub db: projectors::ReadDb,
+    pub db: readmodel::ReadDb,
 }
 
 /// The authenticated caller, or UNAUTHENTICATED.
@@ -140,9 +141,9 @@ impl Query {
                 .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()),
         };
         let order = match order_by {
-            CustomerSort::RegisteredAtDesc => CustomerOrder::RegisteredNewest,
-            CustomerSort::RegisteredAtAsc => CustomerOrder::RegisteredOldest,
-            CustomerSort::EmailAsc => CustomerOrder::Email,
+            CustomerSort::RegisteredAtDesc => RowOrder::RegisteredNewest,
+            CustomerSort::RegisteredAtAsc => RowOrder::RegisteredOldest,
+            CustomerSort::EmailAsc => RowOrder::Email,
         };
         let mut rows = ctx
             .data::<Store>()?
@@ -153,7 +154,7 @@ impl Query {
         rows.truncate(limit as usize);
         let mut connection = Connection::new(after.is_some(), has_next);
         connection.edges.extend(rows.into_iter().map(|r| {
-            let key = if order == CustomerOrder::Email {
+            let key = if order == RowOrder::Email {
                 r.email.clone()
             } else {
                 r.registered_at.clone()
@@ -207,7 +208,7 @@ impl Query {
     async fn projections(&self, ctx: &Context<'_>) -> Result<Vec<ProjectionInfo>> {
         require(ctx, &[Role::Admin])?;
         let source = ctx.data::<StatusSource>()?;
-        let status = projectors::status::all(&source.log, &source.db)
+        let status = readmodel::status::all(&source.log, &source.db)
             .await
             .map_err(|e| internal(&e))?;
         Ok(status

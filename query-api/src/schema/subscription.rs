@@ -5,12 +5,33 @@
 
 use async_graphql::{Context, Result, Subscription, ID};
 use futures::stream::{self, Stream, StreamExt};
-use projectors::Wake;
+use readmodel::Wake;
 
 use super::types::{Customer, Order};
 use super::{may_read, viewer};
 use crate::error::{internal, not_found};
 use crate::store::Store;
+use readmodel::models::customer::CustomerRow;
+use readmodel::models::orders::OrderRow;
+
+/// What an order subscriber sees change: status, update time, document.
+fn order_state(row: &OrderRow) -> (String, String, String) {
+    (
+        row.status.clone(),
+        row.updated_at.clone(),
+        row.doc.raw().to_string(),
+    )
+}
+
+/// What a customer subscriber sees change: status, name, order count, document.
+fn customer_state(row: &CustomerRow) -> (String, String, i64, String) {
+    (
+        row.status.clone(),
+        row.name.clone(),
+        row.order_count,
+        row.doc.raw().to_string(),
+    )
+}
 
 /// The subscription root.
 pub struct SubscriptionRoot;
@@ -26,7 +47,7 @@ impl SubscriptionRoot {
             return Err(not_found("order"));
         };
         let woken = ctx.data::<Wake>()?.subscribe();
-        let last = serde_json::json!([current.status, current.updated_at, current.doc]);
+        let last = order_state(&current);
         // The current state first, then every change after it.
         let first = stream::once(std::future::ready(Order(current)));
         Ok(first.chain(stream::unfold(
@@ -37,7 +58,7 @@ impl SubscriptionRoot {
                     let Ok(Some(row)) = store.order(&id).await else {
                         continue;
                     };
-                    let now = serde_json::json!([row.status, row.updated_at, row.doc]);
+                    let now = order_state(&row);
                     if now != last {
                         return Some((Order(row), (store, woken, id, now)));
                     }
@@ -63,12 +84,7 @@ impl SubscriptionRoot {
             .map_err(|e| internal(&e))?
             .ok_or_else(|| not_found("customer"))?;
         let woken = ctx.data::<Wake>()?.subscribe();
-        let last = serde_json::json!([
-            current.status,
-            current.name,
-            current.order_count,
-            current.doc
-        ]);
+        let last = customer_state(&current);
         let first = stream::once(std::future::ready(Customer(current)));
         Ok(first.chain(stream::unfold(
             (store, woken, id.0, last),
@@ -78,7 +94,7 @@ impl SubscriptionRoot {
                     let Ok(Some(row)) = store.customer(&id).await else {
                         continue;
                     };
-                    let now = serde_json::json!([row.status, row.name, row.order_count, row.doc]);
+                    let now = customer_state(&row);
                     if now != last {
                         return Some((Customer(row), (store, woken, id, now)));
                     }

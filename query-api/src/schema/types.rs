@@ -5,11 +5,13 @@ use async_graphql::{Context, Enum, Object, Result, SimpleObject, ID};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use readmodel::models::customer::CustomerRow;
+use readmodel::models::orders::{OrderRow, OrderView};
+use readmodel::models::After;
 
 use super::{viewer, MAX_PAGE};
 use crate::error::{bad_input, internal};
-use crate::store::{After, CustomerRow, OrderRow, Store};
+use crate::store::Store;
 
 /// Money: integer minor units and an ISO 4217 currency, never a float.
 #[derive(SimpleObject, Debug, Clone, PartialEq, Eq)]
@@ -123,42 +125,38 @@ impl Customer {
         self.0.last_order_at.as_deref().and_then(time)
     }
     /// Orders per current status.
-    async fn order_counts(&self) -> Vec<StatusCount> {
-        self.0.doc["counts_by_status"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| StatusCount {
-                        status: k.clone(),
-                        count: v.as_i64().unwrap_or(0),
-                    })
-                    .collect()
+    async fn order_counts(&self) -> Result<Vec<StatusCount>> {
+        let doc = self.0.doc.get().map_err(|e| internal(&e))?;
+        Ok(doc
+            .counts_by_status
+            .iter()
+            .map(|(status, count)| StatusCount {
+                status: status.clone(),
+                count: *count,
             })
-            .unwrap_or_default()
+            .collect())
     }
     /// Captured minus refunded, one entry per currency.
-    async fn lifetime_spend(&self) -> Vec<Money> {
-        self.0.doc["lifetime_spend"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| Money {
-                        amount_minor: v.as_i64().unwrap_or(0),
-                        currency: k.clone(),
-                    })
-                    .collect()
+    async fn lifetime_spend(&self) -> Result<Vec<Money>> {
+        let doc = self.0.doc.get().map_err(|e| internal(&e))?;
+        Ok(doc
+            .lifetime_spend
+            .iter()
+            .map(|(currency, amount)| Money {
+                amount_minor: *amount,
+                currency: currency.clone(),
             })
-            .unwrap_or_default()
+            .collect())
     }
-    async fn shipping_address(&self) -> Option<Address> {
-        let a = &self.0.doc["shipping_address"];
-        Some(Address {
-            line1: a["line1"].as_str()?.to_string(),
-            line2: a["line2"].as_str().map(str::to_string),
-            city: a["city"].as_str()?.to_string(),
-            postal_code: a["postal_code"].as_str()?.to_string(),
-            country: a["country"].as_str()?.to_string(),
-        })
+    async fn shipping_address(&self) -> Result<Option<Address>> {
+        let doc = self.0.doc.get().map_err(|e| internal(&e))?;
+        Ok(doc.shipping_address.as_ref().map(|a| Address {
+            line1: a.line1.clone(),
+            line2: a.line2.clone(),
+            city: a.city.clone(),
+            postal_code: a.postal_code.clone(),
+            country: a.country.clone(),
+        }))
     }
     /// The customer's orders, newest first (a Relay connection).
     async fn orders(
@@ -242,8 +240,10 @@ pub struct PaymentSummary {
 /// An order, as the order view holds it.
 pub struct Order(pub OrderRow);
 
-fn s(v: &Value) -> String {
-    v.as_str().unwrap_or_default().to_string()
+impl Order {
+    fn doc(&self) -> Result<&OrderView> {
+        self.0.doc.get().map_err(|e| internal(&e))
+    }
 }
 
 #[Object]
@@ -273,69 +273,61 @@ impl Order {
     async fn updated_at(&self) -> Option<DateTime<Utc>> {
         time(&self.0.updated_at)
     }
-    async fn items(&self) -> Vec<Item> {
-        let money = |v: &Value| Money {
-            amount_minor: v.as_i64().unwrap_or(0),
+    async fn items(&self) -> Result<Vec<Item>> {
+        let money = |amount_minor: i64| Money {
+            amount_minor,
             currency: self.0.currency.clone(),
         };
-        self.0.doc["items"]
-            .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .map(|i| Item {
-                        sku: s(&i["sku"]),
-                        name: s(&i["name"]),
-                        quantity: i["quantity"].as_i64().unwrap_or(0),
-                        unit_price: money(&i["unit_price_minor"]),
-                        line_total: money(&i["line_total_minor"]),
-                    })
-                    .collect()
+        Ok(self
+            .doc()?
+            .items
+            .iter()
+            .map(|i| Item {
+                sku: i.sku.clone(),
+                name: i.name.clone(),
+                quantity: i.quantity,
+                unit_price: money(i.unit_price_minor),
+                line_total: money(i.line_total_minor),
             })
-            .unwrap_or_default()
+            .collect())
     }
-    async fn history(&self) -> Vec<StatusChange> {
-        self.0.doc["history"]
-            .as_array()
-            .map(|h| {
-                h.iter()
-                    .map(|c| StatusChange {
-                        status: s(&c["status"]),
-                        at: c["at"].as_str().and_then(time),
-                    })
-                    .collect()
+    async fn history(&self) -> Result<Vec<StatusChange>> {
+        Ok(self
+            .doc()?
+            .history
+            .iter()
+            .map(|c| StatusChange {
+                status: c.status.clone(),
+                at: time(&c.at),
             })
-            .unwrap_or_default()
+            .collect())
     }
-    async fn payment(&self) -> PaymentSummary {
-        let p = &self.0.doc["payment"];
-        PaymentSummary {
-            status: p["status"].as_str().map(str::to_string),
-            payment_id: p["payment_id"].as_str().map(str::to_string),
-            authorized_minor: p["authorized_minor"].as_i64().unwrap_or(0),
-            captured_minor: p["captured_minor"].as_i64().unwrap_or(0),
-            refunded_minor: p["refunded_minor"].as_i64().unwrap_or(0),
-            failures: p["failures"]
-                .as_array()
-                .map(|f| {
-                    f.iter()
-                        .map(|x| PaymentFailure {
-                            payment_id: s(&x["payment_id"]),
-                            reason: s(&x["reason"]),
-                            at: x["at"].as_str().and_then(time),
-                        })
-                        .collect()
+    async fn payment(&self) -> Result<PaymentSummary> {
+        let p = &self.doc()?.payment;
+        Ok(PaymentSummary {
+            status: p.status.clone(),
+            payment_id: p.payment_id.clone(),
+            authorized_minor: p.authorized_minor,
+            captured_minor: p.captured_minor,
+            refunded_minor: p.refunded_minor,
+            failures: p
+                .failures
+                .iter()
+                .map(|f| PaymentFailure {
+                    payment_id: f.payment_id.clone(),
+                    reason: f.reason.clone(),
+                    at: time(&f.at),
                 })
-                .unwrap_or_default(),
-        }
+                .collect(),
+        })
     }
-    async fn carrier(&self) -> Option<String> {
-        self.0.doc["carrier"].as_str().map(str::to_string)
+    async fn carrier(&self) -> Result<Option<String>> {
+        Ok(self.doc()?.carrier.clone())
     }
-    async fn tracking_number(&self) -> Option<String> {
-        self.0.doc["tracking_number"].as_str().map(str::to_string)
+    async fn tracking_number(&self) -> Result<Option<String>> {
+        Ok(self.doc()?.tracking_number.clone())
     }
-    async fn cancel_reason(&self) -> Option<String> {
-        self.0.doc["cancel_reason"].as_str().map(str::to_string)
+    async fn cancel_reason(&self) -> Result<Option<String>> {
+        Ok(self.doc()?.cancel_reason.clone())
     }
 }

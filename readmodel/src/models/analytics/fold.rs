@@ -1,6 +1,4 @@
-//! `analytics`: additive counters by recorded day — revenue (captured −
-//! refunded) and order counts per currency, new customers, quantity and
-//! revenue per product (counted when paid), payment outcomes, the funnel.
+//! The pure fold of `analytics`: events → changes in the batch's working set.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -8,36 +6,18 @@ use domain::order::OrderEvent;
 use domain::payment::PaymentEvent;
 use domain::user::UserEvent;
 use eventlog::StoredEvent;
-use serde::{Deserialize, Serialize};
 
-use super::{day, decode, missing};
-use crate::engine::Projection;
-use crate::store::{load_docs, save_docs, Counters, DocRow, SqlValue, Tx};
-use crate::{FoldError, ProjectionError};
+use crate::db::Counters;
+use crate::models::{day, missing, order_event, payment_event, user_event};
+use crate::FoldError;
 
-/// What analytics remembers of an order between its events.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OrderMemo {
-    pub currency: String,
-    /// SKU → (unit price, quantity).
-    pub lines: BTreeMap<String, (i64, i64)>,
-    /// SKU → product name as the order recorded it.
-    #[serde(default)]
-    pub names: BTreeMap<String, String>,
-}
-
-impl DocRow for OrderMemo {
-    const COLUMNS: &'static [&'static str] = &[];
-    fn column_values(&self) -> Vec<SqlValue> {
-        Vec::new()
-    }
-}
+use super::types::*;
 
 /// The batch's working set: order memos and counter deltas.
 #[derive(Debug)]
 pub struct State {
     pub orders: HashMap<String, OrderMemo>,
-    dirty_orders: BTreeSet<String>,
+    pub(super) dirty_orders: BTreeSet<String>,
     pub daily: Counters,
     pub customers: Counters,
     pub products: Counters,
@@ -77,9 +57,6 @@ impl Default for State {
     }
 }
 
-/// The analytics projection.
-pub struct Analytics;
-
 impl State {
     fn memo(&mut self, id: &str, e: &StoredEvent) -> Result<&mut OrderMemo, FoldError> {
         self.dirty_orders.insert(id.to_string());
@@ -92,7 +69,7 @@ impl State {
 fn fold_order(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
     let id = e.aggregate_id.as_str();
     let d = day(e);
-    match decode::<OrderEvent>(e)? {
+    match order_event(e)? {
         OrderEvent::Created { currency, .. } => {
             s.dirty_orders.insert(id.to_string());
             s.orders.insert(
@@ -115,14 +92,14 @@ fn fold_order(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
             let memo = s.memo(id, e)?;
             memo.lines.insert(
                 sku.as_str().to_string(),
-                (unit_price.amount_minor, i64::from(quantity)),
+                (unit_price.amount_minor, i64::from(*quantity)),
             );
             memo.names
                 .insert(sku.as_str().to_string(), name.as_str().to_string());
         }
         OrderEvent::ItemQuantityChanged { sku, quantity, .. } => {
             if let Some(line) = s.memo(id, e)?.lines.get_mut(sku.as_str()) {
-                line.1 = i64::from(quantity);
+                line.1 = i64::from(*quantity);
             }
         }
         OrderEvent::ItemRemoved { sku, .. } => {
@@ -159,7 +136,7 @@ fn fold_order(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
 
 fn fold_payment(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
     let d = day(e);
-    match decode::<PaymentEvent>(e)? {
+    match payment_event(e)? {
         PaymentEvent::Initiated { .. } => s.payments.add(&[&d, "initiated", ""], "count", 1),
         PaymentEvent::Authorized { .. } => s.payments.add(&[&d, "authorized", ""], "count", 1),
         PaymentEvent::Captured { amount, .. } => {
@@ -185,81 +162,26 @@ fn fold_payment(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
     Ok(())
 }
 
-impl Projection for Analytics {
-    const NAME: &'static str = "analytics";
-    const VERSION: i64 = 1;
-    const SCHEMA: &'static str = include_str!("../../../migrations/projections/analytics.sql");
-    const CHECKSUM_ORDER: &'static [(&'static str, &'static str)] = &[
-        ("analytics_daily", "day, currency"),
-        ("analytics_customers", "day"),
-        ("analytics_products", "day, sku, currency, name"),
-        ("analytics_payments", "day, outcome, reason"),
-        ("analytics_funnel", "day, stage"),
-        ("analytics_orders", "order_id"),
-    ];
-    type State = State;
-
-    fn handles(event_type: &str) -> bool {
-        event_type == "UserRegistered"
-            || event_type.starts_with("Order")
-            || event_type.starts_with("Payment")
-    }
-
-    async fn load(
-        tx: &mut Tx<'_>,
-        g: i64,
-        events: &[&StoredEvent],
-        state: &mut State,
-    ) -> Result<(), ProjectionError> {
-        let ids: Vec<String> = events
-            .iter()
-            .filter(|e| e.aggregate_type == "Order")
-            .map(|e| e.aggregate_id.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        state.orders = load_docs(tx, "analytics_orders", "order_id", g, &ids).await?;
-        Ok(())
-    }
-
-    fn fold(state: &mut State, event: &StoredEvent) -> Result<(), FoldError> {
-        match event.aggregate_type.as_str() {
-            "User" => {
-                if let UserEvent::Registered { .. } = decode::<UserEvent>(event)? {
-                    state.customers.add(&[&day(event)], "new_customers", 1);
-                }
-                Ok(())
+pub(super) fn fold(state: &mut State, event: &StoredEvent) -> Result<(), FoldError> {
+    match event.aggregate_type.as_str() {
+        "User" => {
+            if let UserEvent::Registered { .. } = user_event(event)? {
+                state.customers.add(&[&day(event)], "new_customers", 1);
             }
-            "Order" => fold_order(state, event),
-            "Payment" => fold_payment(state, event),
-            _ => Ok(()),
+            Ok(())
         }
-    }
-
-    async fn save(tx: &mut Tx<'_>, g: i64, s: &State) -> Result<(), ProjectionError> {
-        save_docs(
-            tx,
-            "analytics_orders",
-            "order_id",
-            g,
-            s.dirty_orders
-                .iter()
-                .filter_map(|k| s.orders.get_key_value(k)),
-        )
-        .await?;
-        for counters in [&s.daily, &s.customers, &s.products, &s.payments, &s.funnel] {
-            if !counters.is_empty() {
-                counters.save(tx, g).await?;
-            }
-        }
-        Ok(())
+        "Order" => fold_order(state, event),
+        "Payment" => fold_payment(state, event),
+        _ => Ok(()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::analytics::Analytics;
     use crate::models::test_events::story;
+    use crate::Projection;
 
     fn row<'a>(c: &'a Counters, key: &[&str]) -> &'a Vec<i64> {
         let key: Vec<String> = key.iter().map(|k| (*k).to_string()).collect();

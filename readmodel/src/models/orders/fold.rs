@@ -1,117 +1,23 @@
-//! `order_view`: per order, its customer, items with line totals, total,
-//! status, status history with times, and a payment summary.
+//! The pure fold of `orders`: events → changes in the batch's working set.
 
 use std::collections::{BTreeSet, HashMap};
 
 use domain::order::OrderEvent;
 use domain::payment::PaymentEvent;
 use eventlog::StoredEvent;
-use serde::{Deserialize, Serialize};
 
-use super::{at, decode, missing};
-use crate::engine::Projection;
-use crate::store::{load_docs, save_docs, DocRow, SqlValue, Tx};
-use crate::{FoldError, ProjectionError};
+use crate::models::{at, missing, order_event, payment_event};
+use crate::FoldError;
 
-/// One line of an order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Item {
-    pub sku: String,
-    pub name: String,
-    pub quantity: i64,
-    pub unit_price_minor: i64,
-    pub line_total_minor: i64,
-}
-
-/// One status change.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StatusChange {
-    pub status: String,
-    pub at: String,
-}
-
-/// A failed payment attempt.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Failure {
-    pub payment_id: String,
-    pub reason: String,
-    pub at: String,
-}
-
-/// The payment summary over all of an order's payments.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PaymentSummary {
-    /// The latest payment's status.
-    pub status: Option<String>,
-    pub payment_id: Option<String>,
-    pub authorized_minor: i64,
-    pub captured_minor: i64,
-    pub refunded_minor: i64,
-    pub failures: Vec<Failure>,
-}
-
-/// One order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OrderView {
-    pub order_id: String,
-    pub customer_id: String,
-    pub status: String,
-    pub currency: String,
-    pub total_minor: i64,
-    pub item_count: i64,
-    pub created_at: String,
-    pub updated_at: String,
-    pub items: Vec<Item>,
-    pub history: Vec<StatusChange>,
-    pub payment: PaymentSummary,
-    pub carrier: Option<String>,
-    pub tracking_number: Option<String>,
-    pub cancel_reason: Option<String>,
-}
-
-impl DocRow for OrderView {
-    const COLUMNS: &'static [&'static str] = &[
-        "customer_id",
-        "status",
-        "currency",
-        "total_minor",
-        "item_count",
-        "created_at",
-        "updated_at",
-    ];
-    fn column_values(&self) -> Vec<SqlValue> {
-        vec![
-            SqlValue::Text(self.customer_id.clone()),
-            SqlValue::Text(self.status.clone()),
-            SqlValue::Text(self.currency.clone()),
-            SqlValue::Int(self.total_minor),
-            SqlValue::Int(self.item_count),
-            SqlValue::Text(self.created_at.clone()),
-            SqlValue::Text(self.updated_at.clone()),
-        ]
-    }
-}
-
-/// Which order a payment pays.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PaymentOrder {
-    pub order_id: String,
-}
-
-impl DocRow for PaymentOrder {
-    const COLUMNS: &'static [&'static str] = &[];
-    fn column_values(&self) -> Vec<SqlValue> {
-        Vec::new()
-    }
-}
+use super::types::*;
 
 /// The batch's working set.
 #[derive(Debug, Default)]
 pub struct State {
     pub orders: HashMap<String, OrderView>,
     pub payments: HashMap<String, PaymentOrder>,
-    dirty_orders: BTreeSet<String>,
-    dirty_payments: BTreeSet<String>,
+    pub(super) dirty_orders: BTreeSet<String>,
+    pub(super) dirty_payments: BTreeSet<String>,
 }
 
 impl State {
@@ -125,9 +31,6 @@ impl State {
         Ok(order)
     }
 }
-
-/// The order view projection.
-pub struct OrderViewProjection;
 
 fn recompute(order: &mut OrderView) {
     for item in &mut order.items {
@@ -147,7 +50,7 @@ fn transition(order: &mut OrderView, status: &str, e: &StoredEvent) {
 
 fn fold_order(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
     let id = e.aggregate_id.as_str();
-    match decode::<OrderEvent>(e)? {
+    match order_event(e)? {
         OrderEvent::Created {
             customer_id,
             currency,
@@ -188,7 +91,7 @@ fn fold_order(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
             order.items.push(Item {
                 sku: sku.as_str().to_string(),
                 name: name.as_str().to_string(),
-                quantity: i64::from(quantity),
+                quantity: i64::from(*quantity),
                 unit_price_minor: unit_price.amount_minor,
                 line_total_minor: 0,
             });
@@ -197,7 +100,7 @@ fn fold_order(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
         OrderEvent::ItemQuantityChanged { sku, quantity, .. } => {
             let order = s.order(id, e)?;
             if let Some(item) = order.items.iter_mut().find(|i| i.sku == sku.as_str()) {
-                item.quantity = i64::from(quantity);
+                item.quantity = i64::from(*quantity);
             }
             recompute(order);
         }
@@ -234,7 +137,7 @@ fn fold_order(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
 
 fn fold_payment(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
     let id = e.aggregate_id.as_str();
-    let event = decode::<PaymentEvent>(e)?;
+    let event = payment_event(e)?;
     if let PaymentEvent::Initiated { order_id, .. } = &event {
         s.dirty_payments.insert(id.to_string());
         s.payments.insert(
@@ -285,91 +188,20 @@ fn fold_payment(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
     Ok(())
 }
 
-impl Projection for OrderViewProjection {
-    const NAME: &'static str = "order_view";
-    const VERSION: i64 = 1;
-    const SCHEMA: &'static str = include_str!("../../../migrations/projections/order_view.sql");
-    const CHECKSUM_ORDER: &'static [(&'static str, &'static str)] =
-        &[("order_view", "order_id"), ("order_payments", "payment_id")];
-    type State = State;
-
-    fn handles(event_type: &str) -> bool {
-        event_type.starts_with("Order") || event_type.starts_with("Payment")
-    }
-
-    async fn load(
-        tx: &mut Tx<'_>,
-        g: i64,
-        events: &[&StoredEvent],
-        state: &mut State,
-    ) -> Result<(), ProjectionError> {
-        let payment_ids: Vec<String> = events
-            .iter()
-            .filter(|e| e.aggregate_type == "Payment")
-            .map(|e| e.aggregate_id.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        state.payments = load_docs(tx, "order_payments", "payment_id", g, &payment_ids).await?;
-        let mut order_ids: BTreeSet<String> = events
-            .iter()
-            .filter(|e| e.aggregate_type == "Order")
-            .map(|e| e.aggregate_id.clone())
-            .collect();
-        order_ids.extend(state.payments.values().map(|p| p.order_id.clone()));
-        for e in events.iter().filter(|e| e.event_type == "PaymentInitiated") {
-            if let Some(o) = e.payload["PaymentInitiated"]["order_id"].as_str() {
-                order_ids.insert(o.to_string());
-            }
-        }
-        state.orders = load_docs(
-            tx,
-            "order_view",
-            "order_id",
-            g,
-            &order_ids.into_iter().collect::<Vec<_>>(),
-        )
-        .await?;
-        Ok(())
-    }
-
-    fn fold(state: &mut State, event: &StoredEvent) -> Result<(), FoldError> {
-        match event.aggregate_type.as_str() {
-            "Order" => fold_order(state, event),
-            "Payment" => fold_payment(state, event),
-            _ => Ok(()),
-        }
-    }
-
-    async fn save(tx: &mut Tx<'_>, g: i64, s: &State) -> Result<(), ProjectionError> {
-        save_docs(
-            tx,
-            "order_view",
-            "order_id",
-            g,
-            s.dirty_orders
-                .iter()
-                .filter_map(|k| s.orders.get_key_value(k)),
-        )
-        .await?;
-        save_docs(
-            tx,
-            "order_payments",
-            "payment_id",
-            g,
-            s.dirty_payments
-                .iter()
-                .filter_map(|k| s.payments.get_key_value(k)),
-        )
-        .await?;
-        Ok(())
+pub(super) fn fold(state: &mut State, event: &StoredEvent) -> Result<(), FoldError> {
+    match event.aggregate_type.as_str() {
+        "Order" => fold_order(state, event),
+        "Payment" => fold_payment(state, event),
+        _ => Ok(()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::orders::OrderViewProjection;
     use crate::models::test_events::{story, ORDER, PAYMENT, USER};
+    use crate::Projection;
 
     #[test]
     fn an_order_story_folds_into_items_history_and_payment() {

@@ -25,7 +25,7 @@ use sqlx::{Connection, PgPool, Row};
 use tokio::sync::watch;
 
 use crate::kafka::{self, KafkaSettings, KafkaSideError};
-use crate::{Cursor, Database, EventLog, StoreError, StoredEvent};
+use eventlog::{Cursor, Database, EventLog, StoreError, StoredEvent};
 
 /// How the relay runs.
 #[derive(Debug, Clone)]
@@ -380,7 +380,7 @@ impl Relay {
                 if let Some(last) = events.last() {
                     let (cursor, at) = (last.cursor(), last.recorded_at);
                     for event in &events {
-                        let customer = keys.customer_of(&self.pool, event).await?;
+                        let customer = keys.customer_of(&self.log, event).await?;
                         let key = kafka::partition_key(event, customer.as_deref());
                         let value = serde_json::to_string(event)
                             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -388,7 +388,7 @@ impl Relay {
                             .key(&key)
                             .payload(&value)
                             .headers(kafka::event_headers(event));
-                        let span = crate::telemetry::follow(&event.metadata, || {
+                        let span = telemetry::follow(&event.metadata, || {
                             tracing::info_span!(
                                 "publish",
                                 otel.name = %format!("publish {}", self.config.kafka.topic),
@@ -477,7 +477,7 @@ impl Relay {
                         s.kafka_reachable = true;
                         s.last_error = None;
                     });
-                    crate::metrics::count(
+                    telemetry::metrics::count(
                         "relay_events_published_total",
                         "Events the broker acknowledged.",
                         &[],
@@ -550,7 +550,7 @@ fn metrics_active(v: f64) {
 }
 
 fn eventlog_gauge(name: &'static str, help: &'static str, v: f64) {
-    crate::metrics::gauge(name, help, &[], v);
+    telemetry::metrics::gauge(name, help, &[], v);
 }
 
 /// The customer an event belongs to: users are customers; orders and
@@ -560,20 +560,10 @@ struct Keys {
     cache: HashMap<(String, String), String>,
 }
 
-fn customer_in(payload: &serde_json::Value) -> Option<String> {
-    payload
-        .as_object()?
-        .values()
-        .next()?
-        .get("customer_id")?
-        .as_str()
-        .map(str::to_string)
-}
-
 impl Keys {
     async fn customer_of(
         &mut self,
-        pool: &PgPool,
+        log: &EventLog,
         event: &StoredEvent,
     ) -> Result<Option<String>, RelayError> {
         match event.aggregate_type.as_str() {
@@ -583,18 +573,12 @@ impl Keys {
                 if let Some(c) = self.cache.get(&key) {
                     return Ok(Some(c.clone()));
                 }
-                let customer = match customer_in(&event.payload) {
+                let customer = match event.customer_id() {
                     Some(c) => Some(c),
-                    None => {
-                        let first: Option<serde_json::Value> = sqlx::query_scalar(
-                            "SELECT payload FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = 1",
-                        )
-                        .bind(&event.aggregate_type)
-                        .bind(&event.aggregate_id)
-                        .fetch_optional(pool)
-                        .await?;
-                        first.as_ref().and_then(customer_in)
-                    }
+                    None => log
+                        .first_of(&event.aggregate_type, &event.aggregate_id)
+                        .await?
+                        .and_then(|first| first.customer_id()),
                 };
                 if let Some(c) = &customer {
                     if self.cache.len() > 200_000 {

@@ -1,25 +1,76 @@
-//! The read models. Each is a folder-like module: `fold` (pure: events →
-//! row changes in a working set) and `store` (loading and saving that
-//! working set); schemas live in `migrations/projections/`.
+//! The read models. Each is a folder: `types` (its rows and documents,
+//! which the query side reads too), `fold` (pure: events → row changes in a
+//! working set) and `store` (its SQL: loading and saving that working set,
+//! and the reads the query side runs); schemas live in
+//! `migrations/projections/`.
 
 pub mod analytics;
 pub mod customer;
 pub mod orders;
 
+use domain::order::OrderEvent;
+use domain::payment::PaymentEvent;
+use domain::user::UserEvent;
+use domain::Event;
 use eventlog::StoredEvent;
-use serde::de::DeserializeOwned;
 
+use crate::db::Binds;
 use crate::FoldError;
 
-/// Decodes an event's payload into its domain type.
-pub(crate) fn decode<E: DeserializeOwned>(event: &StoredEvent) -> Result<E, FoldError> {
-    // Deserialize from a borrowed Value: no copy of the payload.
-    E::deserialize(&event.payload).map_err(|e| {
-        FoldError::new(format!(
-            "{} v{} of {} {} is unreadable: {e}",
-            event.event_type, event.event_version, event.aggregate_type, event.aggregate_id
-        ))
-    })
+/// The event, typed (decoded once when it was read).
+fn typed(event: &StoredEvent) -> Result<&Event, FoldError> {
+    event.typed().map_err(FoldError::new)
+}
+
+fn mismatch(event: &StoredEvent) -> FoldError {
+    FoldError::new(format!(
+        "{} at position {} is not an event of a {}",
+        event.event_type, event.position, event.aggregate_type
+    ))
+}
+
+/// A user's event.
+pub(crate) fn user_event(event: &StoredEvent) -> Result<&UserEvent, FoldError> {
+    match typed(event)? {
+        Event::User(e) => Ok(e),
+        _ => Err(mismatch(event)),
+    }
+}
+
+/// An order's event.
+pub(crate) fn order_event(event: &StoredEvent) -> Result<&OrderEvent, FoldError> {
+    match typed(event)? {
+        Event::Order(e) => Ok(e),
+        _ => Err(mismatch(event)),
+    }
+}
+
+/// A payment's event.
+pub(crate) fn payment_event(event: &StoredEvent) -> Result<&PaymentEvent, FoldError> {
+    match typed(event)? {
+        Event::Payment(e) => Ok(e),
+        _ => Err(mismatch(event)),
+    }
+}
+
+/// A keyset page position: the sort key and the id of the last row seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct After {
+    pub key: String,
+    pub id: String,
+}
+
+impl After {
+    /// The clause that keeps rows after this one in `key`, then `id`, order
+    /// (`cmp` is `<` for descending, `>` for ascending).
+    pub(crate) fn clause(&self, key: &str, id: &str, cmp: &str, binds: &mut Binds) -> String {
+        let (k1, k2, i) = (
+            binds.push(&self.key),
+            binds.push(&self.key),
+            binds.push(&self.id),
+        );
+        format!("({key} {cmp} {k1} OR ({key} = {k2} AND {id} {cmp} {i}))")
+    }
 }
 
 /// The event's recorded time as stored in read models (ISO 8601, UTC, µs).
@@ -75,6 +126,7 @@ pub(crate) mod test_events {
             sequence: position,
             event_type: event_type.into(),
             event_version: "1".into(),
+            event: domain::Event::decode(aggregate_type, &json!({ event_type: body })),
             payload: json!({ event_type: body }),
             metadata: json!({}),
             recorded_at: Utc

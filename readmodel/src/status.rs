@@ -5,7 +5,7 @@ use eventlog::EventLog;
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::engine::Projection;
+use crate::Projection;
 use crate::{registry, Analytics, CustomerView, OrderViewProjection, ProjectionError, ReadDb};
 
 /// One projection's status.
@@ -63,7 +63,7 @@ async fn one<P: Projection>(
             source: "store".into(),
         });
     };
-    let kafka = crate::kafka::consumes_kafka(db, P::NAME, live.generation).await?;
+    let kafka = crate::offsets::consumes_kafka(db, P::NAME, live.generation).await?;
     // Over Kafka the head is what the relay has published (lag = relay
     // head − applied); from the store it is the store's head.
     let relay = if kafka { relay_head(db).await? } else { None };

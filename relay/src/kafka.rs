@@ -19,7 +19,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::{Cursor, StoredEvent};
+use eventlog::{Cursor, StoredEvent};
 
 /// Header naming what a record is: `event` or `watermark`.
 pub const KIND_HEADER: &str = "shopstream-kind";
@@ -437,7 +437,9 @@ mod tests {
     use rdkafka::Timestamp;
 
     fn event() -> StoredEvent {
+        let payload = serde_json::json!({"OrderPlaced": {"item_count": 1}});
         StoredEvent {
+            event: domain::Event::decode("Order", &payload),
             position: 42,
             transaction_id: 7,
             event_id: uuid::Uuid::from_u128(9),
@@ -446,7 +448,7 @@ mod tests {
             sequence: 3,
             event_type: "OrderPlaced".into(),
             event_version: "1".into(),
-            payload: serde_json::json!({"OrderPlaced": {"item_count": 1}}),
+            payload,
             metadata: serde_json::json!({"correlation_id": "c-1", "causation_id": "e-0"}),
             recorded_at: chrono::Utc::now(),
         }

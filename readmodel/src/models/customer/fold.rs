@@ -1,128 +1,16 @@
-//! `customer_view`: per user, profile, status, order counts by status,
-//! lifetime spend per currency (captured − refunded), last order time, and
-//! the customer's orders (`customer_orders`).
+//! The pure fold of `customer`: events → changes in the batch's working set.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use domain::order::OrderEvent;
 use domain::payment::PaymentEvent;
 use domain::user::UserEvent;
-use domain::ShippingAddress;
 use eventlog::StoredEvent;
-use serde::{Deserialize, Serialize};
 
-use super::{at, decode, missing};
-use crate::engine::Projection;
-use crate::store::{load_docs, save_docs, DocRow, SqlValue, Tx};
-use crate::{FoldError, ProjectionError};
+use crate::models::{at, missing, order_event, payment_event, user_event};
+use crate::FoldError;
 
-/// One customer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Customer {
-    pub user_id: String,
-    pub email: String,
-    pub name: String,
-    /// `active` or `deactivated`.
-    pub status: String,
-    pub registered_at: String,
-    pub order_count: i64,
-    pub last_order_at: Option<String>,
-    pub counts_by_status: BTreeMap<String, i64>,
-    /// Currency → captured − refunded, minor units.
-    pub lifetime_spend: BTreeMap<String, i64>,
-    pub shipping_address: Option<ShippingAddress>,
-    /// The last event that changed this customer. A customer's events must
-    /// arrive in commit order (over Kafka they share a partition); one
-    /// arriving after a later one stops the projection instead of folding
-    /// out of order.
-    #[serde(default)]
-    pub last_cursor: Option<eventlog::Cursor>,
-}
-
-impl DocRow for Customer {
-    const COLUMNS: &'static [&'static str] = &[
-        "email",
-        "name",
-        "status",
-        "registered_at",
-        "order_count",
-        "last_order_at",
-    ];
-    fn column_values(&self) -> Vec<SqlValue> {
-        vec![
-            SqlValue::Text(self.email.clone()),
-            SqlValue::Text(self.name.clone()),
-            SqlValue::Text(self.status.clone()),
-            SqlValue::Text(self.registered_at.clone()),
-            SqlValue::Int(self.order_count),
-            self.last_order_at
-                .clone()
-                .map_or(SqlValue::Null, SqlValue::Text),
-        ]
-    }
-}
-
-/// One of a customer's orders.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CustomerOrder {
-    pub order_id: String,
-    pub customer_id: String,
-    pub status: String,
-    pub currency: String,
-    pub total_minor: i64,
-    pub item_count: i64,
-    pub created_at: String,
-    pub placed_at: Option<String>,
-    pub payment_status: Option<String>,
-    /// SKU → (unit price, quantity), to keep totals while a draft changes.
-    pub lines: BTreeMap<String, (i64, i64)>,
-}
-
-impl DocRow for CustomerOrder {
-    const COLUMNS: &'static [&'static str] = &[
-        "customer_id",
-        "status",
-        "currency",
-        "total_minor",
-        "item_count",
-        "created_at",
-        "placed_at",
-        "payment_status",
-    ];
-    fn column_values(&self) -> Vec<SqlValue> {
-        vec![
-            SqlValue::Text(self.customer_id.clone()),
-            SqlValue::Text(self.status.clone()),
-            SqlValue::Text(self.currency.clone()),
-            SqlValue::Int(self.total_minor),
-            SqlValue::Int(self.item_count),
-            SqlValue::Text(self.created_at.clone()),
-            self.placed_at
-                .clone()
-                .map_or(SqlValue::Null, SqlValue::Text),
-            self.payment_status
-                .clone()
-                .map_or(SqlValue::Null, SqlValue::Text),
-        ]
-    }
-}
-
-/// What the projection remembers of a payment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PaymentLink {
-    pub order_id: String,
-    pub customer_id: String,
-    pub currency: String,
-    pub captured_minor: i64,
-    pub refunded_minor: i64,
-}
-
-impl DocRow for PaymentLink {
-    const COLUMNS: &'static [&'static str] = &[];
-    fn column_values(&self) -> Vec<SqlValue> {
-        Vec::new()
-    }
-}
+use super::types::*;
 
 /// The batch's working set.
 #[derive(Debug, Default)]
@@ -130,13 +18,10 @@ pub struct State {
     pub customers: HashMap<String, Customer>,
     pub orders: HashMap<String, CustomerOrder>,
     pub payments: HashMap<String, PaymentLink>,
-    dirty_customers: BTreeSet<String>,
-    dirty_orders: BTreeSet<String>,
-    dirty_payments: BTreeSet<String>,
+    pub(super) dirty_customers: BTreeSet<String>,
+    pub(super) dirty_orders: BTreeSet<String>,
+    pub(super) dirty_payments: BTreeSet<String>,
 }
-
-/// The customer view projection.
-pub struct CustomerView;
 
 impl State {
     fn customer(&mut self, id: &str, e: &StoredEvent) -> Result<&mut Customer, FoldError> {
@@ -206,7 +91,7 @@ fn recompute(order: &mut CustomerOrder) {
 
 fn fold_user(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
     let id = e.aggregate_id.as_str();
-    match decode::<UserEvent>(e)? {
+    match user_event(e)? {
         UserEvent::Registered { email, name, .. } => {
             s.dirty_customers.insert(id.to_string());
             s.customers.insert(
@@ -229,7 +114,7 @@ fn fold_user(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
         UserEvent::NameChanged { name, .. } => s.customer(id, e)?.name = name.as_str().to_string(),
         UserEvent::ShippingAddressChanged {
             shipping_address, ..
-        } => s.customer(id, e)?.shipping_address = Some(shipping_address),
+        } => s.customer(id, e)?.shipping_address = Some(shipping_address.clone()),
         UserEvent::Deactivated { .. } => s.customer(id, e)?.status = "deactivated".into(),
         UserEvent::Reactivated { .. } => s.customer(id, e)?.status = "active".into(),
     }
@@ -238,7 +123,7 @@ fn fold_user(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
 
 fn fold_order(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
     let id = e.aggregate_id.as_str();
-    match decode::<OrderEvent>(e)? {
+    match order_event(e)? {
         OrderEvent::Created {
             customer_id,
             currency,
@@ -274,14 +159,14 @@ fn fold_order(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
             let order = s.order(id, e)?;
             order.lines.insert(
                 sku.as_str().to_string(),
-                (unit_price.amount_minor, i64::from(quantity)),
+                (unit_price.amount_minor, i64::from(*quantity)),
             );
             recompute(order);
         }
         OrderEvent::ItemQuantityChanged { sku, quantity, .. } => {
             let order = s.order(id, e)?;
             if let Some(line) = order.lines.get_mut(sku.as_str()) {
-                line.1 = i64::from(quantity);
+                line.1 = i64::from(*quantity);
             }
             recompute(order);
         }
@@ -296,7 +181,7 @@ fn fold_order(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
             let when = at(e);
             let order = s.order(id, e)?;
             order.total_minor = total.amount_minor;
-            order.item_count = i64::from(item_count);
+            order.item_count = i64::from(*item_count);
             order.placed_at = Some(when.clone());
             let customer_id = order.customer_id.clone();
             s.set_status(id, "placed", e)?;
@@ -312,7 +197,7 @@ fn fold_order(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
 
 fn fold_payment(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
     let id = e.aggregate_id.as_str();
-    let event = decode::<PaymentEvent>(e)?;
+    let event = payment_event(e)?;
     if let PaymentEvent::Initiated {
         order_id,
         customer_id,
@@ -368,122 +253,21 @@ fn fold_payment(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
     Ok(())
 }
 
-impl Projection for CustomerView {
-    const NAME: &'static str = "customer_view";
-    const VERSION: i64 = 2;
-    const SCHEMA: &'static str = include_str!("../../../migrations/projections/customer_view.sql");
-    const CHECKSUM_ORDER: &'static [(&'static str, &'static str)] = &[
-        ("customer_view", "user_id"),
-        ("customer_orders", "order_id"),
-        ("customer_payments", "payment_id"),
-    ];
-    type State = State;
-
-    fn handles(event_type: &str) -> bool {
-        event_type.starts_with("User")
-            || event_type.starts_with("Order")
-            || event_type.starts_with("Payment")
-    }
-
-    async fn load(
-        tx: &mut Tx<'_>,
-        g: i64,
-        events: &[&StoredEvent],
-        state: &mut State,
-    ) -> Result<(), ProjectionError> {
-        let ids = |t: &str| -> Vec<String> {
-            events
-                .iter()
-                .filter(|e| e.aggregate_type == t)
-                .map(|e| e.aggregate_id.clone())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect()
-        };
-        state.payments =
-            load_docs(tx, "customer_payments", "payment_id", g, &ids("Payment")).await?;
-        let mut order_ids: BTreeSet<String> = ids("Order").into_iter().collect();
-        order_ids.extend(state.payments.values().map(|p| p.order_id.clone()));
-        for e in events.iter().filter(|e| e.event_type == "PaymentInitiated") {
-            if let Some(o) = e.payload["PaymentInitiated"]["order_id"].as_str() {
-                order_ids.insert(o.to_string());
-            }
-        }
-        state.orders = load_docs(
-            tx,
-            "customer_orders",
-            "order_id",
-            g,
-            &order_ids.into_iter().collect::<Vec<_>>(),
-        )
-        .await?;
-        let mut customer_ids: BTreeSet<String> = ids("User").into_iter().collect();
-        customer_ids.extend(state.orders.values().map(|o| o.customer_id.clone()));
-        customer_ids.extend(state.payments.values().map(|p| p.customer_id.clone()));
-        for e in events.iter().filter(|e| e.event_type == "OrderCreated") {
-            if let Some(c) = e.payload["OrderCreated"]["customer_id"].as_str() {
-                customer_ids.insert(c.to_string());
-            }
-        }
-        state.customers = load_docs(
-            tx,
-            "customer_view",
-            "user_id",
-            g,
-            &customer_ids.into_iter().collect::<Vec<_>>(),
-        )
-        .await?;
-        Ok(())
-    }
-
-    fn fold(state: &mut State, event: &StoredEvent) -> Result<(), FoldError> {
-        match event.aggregate_type.as_str() {
-            "User" => fold_user(state, event),
-            "Order" => fold_order(state, event),
-            "Payment" => fold_payment(state, event),
-            _ => Ok(()),
-        }
-    }
-
-    async fn save(tx: &mut Tx<'_>, g: i64, s: &State) -> Result<(), ProjectionError> {
-        save_docs(
-            tx,
-            "customer_view",
-            "user_id",
-            g,
-            s.dirty_customers
-                .iter()
-                .filter_map(|k| s.customers.get_key_value(k)),
-        )
-        .await?;
-        save_docs(
-            tx,
-            "customer_orders",
-            "order_id",
-            g,
-            s.dirty_orders
-                .iter()
-                .filter_map(|k| s.orders.get_key_value(k)),
-        )
-        .await?;
-        save_docs(
-            tx,
-            "customer_payments",
-            "payment_id",
-            g,
-            s.dirty_payments
-                .iter()
-                .filter_map(|k| s.payments.get_key_value(k)),
-        )
-        .await?;
-        Ok(())
+pub(super) fn fold(state: &mut State, event: &StoredEvent) -> Result<(), FoldError> {
+    match event.aggregate_type.as_str() {
+        "User" => fold_user(state, event),
+        "Order" => fold_order(state, event),
+        "Payment" => fold_payment(state, event),
+        _ => Ok(()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::customer::CustomerView;
     use crate::models::test_events::{event, story, ORDER, USER};
+    use crate::Projection;
 
     fn fold_all(events: &[StoredEvent]) -> State {
         let mut state = State::default();

@@ -5,7 +5,7 @@
 use eventlog::Cursor;
 use sqlx::Row;
 
-use crate::store::{ReadDb, Tx};
+use crate::db::{ReadDb, Tx};
 use crate::ProjectionError;
 
 /// One generation's row in the registry.

@@ -162,6 +162,45 @@ pub trait DocRow: Serialize + DeserializeOwned {
     fn column_values(&self) -> Vec<SqlValue>;
 }
 
+/// The columns a query reads of a document table: the key, the indexed
+/// columns of `T` and the document, in that order (one list, owned by the
+/// row type that writes them).
+pub fn columns<T: DocRow>(key: &str) -> String {
+    let mut all = vec![key];
+    all.extend_from_slice(T::COLUMNS);
+    all.push("doc");
+    all.join(", ")
+}
+
+/// Text parameters of a query built clause by clause, numbered in order.
+#[derive(Debug, Default)]
+pub struct Binds(Vec<String>);
+
+impl Binds {
+    /// Adds a parameter and returns its placeholder (`$n`).
+    pub fn push(&mut self, value: &str) -> String {
+        self.0.push(value.to_string());
+        format!("${}", self.0.len())
+    }
+
+    /// `WHERE a AND b …`, or nothing without clauses.
+    pub fn filter(clauses: &[String]) -> String {
+        if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        }
+    }
+
+    /// `sql` with the parameters bound.
+    pub fn query(self, sql: &str) -> sqlx::query::Query<'_, Any, sqlx::any::AnyArguments<'_>> {
+        bind_all(
+            sqlx::query(sql),
+            self.0.into_iter().map(SqlValue::Text).collect(),
+        )
+    }
+}
+
 /// Loads the documents of `keys` from `table` (generation `g`).
 ///
 /// # Errors

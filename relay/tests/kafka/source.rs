@@ -2,16 +2,16 @@
 //! the relay writes them (events, then a watermark), applied by two members
 //! racing over the same partition, as happens while ownership changes hands.
 
-use eventlog::kafka::Record;
 use eventlog::testing::TestDatabase;
 use eventlog::{Cursor, EventLog};
-use projectors::kafka::{apply_records, Incoming};
 use projectors::testing::Shop;
-use projectors::{Analytics, CustomerView, Projection};
+use readmodel::{Analytics, CustomerView, Projection};
+use relay::kafka::Record;
+use relay::source::{apply_records, Incoming};
 
 use crate::read_db;
 
-async fn race<P: Projection>(db: &projectors::ReadDb, records: &[Incoming]) {
+async fn race<P: Projection>(db: &readmodel::ReadDb, records: &[Incoming]) {
     for chunk in records.chunks(37) {
         let (a, b) = tokio::join!(
             apply_records::<P>(db, "events", Some(1), chunk),
@@ -57,12 +57,12 @@ async fn racing_members_apply_each_record_once() {
     race::<Analytics>(&db, &records).await;
     race::<CustomerView>(&db, &records).await;
 
-    let status = projectors::status::all(&log, &db).await.expect("status");
+    let status = readmodel::status::all(&log, &db).await.expect("status");
     for name in [Analytics::NAME, CustomerView::NAME] {
         let s = status.iter().find(|s| s.name == name).expect("status");
         assert_eq!(s.source, "kafka", "{s:?}");
         assert_eq!(s.position, head.position, "{s:?}");
-        let report = crate::engine::rebuild_verified(name, &log, &db).await;
+        let report = crate::rebuild_verified(name, &log, &db).await;
         assert!(
             report.diff.iter().all(|d| d.same()),
             "{name}: {:?}",

@@ -23,7 +23,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use eventlog::kafka::{self, KafkaSettings, Record};
+use crate::kafka::{self, KafkaSettings, Record};
 use eventlog::{Cursor, StoredEvent};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
@@ -31,9 +31,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use sqlx::Row;
 use tokio::sync::watch;
 
-use crate::engine::{fold_into, Projection, Wake};
-use crate::store::{ReadDb, Tx};
-use crate::{registry, ProjectionError};
+use projectors::engine::fold_into;
+use readmodel::offsets::parse_cursor;
+use readmodel::{registry, Projection, ProjectionError, ReadDb, Tx, Wake};
 
 /// Records per batch (and per transaction), at most.
 const BATCH: usize = 1000;
@@ -61,15 +61,6 @@ pub struct Outcome {
     pub seeks: Vec<(i32, i64)>,
     /// The live generation is stopped on a poison event.
     pub stopped: bool,
-}
-
-fn parse_cursor(txid: &str, position: i64) -> Result<Cursor, ProjectionError> {
-    Ok(Cursor {
-        transaction_id: txid
-            .parse()
-            .map_err(|_| ProjectionError::Corrupt(format!("cursor {txid}")))?,
-        position,
-    })
 }
 
 /// Applies one batch of records to `P`'s live generation; see the module
@@ -211,7 +202,7 @@ pub async fn apply_records<P: Projection>(
         .copied()
         .filter(|e| P::handles(&e.event_type))
         .collect();
-    let spans = crate::engine::event_spans::<P>(relevant.iter().copied());
+    let spans = projectors::engine::event_spans::<P>(relevant.iter().copied());
     if let Err((i, e)) = fold_into::<P>(&mut tx, g, &relevant).await? {
         return Err(ProjectionError::Poison {
             position: relevant[i].position,
@@ -285,81 +276,12 @@ async fn watermark(
     Ok(if seen == partitions { low } else { None })
 }
 
-/// The lowest and highest per-partition cursor of generation `g` (a
-/// rebuilt generation must have seen at least the highest before it takes
-/// over; when both are equal, every partition is at the same place).
-///
-/// # Errors
-/// Database errors.
-pub async fn cursor_range(
-    tx: &mut Tx<'_>,
-    name: &str,
-    g: i64,
-) -> Result<Option<(Cursor, Cursor)>, ProjectionError> {
-    let rows = sqlx::query(
-        "SELECT cursor_txid, cursor_position FROM projection_kafka_offsets WHERE name = $1 AND generation = $2",
-    )
-    .bind(name)
-    .bind(g)
-    .fetch_all(&mut **tx)
-    .await?;
-    let mut range: Option<(Cursor, Cursor)> = None;
-    for r in &rows {
-        let c = parse_cursor(&r.try_get::<String, _>(0)?, r.try_get(1)?)?;
-        range = Some(range.map_or((c, c), |(l, h)| (l.min(c), h.max(c))));
-    }
-    Ok(range)
-}
-
-/// Gives a rebuilt generation `to` (complete up to `cursor`) the live
-/// generation's Kafka positions: it continues where the live one was, and
-/// skips what the rebuild already folded.
-///
-/// # Errors
-/// Database errors.
-pub async fn hand_over_offsets(
-    tx: &mut Tx<'_>,
-    name: &str,
-    from: i64,
-    to: i64,
-    cursor: Cursor,
-) -> Result<(), ProjectionError> {
-    sqlx::query(
-        "INSERT INTO projection_kafka_offsets (name, generation, topic, partition, next_offset, cursor_txid, cursor_position) \
-         SELECT name, $1, topic, partition, next_offset, $2, $3 FROM projection_kafka_offsets \
-         WHERE name = $4 AND generation = $5",
-    )
-    .bind(to)
-    .bind(cursor.transaction_id.to_string())
-    .bind(cursor.position)
-    .bind(name)
-    .bind(from)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// Whether generation `g` consumes Kafka (it has partition positions).
-///
-/// # Errors
-/// Database errors.
-pub async fn consumes_kafka(db: &ReadDb, name: &str, g: i64) -> Result<bool, ProjectionError> {
-    let n: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM projection_kafka_offsets WHERE name = $1 AND generation = $2",
-    )
-    .bind(name)
-    .bind(g)
-    .fetch_one(db.pool())
-    .await?;
-    Ok(n > 0)
-}
-
 fn take(message: &rdkafka::message::BorrowedMessage<'_>) -> Incoming {
     let record = match kafka::decode(message) {
         Ok(r) => Some(r),
         Err(e) => {
             tracing::warn!(error = %e, "skipping a record the relay did not write");
-            eventlog::metrics::count(
+            telemetry::metrics::count(
                 "projector_kafka_foreign_records_total",
                 "Records on the events topic that are not shopstream events.",
                 &[],
@@ -590,8 +512,8 @@ pub async fn run<P: Projection>(
                     continue;
                 }
                 commits.notify();
-                crate::engine::record_batch(P::NAME, outcome.applied, started.elapsed());
-                eventlog::metrics::count(
+                projectors::engine::record_batch(P::NAME, outcome.applied, started.elapsed());
+                telemetry::metrics::count(
                     "projector_duplicates_total",
                     "Redelivered events skipped.",
                     &labels,

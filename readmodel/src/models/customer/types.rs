@@ -1,0 +1,148 @@
+//! The rows and documents of `customer`: what the fold writes and the query side reads.
+
+use std::collections::BTreeMap;
+
+use domain::ShippingAddress;
+use serde::{Deserialize, Serialize};
+
+use crate::db::{DocRow, SqlValue};
+use crate::Doc;
+
+/// One customer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Customer {
+    pub user_id: String,
+    pub email: String,
+    pub name: String,
+    /// `active` or `deactivated`.
+    pub status: String,
+    pub registered_at: String,
+    pub order_count: i64,
+    pub last_order_at: Option<String>,
+    pub counts_by_status: BTreeMap<String, i64>,
+    /// Currency → captured − refunded, minor units.
+    pub lifetime_spend: BTreeMap<String, i64>,
+    pub shipping_address: Option<ShippingAddress>,
+    /// The last event that changed this customer. A customer's events must
+    /// arrive in commit order (over Kafka they share a partition); one
+    /// arriving after a later one stops the projection instead of folding
+    /// out of order.
+    #[serde(default)]
+    pub last_cursor: Option<eventlog::Cursor>,
+}
+
+impl DocRow for Customer {
+    const COLUMNS: &'static [&'static str] = &[
+        "email",
+        "name",
+        "status",
+        "registered_at",
+        "order_count",
+        "last_order_at",
+    ];
+    fn column_values(&self) -> Vec<SqlValue> {
+        vec![
+            SqlValue::Text(self.email.clone()),
+            SqlValue::Text(self.name.clone()),
+            SqlValue::Text(self.status.clone()),
+            SqlValue::Text(self.registered_at.clone()),
+            SqlValue::Int(self.order_count),
+            self.last_order_at
+                .clone()
+                .map_or(SqlValue::Null, SqlValue::Text),
+        ]
+    }
+}
+
+/// One of a customer's orders.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomerOrder {
+    pub order_id: String,
+    pub customer_id: String,
+    pub status: String,
+    pub currency: String,
+    pub total_minor: i64,
+    pub item_count: i64,
+    pub created_at: String,
+    pub placed_at: Option<String>,
+    pub payment_status: Option<String>,
+    /// SKU → (unit price, quantity), to keep totals while a draft changes.
+    pub lines: BTreeMap<String, (i64, i64)>,
+}
+
+impl DocRow for CustomerOrder {
+    const COLUMNS: &'static [&'static str] = &[
+        "customer_id",
+        "status",
+        "currency",
+        "total_minor",
+        "item_count",
+        "created_at",
+        "placed_at",
+        "payment_status",
+    ];
+    fn column_values(&self) -> Vec<SqlValue> {
+        vec![
+            SqlValue::Text(self.customer_id.clone()),
+            SqlValue::Text(self.status.clone()),
+            SqlValue::Text(self.currency.clone()),
+            SqlValue::Int(self.total_minor),
+            SqlValue::Int(self.item_count),
+            SqlValue::Text(self.created_at.clone()),
+            self.placed_at
+                .clone()
+                .map_or(SqlValue::Null, SqlValue::Text),
+            self.payment_status
+                .clone()
+                .map_or(SqlValue::Null, SqlValue::Text),
+        ]
+    }
+}
+
+/// What the projection remembers of a payment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentLink {
+    pub order_id: String,
+    pub customer_id: String,
+    pub currency: String,
+    pub captured_minor: i64,
+    pub refunded_minor: i64,
+}
+
+impl DocRow for PaymentLink {
+    const COLUMNS: &'static [&'static str] = &[];
+    fn column_values(&self) -> Vec<SqlValue> {
+        Vec::new()
+    }
+}
+
+/// One `customer_view` row as the query side reads it: the key, the indexed
+/// columns ([`Customer`]'s [`DocRow::COLUMNS`]) and the document, parsed on
+/// first use.
+#[derive(Debug, Clone)]
+pub struct CustomerRow {
+    pub user_id: String,
+    pub email: String,
+    pub name: String,
+    pub status: String,
+    pub registered_at: String,
+    pub order_count: i64,
+    pub last_order_at: Option<String>,
+    pub doc: Doc<Customer>,
+}
+
+/// How to sort customers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CustomerSort {
+    RegisteredNewest,
+    RegisteredOldest,
+    Email,
+}
+
+/// Filters of a customer page.
+#[derive(Debug, Clone, Default)]
+pub struct CustomerFilter {
+    pub status: Option<String>,
+    pub email_prefix: Option<String>,
+    pub registered_after: Option<String>,
+}
