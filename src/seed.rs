@@ -44,18 +44,9 @@ pub struct SeedReport {
     pub seconds: f64,
 }
 
-struct Row {
-    aggregate_type: &'static str,
-    aggregate_id: String,
-    sequence: i64,
-    event_type: &'static str,
-    payload: String,
-    at: DateTime<Utc>,
-}
-
 struct Writer<'a> {
     db: &'a Database,
-    rows: Vec<Row>,
+    rows: Vec<eventlog::ImportedEvent>,
     written: usize,
     /// Wakes tailers in other processes after each batch.
     signal: Option<eventlog::AppendSignal>,
@@ -70,19 +61,21 @@ impl Writer<'_> {
         event: &E,
         at: DateTime<Utc>,
     ) -> anyhow::Result<()> {
-        self.rows.push(Row {
+        self.rows.push(eventlog::ImportedEvent {
             aggregate_type,
             aggregate_id: id.to_string(),
             sequence,
             event_type: event.name(),
+            event_version: event.version(),
             payload: serde_json::to_string(event)?,
-            at,
+            metadata: r#"{"seeded":"true"}"#.to_string(),
+            recorded_at: at,
         });
         Ok(())
     }
 
     async fn flush_if_full(&mut self) -> anyhow::Result<()> {
-        if self.rows.len() >= 2000 {
+        if self.rows.len() >= eventlog::IMPORT_CHUNK {
             self.flush().await?;
         }
         Ok(())
@@ -93,60 +86,7 @@ impl Writer<'_> {
             return Ok(());
         }
         let rows = std::mem::take(&mut self.rows);
-        let mut sql = String::from(
-            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at) VALUES ",
-        );
-        let postgres = matches!(self.db, Database::Postgres(_));
-        let tuples: Vec<String> = (0..rows.len())
-            .map(|i| {
-                let b = i * 6;
-                let (payload, at) = if postgres {
-                    (
-                        format!("${}::json", b + 5),
-                        format!("${}::timestamptz", b + 6),
-                    )
-                } else {
-                    (format!("${}", b + 5), format!("${}", b + 6))
-                };
-                format!(
-                    "(${}, ${}, ${}, ${}, '1', {payload}, '{{\"seeded\":\"true\"}}', {at})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4
-                )
-            })
-            .collect();
-        sql.push_str(&tuples.join(", "));
-        let stamp = |t: &DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
-        match self.db {
-            Database::Postgres(pool) => {
-                let mut q = sqlx::query(&sql);
-                for r in &rows {
-                    q = q
-                        .bind(r.aggregate_type)
-                        .bind(&r.aggregate_id)
-                        .bind(r.sequence)
-                        .bind(r.event_type)
-                        .bind(&r.payload)
-                        .bind(stamp(&r.at));
-                }
-                q.execute(pool).await?;
-            }
-            Database::Sqlite(pool) => {
-                let mut q = sqlx::query(&sql);
-                for r in &rows {
-                    q = q
-                        .bind(r.aggregate_type)
-                        .bind(&r.aggregate_id)
-                        .bind(r.sequence)
-                        .bind(r.event_type)
-                        .bind(&r.payload)
-                        .bind(stamp(&r.at));
-                }
-                q.execute(pool).await?;
-            }
-        }
+        eventlog::import(self.db, &rows).await?;
         self.written += rows.len();
         if let Some(signal) = &self.signal {
             signal.appended();

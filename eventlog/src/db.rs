@@ -41,6 +41,20 @@ pub enum Database {
     Sqlite(SqlitePool),
 }
 
+/// Runs one body on whichever pool a [`Database`] holds: a statement shared
+/// by both backends is written once. sqlx's executors are typed per
+/// backend, so the body is compiled once per arm; where only the SQL text
+/// differs, pick it with [`Database::dialect`].
+macro_rules! on_pool {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::Database::Postgres($pool) => $body,
+            $crate::Database::Sqlite($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
 /// Pooled connections idle longer than this are pinged before use.
 pub const IDLE_CHECK: Duration = Duration::from_secs(1);
 
@@ -112,6 +126,15 @@ impl Database {
         }
     }
 
+    /// The SQL text for this backend, where PostgreSQL's and SQLite's differ
+    /// (clock and interval functions); the rest of the statement is shared.
+    pub(crate) fn dialect<'a>(&self, postgres: &'a str, sqlite: &'a str) -> &'a str {
+        match self {
+            Self::Postgres(_) => postgres,
+            Self::Sqlite(_) => sqlite,
+        }
+    }
+
     /// Applies the migrations in `migrations/postgres` or `migrations/sqlite`.
     ///
     /// # Errors
@@ -130,30 +153,20 @@ impl Database {
     /// # Errors
     /// [`StoreError::Database`] when the database does not answer.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        match self {
-            Self::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await?,
-            Self::Sqlite(pool) => {
-                sqlx::query("SELECT 1").execute(pool).await?;
-                return Ok(());
-            }
-        };
+        on_pool!(self, |pool| {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
         Ok(())
     }
 
     /// Connections open and idle in the pool (pool saturation).
     pub fn pool_stats(&self) -> (u32, usize) {
-        match self {
-            Self::Postgres(pool) => (pool.size(), pool.num_idle()),
-            Self::Sqlite(pool) => (pool.size(), pool.num_idle()),
-        }
+        on_pool!(self, |pool| (pool.size(), pool.num_idle()))
     }
 
     /// Closes the pool, waiting for connections in use.
     pub async fn close(&self) {
-        match self {
-            Self::Postgres(pool) => pool.close().await,
-            Self::Sqlite(pool) => pool.close().await,
-        }
+        on_pool!(self, |pool| pool.close().await)
     }
 }
 

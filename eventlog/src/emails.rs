@@ -1,3 +1,4 @@
+use crate::db::on_pool;
 use crate::{Database, StoreError};
 
 /// The outcome of reserving an e-mail address.
@@ -34,42 +35,26 @@ impl EmailRegistry {
     pub async fn reserve(&self, email: &str, user_id: &str) -> Result<Reservation, StoreError> {
         let insert =
             "INSERT INTO user_emails (email, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING";
-        let (inserted, holder): (u64, Option<(String, f64)>) = match &self.db {
-            Database::Postgres(p) => {
-                let select =
-                    "SELECT user_id, EXTRACT(EPOCH FROM clock_timestamp() - reserved_at)::float8 \
-                              FROM user_emails WHERE email = $1";
-                let n = sqlx::query(insert)
-                    .bind(email)
-                    .bind(user_id)
-                    .execute(p)
-                    .await?
-                    .rows_affected();
-                let holder = if n == 1 {
-                    None
-                } else {
-                    sqlx::query_as(select).bind(email).fetch_optional(p).await?
-                };
-                (n, holder)
-            }
-            Database::Sqlite(p) => {
-                let select =
-                    "SELECT user_id, (julianday('now') - julianday(reserved_at)) * 86400.0 \
-                              FROM user_emails WHERE email = $1";
-                let n = sqlx::query(insert)
-                    .bind(email)
-                    .bind(user_id)
-                    .execute(p)
-                    .await?
-                    .rows_affected();
-                let holder = if n == 1 {
-                    None
-                } else {
-                    sqlx::query_as(select).bind(email).fetch_optional(p).await?
-                };
-                (n, holder)
-            }
-        };
+        let select = self.db.dialect(
+            "SELECT user_id, EXTRACT(EPOCH FROM clock_timestamp() - reserved_at)::float8 \
+             FROM user_emails WHERE email = $1",
+            "SELECT user_id, (julianday('now') - julianday(reserved_at)) * 86400.0 \
+             FROM user_emails WHERE email = $1",
+        );
+        let (inserted, holder): (u64, Option<(String, f64)>) = on_pool!(&self.db, |p| {
+            let n = sqlx::query(insert)
+                .bind(email)
+                .bind(user_id)
+                .execute(p)
+                .await?
+                .rows_affected();
+            let holder = if n == 1 {
+                None
+            } else {
+                sqlx::query_as(select).bind(email).fetch_optional(p).await?
+            };
+            (n, holder)
+        });
         match (inserted, holder) {
             (1, _) => Ok(Reservation::Reserved),
             (_, Some((user_id, age))) => Ok(Reservation::Taken {
@@ -94,27 +79,16 @@ impl EmailRegistry {
         to_user: &str,
     ) -> Result<bool, StoreError> {
         let sql = "UPDATE user_emails SET user_id = $1 WHERE email = $2 AND user_id = $3";
-        let n = match &self.db {
-            Database::Postgres(p) => {
-                sqlx::query(sql)
-                    .bind(to_user)
-                    .bind(email)
-                    .bind(from_user)
-                    .execute(p)
-                    .await?
-            }
-            Database::Sqlite(p) => {
-                return Ok(sqlx::query(sql)
-                    .bind(to_user)
-                    .bind(email)
-                    .bind(from_user)
-                    .execute(p)
-                    .await?
-                    .rows_affected()
-                    == 1)
-            }
-        };
-        Ok(n.rows_affected() == 1)
+        let n = on_pool!(&self.db, |p| {
+            sqlx::query(sql)
+                .bind(to_user)
+                .bind(email)
+                .bind(from_user)
+                .execute(p)
+                .await?
+                .rows_affected()
+        });
+        Ok(n == 1)
     }
 
     /// Releases `email` if `user_id` holds it (its registration failed).
@@ -123,22 +97,13 @@ impl EmailRegistry {
     /// [`StoreError::Database`].
     pub async fn release(&self, email: &str, user_id: &str) -> Result<(), StoreError> {
         let sql = "DELETE FROM user_emails WHERE email = $1 AND user_id = $2";
-        match &self.db {
-            Database::Postgres(p) => {
-                sqlx::query(sql)
-                    .bind(email)
-                    .bind(user_id)
-                    .execute(p)
-                    .await?;
-            }
-            Database::Sqlite(p) => {
-                sqlx::query(sql)
-                    .bind(email)
-                    .bind(user_id)
-                    .execute(p)
-                    .await?;
-            }
-        }
+        on_pool!(&self.db, |p| {
+            sqlx::query(sql)
+                .bind(email)
+                .bind(user_id)
+                .execute(p)
+                .await?;
+        });
         Ok(())
     }
 }

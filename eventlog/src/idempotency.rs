@@ -3,6 +3,7 @@ use std::time::Duration;
 use serde_json::Value;
 use sqlx::Row;
 
+use crate::db::on_pool;
 use crate::{Database, StoreError};
 
 /// Where a stored idempotency key stands.
@@ -50,22 +51,15 @@ impl IdempotencyStore {
     ) -> Result<KeyState, StoreError> {
         let insert = "INSERT INTO idempotency_keys (principal, key, fingerprint, state) \
                       VALUES ($1, $2, $3, 'pending') ON CONFLICT DO NOTHING";
-        let inserted = match &self.db {
-            Database::Postgres(p) => sqlx::query(insert)
+        let inserted = on_pool!(&self.db, |p| {
+            sqlx::query(insert)
                 .bind(principal)
                 .bind(key)
                 .bind(fingerprint)
                 .execute(p)
                 .await?
-                .rows_affected(),
-            Database::Sqlite(p) => sqlx::query(insert)
-                .bind(principal)
-                .bind(key)
-                .bind(fingerprint)
-                .execute(p)
-                .await?
-                .rows_affected(),
-        };
+                .rows_affected()
+        });
         if inserted == 1 {
             return Ok(KeyState::Started);
         }
@@ -187,23 +181,13 @@ impl IdempotencyStore {
     pub async fn abandon(&self, principal: &str, key: &str) -> Result<(), StoreError> {
         let sql =
             "DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2 AND state = 'pending'";
-        match &self.db {
-            Database::Postgres(p) => {
-                sqlx::query(sql)
-                    .bind(principal)
-                    .bind(key)
-                    .execute(p)
-                    .await?
-            }
-            Database::Sqlite(p) => {
-                sqlx::query(sql)
-                    .bind(principal)
-                    .bind(key)
-                    .execute(p)
-                    .await?;
-                return Ok(());
-            }
-        };
+        on_pool!(&self.db, |p| {
+            sqlx::query(sql)
+                .bind(principal)
+                .bind(key)
+                .execute(p)
+                .await?;
+        });
         Ok(())
     }
 
@@ -219,30 +203,23 @@ impl IdempotencyStore {
         stale_after: Duration,
     ) -> Result<bool, StoreError> {
         let secs = stale_after.as_secs_f64();
-        let affected = match &self.db {
-            Database::Postgres(p) => sqlx::query(
-                "UPDATE idempotency_keys SET created_at = clock_timestamp() \
-                 WHERE principal = $1 AND key = $2 AND state = 'pending' \
-                   AND created_at < clock_timestamp() - make_interval(secs => $3)",
-            )
-            .bind(principal)
-            .bind(key)
-            .bind(secs)
-            .execute(p)
-            .await?
-            .rows_affected(),
-            Database::Sqlite(p) => sqlx::query(
-                "UPDATE idempotency_keys SET created_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
-                 WHERE principal = $1 AND key = $2 AND state = 'pending' \
-                   AND (julianday('now') - julianday(created_at)) * 86400.0 > $3",
-            )
-            .bind(principal)
-            .bind(key)
-            .bind(secs)
-            .execute(p)
-            .await?
-            .rows_affected(),
-        };
+        let sql = self.db.dialect(
+            "UPDATE idempotency_keys SET created_at = clock_timestamp() \
+             WHERE principal = $1 AND key = $2 AND state = 'pending' \
+               AND created_at < clock_timestamp() - make_interval(secs => $3)",
+            "UPDATE idempotency_keys SET created_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+             WHERE principal = $1 AND key = $2 AND state = 'pending' \
+               AND (julianday('now') - julianday(created_at)) * 86400.0 > $3",
+        );
+        let affected = on_pool!(&self.db, |p| {
+            sqlx::query(sql)
+                .bind(principal)
+                .bind(key)
+                .bind(secs)
+                .execute(p)
+                .await?
+                .rows_affected()
+        });
         Ok(affected == 1)
     }
 
@@ -252,21 +229,16 @@ impl IdempotencyStore {
     /// [`StoreError::Database`].
     pub async fn purge_older_than(&self, age: Duration) -> Result<u64, StoreError> {
         let secs = age.as_secs_f64();
-        Ok(match &self.db {
-            Database::Postgres(p) => sqlx::query(
-                "DELETE FROM idempotency_keys WHERE created_at < clock_timestamp() - make_interval(secs => $1)",
-            )
-            .bind(secs)
-            .execute(p)
-            .await?
-            .rows_affected(),
-            Database::Sqlite(p) => sqlx::query(
-                "DELETE FROM idempotency_keys WHERE (julianday('now') - julianday(created_at)) * 86400.0 > $1",
-            )
-            .bind(secs)
-            .execute(p)
-            .await?
-            .rows_affected(),
-        })
+        let sql = self.db.dialect(
+            "DELETE FROM idempotency_keys WHERE created_at < clock_timestamp() - make_interval(secs => $1)",
+            "DELETE FROM idempotency_keys WHERE (julianday('now') - julianday(created_at)) * 86400.0 > $1",
+        );
+        Ok(on_pool!(&self.db, |p| {
+            sqlx::query(sql)
+                .bind(secs)
+                .execute(p)
+                .await?
+                .rows_affected()
+        }))
     }
 }

@@ -19,6 +19,7 @@
 //! - `cache`: the aggregate cache in front of the repository.
 //! - `idempotency`: [`IdempotencyStore`]: durable idempotency keys.
 //! - `emails`: [`EmailRegistry`]: the one-user-per-e-mail reservation.
+//! - `import`: [`import`]: the bulk path (seeding), many events per statement.
 //! - `testing` (feature `testing`): a fresh Postgres database or SQLite file per test.
 
 mod cache;
@@ -27,6 +28,7 @@ mod emails;
 mod error;
 mod health;
 mod idempotency;
+mod import;
 mod log;
 mod repository;
 mod signal;
@@ -43,6 +45,7 @@ pub use emails::{EmailRegistry, Reservation};
 pub use error::{is_unreachable, StoreError};
 pub use health::{Health, HealthState};
 pub use idempotency::{IdempotencyRecord, IdempotencyStore, KeyState};
+pub use import::{import, ImportedEvent, IMPORT_CHUNK};
 pub use log::{Cursor, EventLog, StoredEvent};
 pub use repository::{Committed, Guard, Loaded, Repository, Source};
 pub use signal::{AppendSignal, EVENTS_CHANNEL};

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use domain::UndecodableEvent;
 
+use crate::db::on_pool;
 use crate::{Database, StoreError};
 
 /// A place in the log: read everything after it.
@@ -251,10 +252,9 @@ impl EventLog {
     /// [`StoreError::Database`].
     pub async fn head(&self) -> Result<i64, StoreError> {
         let sql = "SELECT COALESCE(MAX(position), 0) AS head FROM events";
-        Ok(match &self.db {
-            Database::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await?,
-            Database::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await?,
-        })
+        Ok(on_pool!(&self.db, |pool| sqlx::query_scalar(sql)
+            .fetch_one(pool)
+            .await?))
     }
 
     /// How many events lie after `position`, and when the newest was
@@ -328,12 +328,10 @@ impl EventLog {
     /// # Errors
     /// [`StoreError::Database`] or [`StoreError::Corrupt`].
     pub async fn by_idempotency_key(&self, key: &str) -> Result<Vec<StoredEvent>, StoreError> {
-        let clause = match self.db {
-            Database::Postgres(_) => "metadata ->> 'idempotency_key' = $1 ORDER BY position",
-            Database::Sqlite(_) => {
-                "json_extract(metadata, '$.idempotency_key') = $1 ORDER BY position"
-            }
-        };
+        let clause = self.db.dialect(
+            "metadata ->> 'idempotency_key' = $1 ORDER BY position",
+            "json_extract(metadata, '$.idempotency_key') = $1 ORDER BY position",
+        );
         self.select_where(clause, &[key]).await
     }
 
@@ -348,24 +346,14 @@ impl EventLog {
         sequence: i64,
     ) -> Result<Option<i64>, StoreError> {
         let sql = "SELECT position FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3";
-        Ok(match &self.db {
-            Database::Postgres(pool) => {
-                sqlx::query_scalar(sql)
-                    .bind(aggregate_type)
-                    .bind(aggregate_id)
-                    .bind(sequence)
-                    .fetch_optional(pool)
-                    .await?
-            }
-            Database::Sqlite(pool) => {
-                sqlx::query_scalar(sql)
-                    .bind(aggregate_type)
-                    .bind(aggregate_id)
-                    .bind(sequence)
-                    .fetch_optional(pool)
-                    .await?
-            }
-        })
+        Ok(on_pool!(&self.db, |pool| {
+            sqlx::query_scalar(sql)
+                .bind(aggregate_type)
+                .bind(aggregate_id)
+                .bind(sequence)
+                .fetch_optional(pool)
+                .await?
+        }))
     }
 
     async fn select_where(

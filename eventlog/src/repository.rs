@@ -587,22 +587,13 @@ where
     /// Fails with [`StoreError::Stale`] when a guard's stream moved on.
     async fn check(&self, guards: &[Guard]) -> Result<(), StoreError> {
         for g in guards {
-            let current: i64 = match &self.db {
-                Database::Postgres(p) => {
-                    sqlx::query_scalar(VERSION)
-                        .bind(&g.aggregate_type)
-                        .bind(&g.aggregate_id)
-                        .fetch_one(p)
-                        .await?
-                }
-                Database::Sqlite(p) => {
-                    sqlx::query_scalar(VERSION)
-                        .bind(&g.aggregate_type)
-                        .bind(&g.aggregate_id)
-                        .fetch_one(p)
-                        .await?
-                }
-            };
+            let current: i64 = crate::db::on_pool!(&self.db, |p| {
+                sqlx::query_scalar(VERSION)
+                    .bind(&g.aggregate_type)
+                    .bind(&g.aggregate_id)
+                    .fetch_one(p)
+                    .await?
+            });
             if current != g.version {
                 return Err(StoreError::Stale);
             }
