@@ -2,10 +2,11 @@
 //! (`serve`), plus the operator commands (`migrate`, `token`, `openapi`).
 //!
 //! # Layout
-//! - `cli`: the command line (clap), one variant per subcommand.
-//! - `config`: settings from flags and `SHOPSTREAM_*` variables, the data
-//!   directory and the JWT secret kept in it.
-//! - `serve`: starts the platform and prints where it listens.
+//! - `cli`: the command line (clap), one variant per subcommand, each with only the setting groups it uses.
+//! - `config`: the setting groups (store, auth, HTTP, Kafka, saga, telemetry,
+//!   limits) from flags and `SHOPSTREAM_*` variables, and the JWT secret kept
+//!   in the data directory.
+//! - `platform`: one start-up and one shutdown for whichever roles a process runs.
 //! - `projections`: the projection role, `projections status|rebuild`, the admin endpoint.
 //! - `saga`: the order–payment saga and the simulated payment provider.
 //! - `seed`: realistic, deterministic demo data (`shopstream seed`).
@@ -60,7 +61,7 @@ fn release_freed_memory() {
 pub mod cli;
 pub mod config;
 pub mod healthcheck;
+pub mod platform;
 pub mod projections;
 pub mod saga;
 pub mod seed;
-pub mod serve;

@@ -19,13 +19,13 @@ use readmodel::{ReadDb, Wake};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::Settings;
+use crate::cli::ProjectionsAction;
+use crate::config::{DataDir, StoreArgs};
 
 /// Running projections: stop them with [`Running::stop`].
 pub struct Running {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    listener: Option<JoinHandle<()>>,
 }
 
 impl Running {
@@ -35,9 +35,11 @@ impl Running {
         for task in self.tasks {
             let _ = task.await;
         }
-        if let Some(l) = self.listener {
-            l.abort();
-        }
+    }
+
+    /// The stop signal and the tasks that end after it.
+    pub fn into_parts(self) -> (watch::Sender<bool>, Vec<JoinHandle<()>>) {
+        (self.stop, self.tasks)
     }
 }
 
@@ -45,11 +47,11 @@ impl Running {
 ///
 /// # Errors
 /// When the database cannot be reached.
-pub async fn open(settings: &Settings) -> anyhow::Result<ReadDb> {
+pub async fn open(data: &DataDir, store: &StoreArgs) -> anyhow::Result<ReadDb> {
     let db = ReadDb::connect_with(
-        &settings.database_url(),
-        settings.db_max_connections.min(8),
-        settings.db_acquire_timeout,
+        &store.url(data),
+        store.db_max_connections.min(8),
+        store.db_acquire_timeout,
     )
     .await
     .context("cannot open the read-model database")?;
@@ -59,19 +61,11 @@ pub async fn open(settings: &Settings) -> anyhow::Result<ReadDb> {
     Ok(db)
 }
 
-/// Starts every projection's tail loop, woken by `wake` (and by Postgres
-/// notifications on the Postgres profile); signals `commits` after commits.
-pub fn start(
-    settings: &Settings,
-    store: &Database,
-    db: &ReadDb,
-    wake: &Wake,
-    commits: &Wake,
-) -> Running {
+/// Starts every projection's tail loop, woken by `wake` (fed by appends in
+/// this process and, on Postgres, by the platform's `LISTEN`); signals
+/// `commits` after commits.
+pub fn start(store: &Database, db: &ReadDb, wake: &Wake, commits: &Wake) -> Running {
     let (stop, stopped) = watch::channel(false);
-    let listener = db.is_postgres().then(|| {
-        readmodel::listen_postgres(settings.database_url(), "shopstream_events", wake.clone())
-    });
     let poll = if db.is_postgres() {
         Duration::from_secs(1)
     } else {
@@ -85,11 +79,7 @@ pub fn start(
         poll,
         &stopped,
     );
-    Running {
-        stop,
-        tasks,
-        listener,
-    }
+    Running { stop, tasks }
 }
 
 /// Starts every projection's Kafka consumer (distributed profile);
@@ -97,11 +87,7 @@ pub fn start(
 pub fn start_kafka(kafka: &relay::kafka::KafkaSettings, db: &ReadDb, commits: &Wake) -> Running {
     let (stop, stopped) = watch::channel(false);
     let tasks = relay::spawn_all(kafka, db, commits, &stopped);
-    Running {
-        stop,
-        tasks,
-        listener: None,
-    }
+    Running { stop, tasks }
 }
 
 #[derive(Clone)]
@@ -228,6 +214,34 @@ async fn metrics_handler(State(s): State<MetricsState>) -> Response {
         telemetry::metrics::render(),
     )
         .into_response()
+}
+
+/// `shopstream projections status|rebuild`: opens the store and the read
+/// models, runs the action, closes both.
+///
+/// # Errors
+/// When the store cannot be opened, or as the action.
+pub async fn operate(action: ProjectionsAction, role: &str) -> anyhow::Result<()> {
+    let (ProjectionsAction::Status { target, .. } | ProjectionsAction::Rebuild { target, .. }) =
+        &action;
+    let _telemetry = target.log.init(role)?;
+    let store = target.store.open(&target.data).await?;
+    let db = open(&target.data, &target.store).await?;
+    let result = match action {
+        ProjectionsAction::Status { json, .. } => print_status(&store, &db, json).await,
+        ProjectionsAction::Rebuild {
+            name, all, verify, ..
+        } => {
+            let names: Vec<String> = match name {
+                Some(n) if !all => vec![n],
+                _ => readmodel::NAMES.iter().map(|n| (*n).to_string()).collect(),
+            };
+            rebuild_cmd(&store, &db, &names, verify).await
+        }
+    };
+    db.close().await;
+    store.close().await;
+    result
 }
 
 /// `shopstream projections status`.

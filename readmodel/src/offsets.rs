@@ -90,3 +90,209 @@ pub async fn hand_over_offsets(
     .await?;
     Ok(())
 }
+
+/// The live generation a Kafka batch lands in, locked against a swap (a
+/// batch lands wholly before or wholly after it).
+#[derive(Debug, Clone, Copy)]
+pub struct LiveBatch {
+    pub generation: i64,
+    /// The generation is stopped on a poison event.
+    pub failed: bool,
+    /// Its checkpoint.
+    pub cursor: Cursor,
+}
+
+/// Locks `name`'s live generation for a batch and reads its checkpoint.
+///
+/// # Errors
+/// Database errors; [`ProjectionError::Unknown`] without a live generation.
+pub async fn lock_live(
+    tx: &mut Tx<'_>,
+    name: &str,
+    postgres: bool,
+) -> Result<LiveBatch, ProjectionError> {
+    let lock = if postgres { " FOR SHARE" } else { "" };
+    let g: Option<i64> = sqlx::query_scalar(&format!(
+        "SELECT generation FROM projection_live WHERE name = $1{lock}"
+    ))
+    .bind(name)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let generation = g.ok_or_else(|| ProjectionError::Unknown(name.into()))?;
+    let row = sqlx::query(
+        "SELECT state, cursor_txid, cursor_position FROM projection_state WHERE name = $1 AND generation = $2",
+    )
+    .bind(name)
+    .bind(generation)
+    .fetch_one(&mut **tx)
+    .await?;
+    let state: String = row.try_get(0)?;
+    Ok(LiveBatch {
+        generation,
+        failed: state == "failed",
+        cursor: parse_cursor(&row.try_get::<String, _>(1)?, row.try_get(2)?)?,
+    })
+}
+
+/// One partition's stored position: the next offset to read (`None`
+/// before the first record) and the cursor of the last record seen.
+#[derive(Debug, Clone, Copy)]
+pub struct PartitionPosition {
+    pub next_offset: Option<i64>,
+    pub cursor: Cursor,
+}
+
+/// A topic partition of one projection generation.
+#[derive(Debug, Clone, Copy)]
+pub struct PartitionOf<'a> {
+    pub name: &'a str,
+    pub generation: i64,
+    pub topic: &'a str,
+    pub partition: i32,
+}
+
+/// Locks one partition's row (creating it at `base`, the generation's
+/// checkpoint, when missing: two members reading a partition nobody has
+/// consumed yet must queue on the same row, and a lock on a missing row
+/// locks nothing) and returns its position.
+///
+/// # Errors
+/// Database errors.
+pub async fn lock_partition(
+    tx: &mut Tx<'_>,
+    at: PartitionOf<'_>,
+    base: Cursor,
+    postgres: bool,
+) -> Result<PartitionPosition, ProjectionError> {
+    sqlx::query(
+        "INSERT INTO projection_kafka_offsets (name, generation, topic, partition, next_offset, cursor_txid, cursor_position) \
+         VALUES ($1, $2, $3, $4, -1, $5, $6) ON CONFLICT (name, generation, topic, partition) DO NOTHING",
+    )
+    .bind(at.name)
+    .bind(at.generation)
+    .bind(at.topic)
+    .bind(at.partition)
+    .bind(base.transaction_id.to_string())
+    .bind(base.position)
+    .execute(&mut **tx)
+    .await?;
+    let lock = if postgres { " FOR UPDATE" } else { "" };
+    let stored = sqlx::query(&format!(
+        "SELECT next_offset, cursor_txid, cursor_position FROM projection_kafka_offsets \
+         WHERE name = $1 AND generation = $2 AND topic = $3 AND partition = $4{lock}"
+    ))
+    .bind(at.name)
+    .bind(at.generation)
+    .bind(at.topic)
+    .bind(at.partition)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(match stored {
+        Some(r) => PartitionPosition {
+            next_offset: Some(r.try_get::<i64, _>(0)?).filter(|n| *n >= 0),
+            cursor: parse_cursor(&r.try_get::<String, _>(1)?, r.try_get(2)?)?,
+        },
+        // Everything the generation already holds is a duplicate.
+        None => PartitionPosition {
+            next_offset: None,
+            cursor: base,
+        },
+    })
+}
+
+/// Stores one partition's new position.
+///
+/// # Errors
+/// Database errors.
+pub async fn store_partition(
+    tx: &mut Tx<'_>,
+    at: PartitionOf<'_>,
+    next_offset: i64,
+    cursor: Cursor,
+) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "INSERT INTO projection_kafka_offsets (name, generation, topic, partition, next_offset, cursor_txid, cursor_position) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (name, generation, topic, partition) DO UPDATE SET \
+         next_offset = excluded.next_offset, cursor_txid = excluded.cursor_txid, cursor_position = excluded.cursor_position",
+    )
+    .bind(at.name)
+    .bind(at.generation)
+    .bind(at.topic)
+    .bind(at.partition)
+    .bind(next_offset)
+    .bind(cursor.transaction_id.to_string())
+    .bind(cursor.position)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The lowest cursor over all `partitions` of generation `g`, once every
+/// partition has one. On Postgres the generation's row is locked first, so
+/// the last of two concurrent batches sees the other's partition rows.
+///
+/// # Errors
+/// Database errors.
+pub async fn watermark(
+    tx: &mut Tx<'_>,
+    (name, g): (&str, i64),
+    topic: &str,
+    partitions: i32,
+    postgres: bool,
+) -> Result<Option<Cursor>, ProjectionError> {
+    if postgres {
+        sqlx::query(
+            "SELECT 1 FROM projection_state WHERE name = $1 AND generation = $2 FOR UPDATE",
+        )
+        .bind(name)
+        .bind(g)
+        .execute(&mut **tx)
+        .await?;
+    }
+    let rows = sqlx::query(
+        "SELECT partition, cursor_txid, cursor_position FROM projection_kafka_offsets \
+         WHERE name = $1 AND generation = $2 AND topic = $3",
+    )
+    .bind(name)
+    .bind(g)
+    .bind(topic)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut seen = 0;
+    let mut low: Option<Cursor> = None;
+    for r in &rows {
+        let p: i32 = r.try_get(0)?;
+        if p < partitions {
+            seen += 1;
+            let c = parse_cursor(&r.try_get::<String, _>(1)?, r.try_get(2)?)?;
+            low = Some(low.map_or(c, |l| l.min(c)));
+        }
+    }
+    Ok(if seen == partitions { low } else { None })
+}
+
+/// The next offset per partition of `name`'s live generation on `topic`.
+///
+/// # Errors
+/// Database errors.
+pub async fn live_offsets(
+    db: &ReadDb,
+    name: &str,
+    topic: &str,
+) -> Result<std::collections::BTreeMap<i32, i64>, ProjectionError> {
+    let rows = sqlx::query(
+        "SELECT o.partition, o.next_offset FROM projection_kafka_offsets o \
+         JOIN projection_live l ON l.name = o.name AND l.generation = o.generation \
+         WHERE o.name = $1 AND o.topic = $2",
+    )
+    .bind(name)
+    .bind(topic)
+    .fetch_all(db.pool())
+    .await?;
+    let mut stored = std::collections::BTreeMap::new();
+    for r in &rows {
+        stored.insert(r.try_get(0)?, r.try_get(1)?);
+    }
+    Ok(stored)
+}

@@ -1,14 +1,8 @@
 //! The `command-api` binary: only the command REST API (`shopstream
 //! commands`), for running it as its own process against PostgreSQL.
 
-use clap::Parser;
-
 fn main() -> anyhow::Result<()> {
-    shopstream::runtime()?.block_on(run())
-}
-
-async fn run() -> anyhow::Result<()> {
-    let mut cli = shopstream::cli::Cli::parse();
-    cli.command = Some(shopstream::cli::Command::Commands);
-    cli.run().await
+    let args =
+        shopstream::cli::role_binary::<shopstream::cli::CommandsArgs>("command-api", "commands");
+    shopstream::runtime()?.block_on(shopstream::cli::Command::Commands(args).run())
 }

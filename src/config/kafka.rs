@@ -1,23 +1,112 @@
-//! The Kafka settings of [`Settings`]: brokers, topic, and the TLS and
-//! SASL flags as librdkafka properties (the password kept apart as a
-//! secret).
+//! The Kafka group: brokers, topic, and the TLS and SASL flags as
+//! librdkafka properties (the password kept apart as a secret).
+
+use std::path::PathBuf;
 
 use anyhow::Context;
+use clap::Args;
 
-use super::Settings;
+/// Kafka (the distributed profile).
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers (`host:port,…`): the distributed profile.
+    /// `serve` then runs the relay and Kafka-fed projectors; `project`
+    /// consumes Kafka. Needs a Postgres store.
+    #[arg(long, env = "SHOPSTREAM_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
 
-impl Settings {
-    /// The Kafka settings, when the distributed profile is configured.
+    /// The events topic.
+    #[arg(
+        long,
+        env = "SHOPSTREAM_KAFKA_TOPIC",
+        default_value = "shopstream.events"
+    )]
+    pub kafka_topic: String,
+
+    /// Partitions when the relay creates the topic (the most projector
+    /// processes that share the work).
+    #[arg(long, env = "SHOPSTREAM_KAFKA_PARTITIONS", default_value_t = 6)]
+    pub kafka_partitions: i32,
+
+    /// Replication factor when the relay creates the topic (3 in production).
+    #[arg(long, env = "SHOPSTREAM_KAFKA_REPLICATION_FACTOR", default_value_t = 1)]
+    pub kafka_replication_factor: i32,
+
+    /// Consumer groups are `<prefix>.<projection>`.
+    #[arg(
+        long,
+        env = "SHOPSTREAM_KAFKA_GROUP_PREFIX",
+        default_value = "shopstream"
+    )]
+    pub kafka_group_prefix: String,
+
+    /// Consumer session timeout: how soon a dead projector's partitions move.
+    #[arg(
+        long,
+        env = "SHOPSTREAM_KAFKA_SESSION_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub kafka_session_timeout_ms: u32,
+
+    /// How clients talk to Kafka: `plaintext`, `ssl` (TLS), `sasl_plaintext`
+    /// or `sasl_ssl` (SASL over TLS; what managed Kafka services want).
+    #[arg(long, env = "SHOPSTREAM_KAFKA_SECURITY_PROTOCOL", default_value = "plaintext",
+          value_parser = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"])]
+    pub kafka_security_protocol: String,
+
+    /// PEM file of the CA(s) that signed the brokers' certificates
+    /// [default: the system's trust store].
+    #[arg(long, env = "SHOPSTREAM_KAFKA_CA")]
+    pub kafka_ca: Option<PathBuf>,
+
+    /// PEM client certificate, for brokers that require mutual TLS.
+    #[arg(long, env = "SHOPSTREAM_KAFKA_CERT", requires = "kafka_key")]
+    pub kafka_cert: Option<PathBuf>,
+
+    /// PEM private key of --kafka-cert.
+    #[arg(long, env = "SHOPSTREAM_KAFKA_KEY", requires = "kafka_cert")]
+    pub kafka_key: Option<PathBuf>,
+
+    /// SASL mechanism: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    #[arg(long, env = "SHOPSTREAM_KAFKA_SASL_MECHANISM",
+          value_parser = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])]
+    pub kafka_sasl_mechanism: Option<String>,
+
+    /// SASL user name.
+    #[arg(long, env = "SHOPSTREAM_KAFKA_SASL_USERNAME")]
+    pub kafka_sasl_username: Option<String>,
+
+    /// File holding the SASL password (or set SHOPSTREAM_KAFKA_SASL_PASSWORD;
+    /// never a flag, so it stays out of `ps` and shell history).
+    #[arg(long, env = "SHOPSTREAM_KAFKA_SASL_PASSWORD_FILE")]
+    pub kafka_sasl_password_file: Option<PathBuf>,
+
+    /// Extra librdkafka property, `key=value` (repeatable; in the
+    /// environment, `;`-separated; e.g. `security.protocol=SASL_SSL`).
+    #[arg(
+        long = "kafka-option",
+        env = "SHOPSTREAM_KAFKA_OPTIONS",
+        value_delimiter = ';'
+    )]
+    pub kafka_options: Vec<String>,
+}
+
+impl KafkaArgs {
+    /// The Kafka settings, when the distributed profile is configured
+    /// (`--kafka-brokers`); the store at `database_url` must be Postgres.
     ///
     /// # Errors
     /// A malformed `--kafka-option`, out-of-range numbers, or a store that
     /// is not Postgres.
-    pub fn kafka(&self) -> anyhow::Result<Option<relay::kafka::KafkaSettings>> {
+    pub fn settings(
+        &self,
+        database_url: &str,
+    ) -> anyhow::Result<Option<relay::kafka::KafkaSettings>> {
         let Some(brokers) = self.kafka_brokers.as_ref().filter(|b| !b.trim().is_empty()) else {
             return Ok(None);
         };
         anyhow::ensure!(
-            self.database_url().starts_with("postgres"),
+            database_url.starts_with("postgres"),
             "the Kafka profile needs a Postgres store: set --database-url postgres://…"
         );
         anyhow::ensure!(
@@ -116,20 +205,16 @@ mod tests {
     #[derive(clap::Parser)]
     struct Flags {
         #[command(flatten)]
-        settings: Settings,
+        kafka: KafkaArgs,
     }
 
     fn kafka(args: &[&str]) -> anyhow::Result<Option<relay::kafka::KafkaSettings>> {
         use clap::Parser;
-        let mut all = vec![
-            "shopstream",
-            "--database-url",
-            "postgres://db/x",
-            "--kafka-brokers",
-            "k:9093",
-        ];
+        let mut all = vec!["shopstream", "--kafka-brokers", "k:9093"];
         all.extend_from_slice(args);
-        Flags::try_parse_from(all)?.settings.kafka()
+        Flags::try_parse_from(all)?
+            .kafka
+            .settings("postgres://db/x")
     }
 
     #[test]

@@ -25,18 +25,17 @@ pub fn run_cli(data_dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// Like [`run_cli`], against the store at `database_url`.
-pub fn run_cli_with(data_dir: &Path, args: &[&str], database_url: &str) -> String {
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--database-url", database_url]);
-    run_cli(data_dir, &all)
+pub fn cli(data_dir: &Path, args: &[&str]) -> Output {
+    let mut all: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    all.extend([std::ffi::OsStr::new("--data-dir"), data_dir.as_os_str()]);
+    bare_cli(&all)
 }
 
-pub fn cli(data_dir: &Path, args: &[&str]) -> Output {
+/// `shopstream ARGS` as given (for subcommands without a data directory,
+/// such as `healthcheck`).
+pub fn bare_cli<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
     Command::new(BIN)
         .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
         .env_remove("SHOPSTREAM_DATABASE_URL")
         .env_remove("SHOPSTREAM_JWT_SECRET")
         .output()

@@ -173,8 +173,6 @@ impl Profile {
             "4",
             "--kafka-session-timeout-ms",
             "6000",
-            "--jwt-secret",
-            SECRET,
         ]
         .iter()
         .map(|s| (*s).to_string())
@@ -618,11 +616,8 @@ async fn serve_with_kafka_runs_every_role_in_one_process() {
         &collector.env(),
     )
     .await;
-    let admin = crate::helpers::run_cli_with(
-        &profile.data,
-        &["token", "--sub", "ops", "--role", "admin"],
-        &t.url,
-    );
+    let admin =
+        crate::helpers::run_cli(&profile.data, &["token", "--sub", "ops", "--role", "admin"]);
     let trace_id = "0af7651916cd43dd8448eb211c80319c";
     let (s, user) = crate::traces::post_traced(
         &server,
@@ -715,11 +710,8 @@ mod tls {
             Some(&t.url),
         )
         .await;
-        let admin = crate::helpers::run_cli_with(
-            &profile.data,
-            &["token", "--sub", "ops", "--role", "admin"],
-            &t.url,
-        );
+        let admin =
+            crate::helpers::run_cli(&profile.data, &["token", "--sub", "ops", "--role", "admin"]);
         let (s, user) = server
             .post(
                 "/v1/users",

@@ -16,7 +16,7 @@ mod traces;
 
 use serde_json::json;
 
-use helpers::{run_cli, run_cli_with, DraftOrder, Server};
+use helpers::{run_cli, DraftOrder, Server};
 
 #[tokio::test]
 async fn embedded_default_runs_a_whole_order_flow_and_keeps_its_data() {
@@ -168,10 +168,9 @@ async fn postgres_profile_via_database_url() {
     )
     .await;
     let user_id = body["id"].as_str().expect("id").to_string();
-    let token = run_cli_with(
+    let token = run_cli(
         data.path(),
         &["token", "--sub", &user_id, "--role", "customer"],
-        &db.url,
     );
     let (s, order) = server
         .post(
@@ -323,15 +322,12 @@ async fn healthcheck_probes_the_running_server() {
     let data = tempfile::tempdir().expect("tempdir");
     let server = Server::start(data.path(), None).await;
     let listen = server.base().trim_start_matches("http://").to_string();
-    let probe = |listen: String, path: &'static str| {
-        let dir = data.path().to_path_buf();
-        async move {
-            tokio::task::spawn_blocking(move || {
-                helpers::cli(&dir, &["healthcheck", "--listen", &listen, "--path", path])
-            })
-            .await
-            .expect("join")
-        }
+    let probe = |listen: String, path: &'static str| async move {
+        tokio::task::spawn_blocking(move || {
+            helpers::bare_cli(&["healthcheck", "--listen", &listen, "--path", path])
+        })
+        .await
+        .expect("join")
     };
     let up = probe(listen.clone(), "/livez").await;
     assert!(
@@ -400,18 +396,14 @@ async fn operations_port_serves_metrics_and_probes_off_the_public_port() {
         assert_eq!(r.status(), 200, "{probe}");
     }
     // The container probe follows the operations port.
-    let dir = data.path().to_path_buf();
     let out = tokio::task::spawn_blocking(move || {
-        helpers::cli(
-            &dir,
-            &[
-                "healthcheck",
-                "--listen",
-                "127.0.0.1:1",
-                "--operations-listen",
-                &ops,
-            ],
-        )
+        helpers::bare_cli(&[
+            "healthcheck",
+            "--listen",
+            "127.0.0.1:1",
+            "--operations-listen",
+            &ops,
+        ])
     })
     .await
     .expect("join");

@@ -1,0 +1,135 @@
+//! Document rows: a read model's row as a JSON document plus the indexed
+//! columns queries filter and sort on.
+
+use std::collections::HashMap;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sqlx::{Any, Row};
+
+use super::{bind_all, placeholders, SqlValue, Tx, CHUNK};
+use crate::ProjectionError;
+
+/// A read model row stored as a JSON document plus indexed columns.
+pub trait DocRow: Serialize + DeserializeOwned {
+    /// Indexed columns besides the key and `doc`, in table order.
+    const COLUMNS: &'static [&'static str];
+    /// Their values for this row.
+    fn column_values(&self) -> Vec<SqlValue>;
+}
+
+/// The columns a query reads of a document table: the key, the indexed
+/// columns of `T` and the document, in that order (one list, owned by the
+/// row type that writes them).
+pub fn columns<T: DocRow>(key: &str) -> String {
+    let mut all = vec![key];
+    all.extend_from_slice(T::COLUMNS);
+    all.push("doc");
+    all.join(", ")
+}
+
+/// Text parameters of a query built clause by clause, numbered in order.
+#[derive(Debug, Default)]
+pub struct Binds(Vec<String>);
+
+impl Binds {
+    /// Adds a parameter and returns its placeholder (`$n`).
+    pub fn push(&mut self, value: &str) -> String {
+        self.0.push(value.to_string());
+        format!("${}", self.0.len())
+    }
+
+    /// `WHERE a AND b …`, or nothing without clauses.
+    pub fn filter(clauses: &[String]) -> String {
+        if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        }
+    }
+
+    /// `sql` with the parameters bound.
+    pub fn query(self, sql: &str) -> sqlx::query::Query<'_, Any, sqlx::any::AnyArguments<'_>> {
+        bind_all(
+            sqlx::query(sql),
+            self.0.into_iter().map(SqlValue::Text).collect(),
+        )
+    }
+}
+
+/// Loads the documents of `keys` from `table` (generation `g`).
+///
+/// # Errors
+/// Database errors, or an unreadable document.
+pub async fn load_docs<T: DocRow>(
+    tx: &mut Tx<'_>,
+    table: &str,
+    key_column: &str,
+    g: i64,
+    keys: &[String],
+) -> Result<HashMap<String, T>, ProjectionError> {
+    let mut out = HashMap::new();
+    for chunk in keys.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT {key_column}, doc FROM {table}_g{g} WHERE {key_column} IN ({})",
+            placeholders(1, chunk.len())
+        );
+        let q = bind_all(
+            sqlx::query(&sql),
+            chunk.iter().cloned().map(SqlValue::Text).collect(),
+        );
+        for row in q.fetch_all(&mut **tx).await? {
+            let key: String = row.try_get(0)?;
+            let doc: String = row.try_get(1)?;
+            let value = serde_json::from_str(&doc)
+                .map_err(|e| ProjectionError::Corrupt(format!("{table} {key}: {e}")))?;
+            out.insert(key, value);
+        }
+    }
+    Ok(out)
+}
+
+/// Upserts `rows` into `table` (generation `g`): one statement per chunk.
+///
+/// # Errors
+/// Database errors.
+pub async fn save_docs<'a, T: DocRow + 'a>(
+    tx: &mut Tx<'_>,
+    table: &str,
+    key_column: &str,
+    g: i64,
+    rows: impl IntoIterator<Item = (&'a String, &'a T)>,
+) -> Result<(), ProjectionError> {
+    let rows: Vec<_> = rows.into_iter().collect();
+    let mut columns = vec![key_column, "doc"];
+    columns.extend_from_slice(T::COLUMNS);
+    let updates = columns[1..]
+        .iter()
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    for chunk in rows.chunks(CHUNK) {
+        let mut values = Vec::with_capacity(chunk.len() * columns.len());
+        let mut tuples = Vec::with_capacity(chunk.len());
+        for (key, row) in chunk {
+            tuples.push(format!(
+                "({})",
+                placeholders(values.len() + 1, columns.len())
+            ));
+            values.push(SqlValue::Text((*key).clone()));
+            values.push(SqlValue::Text(
+                serde_json::to_string(row).map_err(|e| ProjectionError::Corrupt(e.to_string()))?,
+            ));
+            values.extend(row.column_values());
+        }
+        let sql = format!(
+            "INSERT INTO {table}_g{g} ({}) VALUES {} ON CONFLICT ({key_column}) DO UPDATE SET {updates}",
+            columns.join(", "),
+            tuples.join(", ")
+        );
+        bind_all(sqlx::query(&sql), values)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! The read-model database: one `sqlx::Any` pool over PostgreSQL or SQLite,
+//! and the generic row operations every read model's store uses (JSON
+//! document rows with indexed columns, additive counters), written in the
+//! SQL both backends share.
+//!
+//! # Layout
+//! - `mod.rs`: [`ReadDb`], [`Tx`], [`SqlValue`], binding helpers.
+//! - `docs`: document rows ([`DocRow`]): loading and upserting them, query columns, [`Binds`].
+//! - `counters`: [`Counters`], additive counters summed over a batch.
+//! - `checksum`: [`table_checksum`], what rebuilds compare.
+
+mod checksum;
+mod counters;
+mod docs;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::{Any, AnyPool, Transaction};
+
+pub use checksum::table_checksum;
+pub use counters::Counters;
+pub use docs::{columns, load_docs, save_docs, Binds, DocRow};
+
+use crate::ProjectionError;
+
+/// A transaction on the read-model database.
+pub type Tx<'c> = Transaction<'c, Any>;
+
+/// Rows per multi-row statement (well under SQLite's parameter limit).
+pub(crate) const CHUNK: usize = 200;
+
+/// The read-model database.
+#[derive(Debug, Clone)]
+pub struct ReadDb {
+    pool: AnyPool,
+    postgres: bool,
+}
+
+/// A value bound into SQL.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    Text(String),
+    Int(i64),
+    Null,
+}
+
+/// How long a caller waits for a free read-model connection by default.
+pub const DEFAULT_ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl ReadDb {
+    /// Connects to the same database as the event store.
+    ///
+    /// # Errors
+    /// When the database cannot be reached.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, ProjectionError> {
+        Self::connect_with(url, max_connections, DEFAULT_ACQUIRE_TIMEOUT).await
+    }
+
+    /// [`ReadDb::connect`], waiting at most `acquire_timeout` for a free
+    /// connection (a query then fails fast as unavailable instead of
+    /// hanging while the database is down).
+    ///
+    /// # Errors
+    /// When the database cannot be reached.
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: std::time::Duration,
+    ) -> Result<Self, ProjectionError> {
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(acquire_timeout)
+            // No ping round trip before every statement under load; idle
+            // connections are checked (see eventlog's pool).
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > eventlog::IDLE_CHECK {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
+            .connect(url)
+            .await?;
+        Ok(Self {
+            pool,
+            postgres: url.starts_with("postgres"),
+        })
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Whether this is PostgreSQL (else SQLite).
+    pub fn is_postgres(&self) -> bool {
+        self.postgres
+    }
+
+    /// Begins a transaction.
+    ///
+    /// # Errors
+    /// When no connection is available.
+    pub async fn begin(&self) -> Result<Tx<'static>, ProjectionError> {
+        if self.postgres {
+            Ok(self.pool.begin().await?)
+        } else {
+            // A read-then-write SQLite transaction that started deferred fails
+            // with SQLITE_BUSY_SNAPSHOT when another writer committed in
+            // between; taking the write lock up front makes writers queue.
+            Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        }
+    }
+
+    /// Begins a transaction that writes a batch of read-model rows and its
+    /// checkpoint. On Postgres it commits without waiting for the WAL flush
+    /// (`synchronous_commit = off`): it is still atomic, so a database crash
+    /// can only lose the last moments of rows *together with* their
+    /// checkpoint, and the projection folds those events again from the
+    /// store, which is the truth (appends stay synchronous). On SQLite, as
+    /// [`ReadDb::begin`].
+    ///
+    /// # Errors
+    /// When no connection is available.
+    pub async fn begin_batch(&self) -> Result<Tx<'static>, ProjectionError> {
+        if self.postgres {
+            Ok(self
+                .pool
+                .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
+                .await?)
+        } else {
+            self.begin().await
+        }
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+pub(crate) fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    values: Vec<SqlValue>,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    for v in values {
+        q = match v {
+            SqlValue::Text(s) => q.bind(s),
+            SqlValue::Int(i) => q.bind(i),
+            SqlValue::Null => q.bind(Option::<String>::None),
+        };
+    }
+    q
+}
+
+/// `$1, $2, …` placeholders numbered from `start`, in order (SQLite numbers
+/// `$N` parameters by first appearance, so they must ascend).
+pub(crate) fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

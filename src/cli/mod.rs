@@ -1,0 +1,250 @@
+//! The command line: one subcommand per role or operator task, each taking
+//! only the setting groups it uses (`shopstream token --help` lists no
+//! Kafka flag).
+
+//!
+//! # Layout
+//! - `mod.rs`: [`Cli`], [`Command`], what each subcommand runs.
+//! - `args`: each subcommand's arguments, made of the `config` groups.
+//! - `tasks`: the subcommands that run once and exit (`token`, `seed`).
+//! - `role`: [`role_binary`], the command line of the role binaries.
+
+mod args;
+mod role;
+mod tasks;
+
+use std::io::Write;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+pub use args::*;
+pub use role::role_binary;
+
+use crate::config::{DataDir, LogArgs, Settings, StoreArgs};
+use crate::platform::{self, Roles};
+
+/// shopstream: an event-sourced CQRS platform for commerce back ends.
+///
+/// Without a subcommand, `serve` runs: the whole platform in one process on
+/// the embedded SQLite store (the flags below are `serve`'s).
+#[derive(Debug, Parser)]
+#[command(name = "shopstream", version, about, long_about = None, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every role in one process (the default).
+    Serve(ServeArgs),
+    /// Apply the event store's migrations and exit.
+    Migrate(MigrateArgs),
+    /// Mint a bearer token with the configured secret; prints only the token.
+    Token(TokenArgs),
+    /// Print the command API's OpenAPI document.
+    Openapi,
+    /// Print the GraphQL schema (SDL).
+    GraphqlSchema,
+    /// Run only the projectors (what the `projectors` binary runs); with
+    /// --kafka-brokers they consume Kafka in a consumer group.
+    Project(ProjectArgs),
+    /// Run only the relay: store → Kafka (needs --kafka-brokers and Postgres).
+    Relay(RelayArgs),
+    /// Serve only the command REST API (what the `command-api` binary runs).
+    Commands(CommandsArgs),
+    /// Serve only the GraphQL query API (what the `query-api` binary runs).
+    Query(QueryArgs),
+    /// Run only the order–payment saga (and, with --simulate-payments, the
+    /// simulated payment provider).
+    Saga(SagaRoleArgs),
+    /// Write realistic, deterministic shop data (customers, catalog, orders,
+    /// payments) spread over a date range.
+    Seed(SeedArgs),
+    /// Probe this instance's `/livez` (at --operations-listen when set, else --listen)
+    /// and exit 0 when it answers 200: the container HEALTHCHECK, since the
+    /// image has no curl.
+    Healthcheck(HealthcheckArgs),
+    /// Inspect and rebuild the read models.
+    Projections {
+        #[command(subcommand)]
+        action: ProjectionsAction,
+    },
+}
+
+/// Operator commands for projections.
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsAction {
+    /// Version, checkpoint, head, lag and state of every projection.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Rebuild a projection into a shadow generation from position 0, then swap it in.
+    Rebuild {
+        /// customer_view, order_view or analytics.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        name: Option<String>,
+        /// Rebuild every projection.
+        #[arg(long)]
+        all: bool,
+        /// Refuse to swap when a same-version rebuild differs from the live one.
+        #[arg(long)]
+        verify: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// The store an operator command works on.
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    #[command(flatten)]
+    pub data: DataDir,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+impl Command {
+    /// The role's name, as in `service.name` (`shopstream-<role>`).
+    pub fn role(&self) -> &'static str {
+        match self {
+            Self::Serve(_) => "serve",
+            Self::Migrate(_) => "migrate",
+            Self::Token(_) => "token",
+            Self::Openapi => "openapi",
+            Self::GraphqlSchema => "graphql-schema",
+            Self::Project(_) => "projectors",
+            Self::Relay(_) => "relay",
+            Self::Commands(_) => "command-api",
+            Self::Query(_) => "query-api",
+            Self::Saga(_) => "saga",
+            Self::Seed(_) => "seed",
+            Self::Projections { .. } => "projections",
+            Self::Healthcheck(_) => "healthcheck",
+        }
+    }
+
+    /// The roles a serving subcommand starts, with its settings; any other
+    /// subcommand comes back as a task.
+    fn plan(self) -> Plan {
+        Plan::Platform(match self {
+            Self::Serve(a) => {
+                let log = a.base.log.clone();
+                let roles = Roles::all(a.saga || a.saga_settings.simulate_payments);
+                (roles, a.settings(), log)
+            }
+            Self::Project(a) => {
+                let log = a.base.log.clone();
+                let mut s = a.base.settings();
+                s.kafka = Some(a.kafka);
+                (Roles::PROJECTORS, s, log)
+            }
+            Self::Relay(a) => {
+                let log = a.base.log.clone();
+                let mut s = a.base.settings();
+                s.listen = Some(a.listen.listen);
+                s.kafka = Some(a.kafka);
+                (Roles::RELAY, s, log)
+            }
+            Self::Commands(a) => {
+                let log = a.base.log.clone();
+                let mut s = a.base.settings();
+                s.listen = Some(a.listen.listen);
+                s.auth = Some(a.auth);
+                s.edge = Some(a.edge);
+                s.commands = Some(a.commands);
+                (Roles::COMMANDS, s, log)
+            }
+            Self::Query(a) => {
+                let log = a.base.log.clone();
+                let mut s = a.base.settings();
+                s.listen = Some(a.listen.listen);
+                s.auth = Some(a.auth);
+                s.edge = Some(a.edge);
+                s.graphql = Some(a.graphql);
+                (Roles::QUERY, s, log)
+            }
+            Self::Saga(a) => {
+                let log = a.base.log.clone();
+                let mut s = a.base.settings();
+                s.repositories = Some(a.repositories);
+                s.saga = Some(a.saga);
+                (Roles::SAGA, s, log)
+            }
+            other => return Plan::Task(other),
+        })
+    }
+
+    /// Runs the subcommand.
+    ///
+    /// # Errors
+    /// Whatever stops it, with context for the operator.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let role = self.role();
+        let command = match self.plan() {
+            Plan::Platform((roles, settings, log)) => {
+                // A mistyped origin must stop the start, not silently allow nothing.
+                settings.origins()?;
+                let _telemetry = log.init(role)?;
+                return platform::run(&settings, roles).await;
+            }
+            Plan::Task(command) => command,
+        };
+        match command {
+            Self::Healthcheck(a) => {
+                // No telemetry: the probe runs every few seconds and says
+                // nothing but its exit code (and why, on failure).
+                let address = a.operations.operations_listen.unwrap_or(a.listen.listen);
+                crate::healthcheck::probe(address, &a.path).await
+            }
+            Self::Migrate(a) => {
+                let _telemetry = a.log.init(role)?;
+                a.store.open(&a.data).await?;
+                tracing::info!("migrations applied");
+                Ok(())
+            }
+            Self::Token(a) => tasks::token(&a),
+            Self::Seed(a) => {
+                let _telemetry = a.log.init(role)?;
+                tasks::seed(a).await
+            }
+            Self::Projections { action } => crate::projections::operate(action, role).await,
+            Self::Openapi => writeln!(std::io::stdout(), "{}", command_api::openapi::document())
+                .context("cannot write"),
+            Self::GraphqlSchema => {
+                write!(std::io::stdout(), "{}", query_api::sdl()).context("cannot write")
+            }
+            other => anyhow::bail!("`{}` runs on the platform", other.role()),
+        }
+    }
+}
+
+/// What a subcommand does: start roles on the platform, or run a task.
+enum Plan {
+    Platform((Roles, Settings, LogArgs)),
+    Task(Command),
+}
+
+impl Cli {
+    /// Runs the chosen subcommand (`serve` without one).
+    ///
+    /// # Errors
+    /// Whatever stops it.
+    pub async fn run(self) -> anyhow::Result<()> {
+        self.command
+            .unwrap_or(Command::Serve(self.serve))
+            .run()
+            .await
+    }
+}

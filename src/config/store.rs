@@ -1,0 +1,197 @@
+//! Where the state lives: the data directory, the event store (and the
+//! read models beside it), and the bearer-token secret kept there.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use auth::{Secret, MIN_SECRET_LEN};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use clap::Args;
+use eventlog::{Database, DatabaseOptions};
+use rand::RngCore;
+
+/// The data directory.
+#[derive(Debug, Clone, Args)]
+pub struct DataDir {
+    /// Directory for the embedded SQLite store and the generated JWT secret.
+    #[arg(long, env = "SHOPSTREAM_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+}
+
+/// The event store and its pool.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Event store: `postgres://user@host/db`, or `sqlite://PATH`
+    /// [default: sqlite://<data-dir>/shopstream.db].
+    #[arg(long, env = "SHOPSTREAM_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Most database connections the pool opens.
+    #[arg(long, env = "SHOPSTREAM_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+
+    /// How long a request waits for a database connection before it is
+    /// answered `503` (REST) or `UNAVAILABLE` (GraphQL).
+    #[arg(long, env = "SHOPSTREAM_DB_ACQUIRE_TIMEOUT", default_value = "2s",
+          value_parser = humantime::parse_duration)]
+    pub db_acquire_timeout: Duration,
+}
+
+/// Bearer tokens.
+#[derive(Debug, Clone, Args)]
+pub struct AuthArgs {
+    /// HS256 secret for bearer tokens (at least 32 characters)
+    /// [default: generated once into <data-dir>/jwt-secret].
+    #[arg(long, env = "SHOPSTREAM_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Tokens whose `exp` lies further ahead than this are refused.
+    #[arg(long, env = "SHOPSTREAM_MAX_TOKEN_LIFETIME", default_value = "30d",
+          value_parser = humantime::parse_duration)]
+    pub max_token_lifetime: Duration,
+}
+
+impl DataDir {
+    /// Creates the directory.
+    ///
+    /// # Errors
+    /// When it cannot be created.
+    pub fn ensure(&self) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                self.data_dir.display()
+            )
+        })
+    }
+
+    /// The embedded store's file.
+    pub fn sqlite_file(&self) -> PathBuf {
+        self.data_dir.join("shopstream.db")
+    }
+}
+
+impl StoreArgs {
+    /// The event store URL: the configured one or the embedded SQLite file.
+    pub fn url(&self, data: &DataDir) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", data.sqlite_file().display()),
+        }
+    }
+
+    /// Connects to the store (creating the data directory for SQLite).
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn connect(&self, data: &DataDir) -> anyhow::Result<Database> {
+        let url = self.url(data);
+        if url.starts_with("sqlite:") {
+            data.ensure()?;
+        }
+        let options = DatabaseOptions {
+            max_connections: self.db_max_connections,
+            acquire_timeout: self.db_acquire_timeout,
+        };
+        Database::connect(&url, &options)
+            .await
+            .context("cannot open the event store")
+    }
+
+    /// Connects and applies the migrations.
+    ///
+    /// # Errors
+    /// When the store cannot be reached or migrated.
+    pub async fn open(&self, data: &DataDir) -> anyhow::Result<Database> {
+        let db = self.connect(data).await?;
+        db.migrate()
+            .await
+            .context("cannot migrate the event store")?;
+        Ok(db)
+    }
+}
+
+impl AuthArgs {
+    /// The JWT secret: the configured one, or the one generated into the
+    /// data directory on first use (so `serve` and `token` agree).
+    ///
+    /// # Errors
+    /// When the secret is too short or the file cannot be read or written.
+    pub fn secret(&self, data: &DataDir) -> anyhow::Result<Secret> {
+        let secret = match &self.jwt_secret {
+            Some(s) => s.clone(),
+            None => load_or_create_secret(&data.data_dir.join("jwt-secret"))?,
+        };
+        anyhow::ensure!(
+            secret.len() >= MIN_SECRET_LEN,
+            "the JWT secret must be at least {MIN_SECRET_LEN} characters"
+        );
+        Ok(Secret::new(secret))
+    }
+
+    /// The token verifier: the secret and the maximum token lifetime.
+    ///
+    /// # Errors
+    /// As [`AuthArgs::secret`].
+    pub fn authenticator(&self, data: &DataDir) -> anyhow::Result<auth::Authenticator> {
+        Ok(auth::Authenticator::new(self.secret(data)?).with_max_lifetime(self.max_token_lifetime))
+    }
+}
+
+fn load_or_create_secret(path: &Path) -> anyhow::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => return Ok(s.trim().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut bytes = [0u8; 48];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    let secret = URL_SAFE_NO_PAD.encode(bytes);
+    write_private(path, &secret).with_context(|| format!("cannot write {}", path.display()))?;
+    tracing::info!(path = %path.display(), "generated a JWT secret");
+    Ok(secret)
+}
+
+/// Writes a file only its owner can read; never overwrites (a concurrent
+/// first start keeps the first secret).
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(mut f) => f.write_all(contents.as_bytes()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_is_generated_once_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested").join("jwt-secret");
+        let first = load_or_create_secret(&path).unwrap();
+        let second = load_or_create_secret(&path).unwrap();
+        assert_eq!(first, second);
+        assert!(first.len() >= MIN_SECRET_LEN);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! The platform builder: one start-up and one shutdown for whichever roles
+//! a process runs (`serve` runs them all; `project`, `relay`, `commands`,
+//! `query` and `saga` one each).
+//!
+//! Start-up: open and migrate the store, open the read models, start the
+//! background roles (projectors, relay, saga), then the public HTTP server
+//! and the operations port. Shutdown (Ctrl-C or SIGTERM): the server drains
+//! in-flight requests, then the background roles stop in reverse order,
+//! each after its current batch, then the pools close.
+//!
+//! # Layout
+//! - `mod.rs`: [`Roles`], [`run`], the running roles and their shutdown.
+//! - `background`: starting the projectors, the relay and the saga.
+//! - `http`: the public router of the roles that serve one, the operations port.
+//! - `banner`: what a started process prints.
+
+mod background;
+mod banner;
+mod http;
+
+use std::sync::Arc;
+
+use readmodel::Wake;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Settings;
+
+/// Which roles one process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// The command REST API.
+    pub commands: bool,
+    /// The GraphQL query API.
+    pub query: bool,
+    /// The projections (tailing the store, or consuming Kafka when configured).
+    pub projectors: bool,
+    /// The relay to Kafka: with `serve`, when Kafka is configured; the
+    /// relay role needs it.
+    pub relay: bool,
+    /// The order–payment saga (and the simulated provider when configured).
+    pub saga: bool,
+}
+
+impl Roles {
+    const NONE: Self = Self {
+        commands: false,
+        query: false,
+        projectors: false,
+        relay: false,
+        saga: false,
+    };
+    /// `project`.
+    pub const PROJECTORS: Self = Self {
+        projectors: true,
+        ..Self::NONE
+    };
+    /// `relay`.
+    pub const RELAY: Self = Self {
+        relay: true,
+        ..Self::NONE
+    };
+    /// `commands`.
+    pub const COMMANDS: Self = Self {
+        commands: true,
+        ..Self::NONE
+    };
+    /// `query`.
+    pub const QUERY: Self = Self {
+        query: true,
+        ..Self::NONE
+    };
+    /// `saga`.
+    pub const SAGA: Self = Self {
+        saga: true,
+        ..Self::NONE
+    };
+
+    /// `serve`: every role (the saga when asked).
+    pub fn all(saga: bool) -> Self {
+        Self {
+            commands: true,
+            query: true,
+            projectors: true,
+            relay: true,
+            saga,
+        }
+    }
+}
+
+/// What every role of one process shares.
+pub struct Platform {
+    pub db: eventlog::Database,
+    pub read_db: readmodel::ReadDb,
+    pub kafka: Option<relay::kafka::KafkaSettings>,
+    /// New events may be in the store (appends here, or `NOTIFY`).
+    pub wake: Wake,
+    /// A projection committed (consistency-token waiters).
+    pub commits: Wake,
+    /// The command core, when a role of this process issues commands.
+    pub commands: Option<Arc<commands::Commands>>,
+}
+
+/// A background role: stopped by its signal, done when its tasks end.
+struct Background {
+    stop: Option<watch::Sender<bool>>,
+    join: Vec<JoinHandle<()>>,
+    abort: Vec<JoinHandle<()>>,
+}
+
+impl Background {
+    async fn stop(self) {
+        if let Some(stop) = self.stop {
+            let _ = stop.send(true);
+        }
+        for task in self.join {
+            let _ = task.await;
+        }
+        for task in self.abort {
+            task.abort();
+        }
+    }
+}
+
+/// Runs `roles` with `settings` until Ctrl-C or SIGTERM.
+///
+/// # Errors
+/// When the store cannot be opened or migrated, a role's settings are
+/// wrong, or an address is taken.
+pub async fn run(settings: &Settings, roles: Roles) -> anyhow::Result<()> {
+    let kafka = settings.kafka()?;
+    anyhow::ensure!(
+        roles != Roles::RELAY || kafka.is_some(),
+        "the relay needs --kafka-brokers (or SHOPSTREAM_KAFKA_BROKERS)"
+    );
+    let db = settings.store.open(&settings.data).await?;
+    let read_db = crate::projections::open(&settings.data, &settings.store).await?;
+    let commands = (roles.commands || roles.saga).then(|| {
+        // The API and the saga share repositories, so each sees the other's
+        // appends in its aggregate cache.
+        let (snapshot_every, cache) = settings.repositories();
+        Arc::new(commands::Commands::new(&db, snapshot_every, cache))
+    });
+    let platform = Platform {
+        db,
+        read_db,
+        kafka,
+        wake: Wake::default(),
+        commits: Wake::default(),
+        commands,
+    };
+    let mut background = background::start(&platform, settings, roles)?;
+    let public = http::public(&platform, settings, roles, background.relay.take())?;
+    let ops = http::operations_server(&platform, settings, public.readyz.clone()).await?;
+    match public.server {
+        Some(server) => server.serve(&platform, settings, roles).await?,
+        None => shutdown_signal().await,
+    }
+    if let Some(ops) = ops {
+        ops.abort();
+    }
+    for role in background.roles.into_iter().rev() {
+        role.stop().await;
+    }
+    platform.read_db.close().await;
+    platform.db.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}
