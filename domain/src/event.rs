@@ -30,6 +30,38 @@ macro_rules! domain_event {
 }
 pub(crate) use domain_event;
 
+/// Implements [`cqrs_es::Aggregate`] for a pure aggregate: its inherent
+/// `decide` turns a command into events (or a [`crate::DomainError`]) and
+/// its inherent `evolve` folds one event. Stored under `$name`.
+macro_rules! aggregate {
+    ($ty:ty, $name:literal, $command:ty, $event:ty) => {
+        impl cqrs_es::Aggregate for $ty {
+            const TYPE: &'static str = $name;
+            type Command = $command;
+            type Event = $event;
+            type Error = $crate::DomainError;
+            type Services = ();
+
+            async fn handle(
+                &mut self,
+                command: Self::Command,
+                _services: &Self::Services,
+                sink: &cqrs_es::event_sink::EventSink<Self>,
+            ) -> Result<(), Self::Error> {
+                for event in self.decide(command)? {
+                    sink.write(event, self).await;
+                }
+                Ok(())
+            }
+
+            fn apply(&mut self, event: Self::Event) {
+                self.evolve(event);
+            }
+        }
+    };
+}
+pub(crate) use aggregate;
+
 /// Any stored event, typed: the payload of one event of the store decoded
 /// into its aggregate's event enum. The store boundary decodes each event
 /// once into this type; projections, the saga and the relay match on it

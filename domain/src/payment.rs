@@ -3,8 +3,6 @@
 //! never above the captured amount).
 
 use chrono::{DateTime, Utc};
-use cqrs_es::event_sink::EventSink;
-use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -237,26 +235,11 @@ impl Payment {
     }
 }
 
-impl Aggregate for Payment {
-    const TYPE: &'static str = "Payment";
-    type Command = PaymentCommand;
-    type Event = PaymentEvent;
-    type Error = DomainError;
-    type Services = ();
+crate::event::aggregate!(Payment, "Payment", PaymentCommand, PaymentEvent);
 
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _services: &Self::Services,
-        sink: &EventSink<Self>,
-    ) -> Result<(), Self::Error> {
-        for event in self.decide(command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, event: Self::Event) {
+impl Payment {
+    /// Folds one event into the state (cqrs-es's `apply`).
+    fn evolve(&mut self, event: PaymentEvent) {
         match event {
             PaymentEvent::Initiated {
                 payment_id,

@@ -2,8 +2,6 @@
 //! choose their own prices. The aggregate id is the SKU.
 
 use chrono::{DateTime, Utc};
-use cqrs_es::event_sink::EventSink;
-use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
 use crate::event::domain_event;
@@ -141,26 +139,11 @@ impl Product {
     }
 }
 
-impl Aggregate for Product {
-    const TYPE: &'static str = "Product";
-    type Command = ProductCommand;
-    type Event = ProductEvent;
-    type Error = DomainError;
-    type Services = ();
+crate::event::aggregate!(Product, "Product", ProductCommand, ProductEvent);
 
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _services: &Self::Services,
-        sink: &EventSink<Self>,
-    ) -> Result<(), Self::Error> {
-        for event in self.decide(command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, event: Self::Event) {
+impl Product {
+    /// Folds one event into the state (cqrs-es's `apply`).
+    fn evolve(&mut self, event: ProductEvent) {
         match event {
             ProductEvent::Created {
                 sku,

@@ -4,8 +4,6 @@
 //! application reserves the address atomically before `Register` is handled.
 
 use chrono::{DateTime, Utc};
-use cqrs_es::event_sink::EventSink;
-use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -162,26 +160,11 @@ impl User {
     }
 }
 
-impl Aggregate for User {
-    const TYPE: &'static str = "User";
-    type Command = UserCommand;
-    type Event = UserEvent;
-    type Error = DomainError;
-    type Services = ();
+crate::event::aggregate!(User, "User", UserCommand, UserEvent);
 
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _services: &Self::Services,
-        sink: &EventSink<Self>,
-    ) -> Result<(), Self::Error> {
-        for event in self.decide(command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, event: Self::Event) {
+impl User {
+    /// Folds one event into the state (cqrs-es's `apply`).
+    fn evolve(&mut self, event: UserEvent) {
         match event {
             UserEvent::Registered {
                 user_id,

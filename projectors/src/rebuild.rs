@@ -138,21 +138,7 @@ pub async fn rebuild_one<P: Projection>(
     options: Options<'_>,
 ) -> Result<Report, RebuildError> {
     let live = engine::ensure_live::<P>(db).await?;
-    let generations = registry::generations(db, P::NAME).await?;
-    // Resume a shadow a killed rebuild left behind, or start a new one.
-    let shadow = match generations.iter().find(|g| g.state == "rebuilding") {
-        Some(g) => g.clone(),
-        None => {
-            let g = generations.iter().map(|g| g.generation).max().unwrap_or(0) + 1;
-            let mut tx = db.begin().await?;
-            registry::create_generation(&mut tx, P::NAME, P::VERSION, P::SCHEMA, g, "rebuilding")
-                .await?;
-            tx.commit().await?;
-            registry::generation(db, P::NAME, g)
-                .await?
-                .ok_or_else(|| ProjectionError::Unknown(P::NAME.into()))?
-        }
-    };
+    let shadow = shadow::<P>(db).await?;
     let g = shadow.generation;
     let started = Instant::now();
     let head = log.head().await?;
@@ -174,13 +160,8 @@ pub async fn rebuild_one<P: Projection>(
     let (previous, diff) = loop {
         attempts += 1;
         let mut tx = db.begin().await?;
-        if db.is_postgres() {
-            // Kafka consumers hold this row shared for each batch.
-            sqlx::query("SELECT generation FROM projection_live WHERE name = $1 FOR UPDATE")
-                .bind(P::NAME)
-                .fetch_optional(&mut *tx)
-                .await?;
-        }
+        // Kafka consumers hold this row shared for each batch.
+        registry::lock_live_row(&mut tx, P::NAME, db.is_postgres()).await?;
         let live_cursor = registry::lock_cursor(&mut tx, P::NAME, live.generation).await?;
         // Over Kafka, some partitions are ahead of the generation's
         // checkpoint (the lowest of them): the shadow must reach the highest.
@@ -210,11 +191,7 @@ pub async fn rebuild_one<P: Projection>(
         break (previous, diff);
     };
     let seconds = started.elapsed().as_secs_f64();
-    if let Some(old) = previous.filter(|old| *old != g) {
-        if let Err(e) = registry::drop_generation(db, P::NAME, P::SCHEMA, old).await {
-            tracing::warn!(error = %e, generation = old, "could not drop the retired generation");
-        }
-    }
+    retire::<P>(db, previous.filter(|old| *old != g)).await;
     Ok(Report {
         name: P::NAME.into(),
         version: P::VERSION,
@@ -226,6 +203,31 @@ pub async fn rebuild_one<P: Projection>(
         diff,
         swapped: true,
     })
+}
+
+/// The shadow generation: the one a killed rebuild left behind, resumed,
+/// or a new one.
+async fn shadow<P: Projection>(db: &ReadDb) -> Result<registry::GenerationState, RebuildError> {
+    let generations = registry::generations(db, P::NAME).await?;
+    if let Some(g) = generations.iter().find(|g| g.state == "rebuilding") {
+        return Ok(g.clone());
+    }
+    let g = generations.iter().map(|g| g.generation).max().unwrap_or(0) + 1;
+    let mut tx = db.begin().await?;
+    registry::create_generation(&mut tx, P::NAME, P::VERSION, P::SCHEMA, g, "rebuilding").await?;
+    tx.commit().await?;
+    Ok(registry::generation(db, P::NAME, g)
+        .await?
+        .ok_or_else(|| ProjectionError::Unknown(P::NAME.into()))?)
+}
+
+/// Drops the generation a swap retired.
+async fn retire<P: Projection>(db: &ReadDb, old: Option<i64>) {
+    if let Some(old) = old {
+        if let Err(e) = registry::drop_generation(db, P::NAME, P::SCHEMA, old).await {
+            tracing::warn!(error = %e, generation = old, "could not drop the retired generation");
+        }
+    }
 }
 
 /// Folds into generation `g` until the log has nothing newer.

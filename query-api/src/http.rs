@@ -177,18 +177,11 @@ async fn answer(
     } else {
         None
     };
-    let token = match headers
-        .get("x-consistency-token")
-        .map(|v| v.to_str().ok().and_then(|t| t.trim().parse::<i64>().ok()))
-    {
-        None => None,
-        Some(Some(p)) if p >= 0 => Some(p),
-        Some(_) => {
-            return error_response(
-                "BAD_USER_INPUT",
-                "X-Consistency-Token must be a position (a non-negative integer)",
-            )
-        }
+    let Ok(token) = consistency_token(headers) else {
+        return error_response(
+            "BAD_USER_INPUT",
+            "X-Consistency-Token must be a position (a non-negative integer)",
+        );
     };
     let touched = s.consistency.touched(&request.query);
     let reflected = match s.consistency.wait(token, &touched).await {
@@ -219,6 +212,24 @@ async fn answer(
     response
         .extensions
         .insert("consistency".to_string(), consistency);
+    record(&response, reflected.stale, started);
+    into_http(response, media)
+}
+
+/// `X-Consistency-Token`: a position, when sent; `Err` for anything else.
+fn consistency_token(headers: &HeaderMap) -> Result<Option<i64>, ()> {
+    match headers
+        .get("x-consistency-token")
+        .map(|v| v.to_str().ok().and_then(|t| t.trim().parse::<i64>().ok()))
+    {
+        None => Ok(None),
+        Some(Some(p)) if p >= 0 => Ok(Some(p)),
+        Some(_) => Err(()),
+    }
+}
+
+/// An operation's latency and outcome in the metrics.
+fn record(response: &async_graphql::Response, stale: bool, started: std::time::Instant) {
     let outcome = if response.errors.is_empty() {
         "ok"
     } else {
@@ -236,7 +247,7 @@ async fn answer(
         &[("outcome", outcome)],
         1.0,
     );
-    if reflected.stale {
+    if stale {
         telemetry::metrics::count(
             "graphql_stale_total",
             "Queries answered before their consistency token was reached.",
@@ -244,6 +255,10 @@ async fn answer(
             1.0,
         );
     }
+}
+
+/// The HTTP answer of a GraphQL response, as GraphQL over HTTP asks.
+fn into_http(response: async_graphql::Response, media: Media) -> Response {
     let retry_after = response.errors.iter().find_map(|e| {
         let ext = e.extensions.as_ref()?;
         (ext.get("code") == Some(&async_graphql::Value::from(limits::RATE_LIMITED)))

@@ -371,3 +371,22 @@ pub async fn progress(
     .await?;
     Ok(())
 }
+
+/// Locks `name`'s live row against batches and swaps for the rest of `tx`
+/// (PostgreSQL; SQLite has one writer).
+///
+/// # Errors
+/// Database errors.
+pub async fn lock_live_row(
+    tx: &mut Tx<'_>,
+    name: &str,
+    postgres: bool,
+) -> Result<(), ProjectionError> {
+    if postgres {
+        sqlx::query("SELECT generation FROM projection_live WHERE name = $1 FOR UPDATE")
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}

@@ -132,44 +132,13 @@ pub async fn serve(
             header_timeout: limits.header_timeout,
             idle_timeout: limits.idle_timeout,
         };
-        let mut stop = stop_rx.clone();
-        let draining = draining.clone();
-        tokio::spawn(async move {
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(TokioTimer::new());
-            // The watchdog owns header timing (hyper's would also cut idle
-            // keep-alive connections at the header timeout).
-            builder.header_read_timeout(None);
-            let conn = builder
-                .serve_connection(TokioIo::new(io), service)
-                .with_upgrades();
-            tokio::pin!(conn);
-            let dog = watchdog(phase, limits, now_ms());
-            tokio::pin!(dog);
-            let mut stopping = draining.load(Ordering::Acquire);
-            if stopping {
-                conn.as_mut().graceful_shutdown();
-            }
-            loop {
-                tokio::select! {
-                    result = conn.as_mut() => {
-                        if let Err(e) = result {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
-                        break;
-                    }
-                    () = &mut dog => {
-                        tracing::debug!("connection closed by its time limits");
-                        break;
-                    }
-                    _ = stop.changed(), if !stopping => {
-                        stopping = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
-                }
-            }
-            drop(stop);
-        });
+        tokio::spawn(drive(
+            io,
+            service,
+            limits,
+            stop_rx.clone(),
+            draining.clone(),
+        ));
     }
     drop(listener);
     draining.store(true, Ordering::Release);
@@ -185,6 +154,52 @@ pub async fn serve(
         );
     }
     Ok(())
+}
+
+/// Serves one connection until it ends, its time limits cut it, or a
+/// shutdown lets it finish its request and closes it.
+async fn drive(
+    io: Conn,
+    service: ConnService,
+    limits: Timeouts,
+    mut stop: watch::Receiver<bool>,
+    draining: Arc<AtomicBool>,
+) {
+    let phase = io.phase.clone();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new());
+    // The watchdog owns header timing (hyper's would also cut idle
+    // keep-alive connections at the header timeout).
+    builder.header_read_timeout(None);
+    let conn = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let dog = watchdog(phase, limits, now_ms());
+    tokio::pin!(dog);
+    let mut stopping = draining.load(Ordering::Acquire);
+    if stopping {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            () = &mut dog => {
+                tracing::debug!("connection closed by its time limits");
+                break;
+            }
+            _ = stop.changed(), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+    drop(stop);
 }
 
 /// Answers a connection over the cap with `503` and closes it.

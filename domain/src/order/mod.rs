@@ -6,14 +6,12 @@
 //! application layer loads them, the order judges them.
 
 use chrono::{DateTime, Utc};
-use cqrs_es::event_sink::EventSink;
-use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::event::domain_event;
 use crate::{
-    Carrier, Currency, DomainError, EventName, Money, ProductName, Reason, Sku, TrackingNumber,
+    Carrier, Currency, EventName, Money, ProductName, Reason, Sku, TrackingNumber,
 };
 
 mod decide;
@@ -220,26 +218,11 @@ impl Order {
     }
 }
 
-impl Aggregate for Order {
-    const TYPE: &'static str = "Order";
-    type Command = OrderCommand;
-    type Event = OrderEvent;
-    type Error = DomainError;
-    type Services = ();
+crate::event::aggregate!(Order, "Order", OrderCommand, OrderEvent);
 
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _services: &Self::Services,
-        sink: &EventSink<Self>,
-    ) -> Result<(), Self::Error> {
-        for event in self.decide(command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, event: Self::Event) {
+impl Order {
+    /// Folds one event into the state (cqrs-es's `apply`).
+    fn evolve(&mut self, event: OrderEvent) {
         match event {
             OrderEvent::Created {
                 order_id,

@@ -48,6 +48,29 @@ fn transition(order: &mut OrderView, status: &str, e: &StoredEvent) {
     });
 }
 
+/// A new order: a draft without lines.
+fn created(id: &str, customer_id: &str, currency: &domain::Currency, e: &StoredEvent) -> OrderView {
+    OrderView {
+        order_id: id.to_string(),
+        customer_id: customer_id.to_string(),
+        status: "draft".into(),
+        currency: currency.to_string(),
+        total_minor: 0,
+        item_count: 0,
+        created_at: at(e),
+        updated_at: at(e),
+        items: Vec::new(),
+        history: vec![StatusChange {
+            status: "draft".into(),
+            at: at(e),
+        }],
+        payment: PaymentSummary::default(),
+        carrier: None,
+        tracking_number: None,
+        cancel_reason: None,
+    }
+}
+
 fn fold_order(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
     let id = e.aggregate_id.as_str();
     match order_event(e)? {
@@ -59,25 +82,7 @@ fn fold_order(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
             s.dirty_orders.insert(id.to_string());
             s.orders.insert(
                 id.to_string(),
-                OrderView {
-                    order_id: id.to_string(),
-                    customer_id: customer_id.to_string(),
-                    status: "draft".into(),
-                    currency: currency.to_string(),
-                    total_minor: 0,
-                    item_count: 0,
-                    created_at: at(e),
-                    updated_at: at(e),
-                    items: Vec::new(),
-                    history: vec![StatusChange {
-                        status: "draft".into(),
-                        at: at(e),
-                    }],
-                    payment: PaymentSummary::default(),
-                    carrier: None,
-                    tracking_number: None,
-                    cancel_reason: None,
-                },
+                created(id, &customer_id.to_string(), currency, e),
             );
         }
         OrderEvent::ItemAdded {

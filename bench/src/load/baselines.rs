@@ -1,0 +1,212 @@
+//! The baselines every figure is measured against in the same run: raw
+//! INSERTs (commands, rebuilds) and a bare handler (GraphQL).
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use serde_json::{json, Value};
+use sqlx::Row;
+
+use super::{run_clients, Latencies};
+
+/// Baseline for commands: single-row INSERT transactions into a table
+/// identical to `events`, at the same concurrency.
+pub async fn raw_inserts(url: &str, clients: usize, dur: Duration) -> anyhow::Result<Latencies> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(clients as u32)
+        .connect(url)
+        .await?;
+    sqlx::query("CREATE TABLE IF NOT EXISTS bench_events (LIKE events INCLUDING ALL)")
+        .execute(&pool)
+        .await?;
+    let payload = json!({"OrderItemAdded": {"sku": "TEE-1", "name": "Tee", "unit_price": {"amount_minor": 1999, "currency": "EUR"}, "quantity": 2, "at": "2026-03-14T09:26:53Z"}});
+    let metadata = json!({"request_id": uuid::Uuid::new_v4().to_string(), "correlation_id": uuid::Uuid::new_v4().to_string(), "actor": "bench"});
+    let l = run_clients(clients, dur, move |_| {
+        let pool = pool.clone();
+        let (payload, metadata) = (payload.clone(), metadata.clone());
+        async move {
+            let mut l = Latencies::default();
+            let t = Instant::now();
+            let r = sqlx::query(
+                "INSERT INTO bench_events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+                 VALUES ('Order', $1, 1, 'OrderItemAdded', '1', $2, $3)",
+            )
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(payload)
+            .bind(metadata)
+            .execute(&pool)
+            .await;
+            match r {
+                Ok(_) => l.samples.push(t.elapsed()),
+                Err(_) => l.errors += 1,
+            }
+            l
+        }
+    })
+    .await;
+    Ok(l)
+}
+
+/// Baseline for GraphQL: a bare axum handler reading the same rows and
+/// returning the same JSON, under the same load.
+pub async fn bare_handler_load(
+    url: &str,
+    id: &str,
+    clients: usize,
+    dur: Duration,
+) -> anyhow::Result<Latencies> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .connect(url)
+        .await?;
+    let app = axum::Router::new()
+        .route("/customer/{id}", axum::routing::get(customer))
+        .with_state(pool.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/customer/{id}");
+    let l = run_clients(clients, dur, move |_| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let mut l = Latencies::default();
+            let t = Instant::now();
+            match client.get(&url).send().await {
+                Ok(r) if r.status().is_success() => {
+                    let _ = r.bytes().await;
+                    l.samples.push(t.elapsed());
+                }
+                _ => l.errors += 1,
+            }
+            l
+        }
+    })
+    .await;
+    server.abort();
+    pool.close().await;
+    Ok(l)
+}
+
+/// Baseline for rebuilds: raw batched INSERT rows/s into a copy of the
+/// live `order_view` table (500 rows per statement, one transaction per
+/// 1000 rows, like a projection batch).
+pub async fn raw_read_model_inserts(url: &str, rows: usize) -> anyhow::Result<f64> {
+    let pool = sqlx::PgPool::connect(url).await?;
+    let g: i64 =
+        sqlx::query_scalar("SELECT generation FROM projection_live WHERE name = 'order_view'")
+            .fetch_one(&pool)
+            .await?;
+    sqlx::query(&format!(
+        "CREATE TABLE bench_order_view (LIKE order_view_g{g} INCLUDING ALL)"
+    ))
+    .execute(&pool)
+    .await?;
+    let doc = json!({"items": [{"sku": "TEE-1", "name": "Tee", "quantity": 2, "unit_price_minor": 1999, "line_total_minor": 3998}],
+                     "history": [{"status": "placed", "at": "2026-03-14T09:26:53Z"}], "payment": null})
+    .to_string();
+    let started = Instant::now();
+    let mut done = 0;
+    while done < rows {
+        let mut tx = pool.begin().await?;
+        for _ in 0..2 {
+            let mut sql = String::from(
+                "INSERT INTO bench_order_view (order_id, customer_id, status, currency, total_minor, item_count, created_at, updated_at, doc) VALUES ",
+            );
+            let n = 500;
+            for i in 0..n {
+                let b = i * 9;
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "(${},${},${},${},${},${},${},${},${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7,
+                    b + 8,
+                    b + 9
+                ));
+            }
+            let mut q = sqlx::query(&sql);
+            for _ in 0..n {
+                q = q
+                    .bind(uuid::Uuid::new_v4().to_string())
+                    .bind(uuid::Uuid::new_v4().to_string())
+                    .bind("placed")
+                    .bind("EUR")
+                    .bind(3998i32)
+                    .bind(2i32)
+                    .bind("2026-03-14T09:26:53.000000Z")
+                    .bind("2026-03-14T09:26:53.000000Z")
+                    .bind(&doc);
+            }
+            q.execute(&mut *tx).await?;
+            done += n;
+        }
+        tx.commit().await?;
+    }
+    let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    sqlx::query("DROP TABLE bench_order_view")
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    Ok(rate)
+}
+
+/// The bare handler: the same rows and the same JSON as GraphQL's
+/// `customer(id)` with 20 orders, written by hand.
+async fn customer(State(pool): State<sqlx::PgPool>, Path(id): Path<String>) -> axum::Json<Value> {
+    let row = sqlx::query(
+        "SELECT user_id, email, name, status, order_count, doc FROM customer_view WHERE user_id = $1",
+    )
+    .bind(&id)
+    .fetch_optional(&pool)
+    .await
+    .ok()
+    .flatten();
+    let Some(row) = row else {
+        return axum::Json(Value::Null);
+    };
+    let doc: Value = row
+        .try_get::<String, _>("doc")
+        .ok()
+        .and_then(|d| serde_json::from_str(&d).ok())
+        .unwrap_or(Value::Null);
+    let orders = sqlx::query(
+        "SELECT order_id, status, total_minor, currency, item_count, created_at FROM customer_orders \
+         WHERE customer_id = $1 ORDER BY created_at DESC, order_id DESC LIMIT 20",
+    )
+    .bind(&id)
+    .fetch_all(&pool)
+    .await
+    .unwrap_or_default();
+    let edges: Vec<Value> = orders
+        .iter()
+        .map(|o| {
+            json!({"node": {
+                "id": o.try_get::<String, _>("order_id").unwrap_or_default(),
+                "status": o.try_get::<String, _>("status").unwrap_or_default(),
+                "total": {"amountMinor": o.try_get::<i32, _>("total_minor").unwrap_or_default(),
+                          "currency": o.try_get::<String, _>("currency").unwrap_or_default()},
+                "itemCount": o.try_get::<i32, _>("item_count").unwrap_or_default(),
+                "createdAt": o.try_get::<String, _>("created_at").unwrap_or_default(),
+            }})
+        })
+        .collect();
+    axum::Json(json!({"data": {"customer": {
+        "id": row.try_get::<String, _>("user_id").unwrap_or_default(),
+        "email": row.try_get::<String, _>("email").unwrap_or_default(),
+        "name": row.try_get::<String, _>("name").unwrap_or_default(),
+        "status": row.try_get::<String, _>("status").unwrap_or_default(),
+        "orderCount": row.try_get::<i32, _>("order_count").unwrap_or_default(),
+        "lifetimeSpend": doc.get("lifetime_spend").cloned().unwrap_or(Value::Null),
+        "orders": {"edges": edges},
+    }}}))
+}
