@@ -10,9 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::event::domain_event;
-use crate::{
-    Carrier, Currency, EventName, Money, ProductName, Reason, Sku, TrackingNumber,
-};
+use crate::{Carrier, Currency, EventName, Money, ProductName, Reason, Sku, TrackingNumber};
 
 mod decide;
 #[cfg(test)]

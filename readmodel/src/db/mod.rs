@@ -6,12 +6,14 @@
 //! # Layout
 //! - `mod.rs`: [`ReadDb`], [`Tx`], [`SqlValue`], binding helpers.
 //! - `docs`: document rows ([`DocRow`]): loading and upserting them, query columns, [`Binds`].
+//! - `rows`: [`Rows`], a batch's working set of one document table (read rows, changed rows).
 //! - `counters`: [`Counters`], additive counters summed over a batch.
 //! - `checksum`: [`table_checksum`], what rebuilds compare.
 
 mod checksum;
 mod counters;
 mod docs;
+mod rows;
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyPool, Transaction};
@@ -19,6 +21,7 @@ use sqlx::{Any, AnyPool, Transaction};
 pub use checksum::table_checksum;
 pub use counters::Counters;
 pub use docs::{columns, load_docs, save_docs, Binds, DocRow};
+pub use rows::Rows;
 
 use crate::ProjectionError;
 

@@ -73,6 +73,35 @@ impl After {
     }
 }
 
+/// The ids of `events`' aggregates of type `aggregate_type`.
+pub(crate) fn ids_of<'a>(
+    events: &'a [&StoredEvent],
+    aggregate_type: &'a str,
+) -> impl Iterator<Item = String> + 'a {
+    events
+        .iter()
+        .filter(move |e| e.aggregate_type == aggregate_type)
+        .map(|e| e.aggregate_id.clone())
+}
+
+/// The orders `events` initiate payments for.
+pub(crate) fn paid_orders<'a>(events: &'a [&StoredEvent]) -> impl Iterator<Item = String> + 'a {
+    events.iter().filter_map(|e| match &e.event {
+        Ok(Event::Payment(PaymentEvent::Initiated { order_id, .. })) => Some(order_id.to_string()),
+        _ => None,
+    })
+}
+
+/// The customers `events` create orders for.
+pub(crate) fn ordering_customers<'a>(
+    events: &'a [&StoredEvent],
+) -> impl Iterator<Item = String> + 'a {
+    events.iter().filter_map(|e| match &e.event {
+        Ok(Event::Order(OrderEvent::Created { customer_id, .. })) => Some(customer_id.to_string()),
+        _ => None,
+    })
+}
+
 /// The event's recorded time as stored in read models (ISO 8601, UTC, µs).
 pub(crate) fn at(event: &StoredEvent) -> String {
     event

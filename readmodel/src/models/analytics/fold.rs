@@ -1,6 +1,6 @@
 //! The pure fold of `analytics`: events → changes in the batch's working set.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 
 use domain::order::OrderEvent;
 use domain::payment::PaymentEvent;
@@ -8,6 +8,7 @@ use domain::user::UserEvent;
 use eventlog::StoredEvent;
 
 use crate::db::Counters;
+use crate::db::Rows;
 use crate::models::{day, missing, order_event, payment_event, user_event};
 use crate::FoldError;
 
@@ -16,8 +17,7 @@ use super::types::*;
 /// The batch's working set: order memos and counter deltas.
 #[derive(Debug)]
 pub struct State {
-    pub orders: HashMap<String, OrderMemo>,
-    pub(super) dirty_orders: BTreeSet<String>,
+    pub orders: Rows<OrderMemo>,
     pub daily: Counters,
     pub customers: Counters,
     pub products: Counters,
@@ -28,8 +28,7 @@ pub struct State {
 impl Default for State {
     fn default() -> Self {
         Self {
-            orders: HashMap::new(),
-            dirty_orders: BTreeSet::new(),
+            orders: Rows::new("analytics_orders", "order_id"),
             daily: Counters::new(
                 "analytics_daily",
                 &["day", "currency"],
@@ -59,7 +58,6 @@ impl Default for State {
 
 impl State {
     fn memo(&mut self, id: &str, e: &StoredEvent) -> Result<&mut OrderMemo, FoldError> {
-        self.dirty_orders.insert(id.to_string());
         self.orders
             .get_mut(id)
             .ok_or_else(|| missing("order", id, e))
@@ -71,7 +69,6 @@ fn fold_order(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
     let d = day(e);
     match order_event(e)? {
         OrderEvent::Created { currency, .. } => {
-            s.dirty_orders.insert(id.to_string());
             s.orders.insert(
                 id.to_string(),
                 OrderMemo {

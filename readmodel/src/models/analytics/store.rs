@@ -2,14 +2,13 @@
 //! fold's side) and the reads the query side runs. Ranges are inclusive
 //! days (`YYYY-MM-DD`).
 
-use std::collections::BTreeSet;
-
 use eventlog::StoredEvent;
 use sqlx::{AnyPool, Row};
 
 use super::fold::State;
 use super::types::{DailyRow, OutcomeRow, ProductRow, StageRow};
-use crate::db::{load_docs, save_docs, Tx};
+use crate::db::Tx;
+use crate::models::ids_of;
 use crate::ProjectionError;
 
 pub(super) async fn load(
@@ -18,28 +17,11 @@ pub(super) async fn load(
     events: &[&StoredEvent],
     state: &mut State,
 ) -> Result<(), ProjectionError> {
-    let ids: Vec<String> = events
-        .iter()
-        .filter(|e| e.aggregate_type == "Order")
-        .map(|e| e.aggregate_id.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    state.orders = load_docs(tx, "analytics_orders", "order_id", g, &ids).await?;
-    Ok(())
+    state.orders.load(tx, g, ids_of(events, "Order")).await
 }
 
 pub(super) async fn save(tx: &mut Tx<'_>, g: i64, s: &State) -> Result<(), ProjectionError> {
-    save_docs(
-        tx,
-        "analytics_orders",
-        "order_id",
-        g,
-        s.dirty_orders
-            .iter()
-            .filter_map(|k| s.orders.get_key_value(k)),
-    )
-    .await?;
+    s.orders.save(tx, g).await?;
     for counters in [&s.daily, &s.customers, &s.products, &s.payments, &s.funnel] {
         if !counters.is_empty() {
             counters.save(tx, g).await?;

@@ -1,31 +1,38 @@
 //! The pure fold of `customer`: events → changes in the batch's working set.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 
 use domain::order::OrderEvent;
 use domain::payment::PaymentEvent;
 use domain::user::UserEvent;
 use eventlog::StoredEvent;
 
+use crate::db::Rows;
 use crate::models::{at, missing, order_event, payment_event, user_event};
 use crate::FoldError;
 
 use super::types::*;
 
 /// The batch's working set.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct State {
-    pub customers: HashMap<String, Customer>,
-    pub orders: HashMap<String, CustomerOrder>,
-    pub payments: HashMap<String, PaymentLink>,
-    pub(super) dirty_customers: BTreeSet<String>,
-    pub(super) dirty_orders: BTreeSet<String>,
-    pub(super) dirty_payments: BTreeSet<String>,
+    pub customers: Rows<Customer>,
+    pub orders: Rows<CustomerOrder>,
+    pub payments: Rows<PaymentLink>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            customers: Rows::new("customer_view", "user_id"),
+            orders: Rows::new("customer_orders", "order_id"),
+            payments: Rows::new("customer_payments", "payment_id"),
+        }
+    }
 }
 
 impl State {
     fn customer(&mut self, id: &str, e: &StoredEvent) -> Result<&mut Customer, FoldError> {
-        self.dirty_customers.insert(id.to_string());
         let customer = self
             .customers
             .get_mut(id)
@@ -41,7 +48,6 @@ impl State {
     }
 
     fn order(&mut self, id: &str, e: &StoredEvent) -> Result<&mut CustomerOrder, FoldError> {
-        self.dirty_orders.insert(id.to_string());
         self.orders
             .get_mut(id)
             .ok_or_else(|| missing("order", id, e))
@@ -76,7 +82,7 @@ impl State {
         payment_id: &str,
         e: &StoredEvent,
     ) -> Result<PaymentLink, FoldError> {
-        self.dirty_payments.insert(payment_id.to_string());
+        self.payments.touch(payment_id);
         self.payments
             .get(payment_id)
             .cloned()
@@ -93,7 +99,6 @@ fn fold_user(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
     let id = e.aggregate_id.as_str();
     match user_event(e)? {
         UserEvent::Registered { email, name, .. } => {
-            s.dirty_customers.insert(id.to_string());
             s.customers.insert(
                 id.to_string(),
                 Customer {
@@ -133,7 +138,6 @@ fn fold_order(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
             let customer = s.customer(&customer_id, e)?;
             customer.order_count += 1;
             *customer.counts_by_status.entry("draft".into()).or_default() += 1;
-            s.dirty_orders.insert(id.to_string());
             s.orders.insert(
                 id.to_string(),
                 CustomerOrder {
@@ -205,7 +209,6 @@ fn fold_payment(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
         ..
     } = &event
     {
-        s.dirty_payments.insert(id.to_string());
         s.payments.insert(
             id.to_string(),
             PaymentLink {

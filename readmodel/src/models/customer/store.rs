@@ -1,20 +1,16 @@
 //! The SQL of `customer_view`: loading and saving a batch's working set
 //! (the fold's side) and the reads the query side runs.
 
-use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
-use domain::order::OrderEvent;
-use domain::payment::PaymentEvent;
-use domain::Event;
 use eventlog::StoredEvent;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use super::fold::State;
 use super::types::{Customer, CustomerFilter, CustomerRow, CustomerSort};
-use crate::db::{columns, load_docs, save_docs, Binds, Tx};
-use crate::models::After;
+use crate::db::{columns, Binds, Tx};
+use crate::models::{ids_of, ordering_customers, paid_orders, After};
 use crate::{Doc, ProjectionError};
 
 pub(super) async fn load(
@@ -23,82 +19,27 @@ pub(super) async fn load(
     events: &[&StoredEvent],
     state: &mut State,
 ) -> Result<(), ProjectionError> {
-    let ids = |t: &str| -> Vec<String> {
-        events
-            .iter()
-            .filter(|e| e.aggregate_type == t)
-            .map(|e| e.aggregate_id.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect()
-    };
-    state.payments = load_docs(tx, "customer_payments", "payment_id", g, &ids("Payment")).await?;
-    let mut order_ids: BTreeSet<String> = ids("Order").into_iter().collect();
-    order_ids.extend(state.payments.values().map(|p| p.order_id.clone()));
-    for e in events {
-        if let Ok(Event::Payment(PaymentEvent::Initiated { order_id, .. })) = &e.event {
-            order_ids.insert(order_id.to_string());
-        }
-    }
-    state.orders = load_docs(
-        tx,
-        "customer_orders",
-        "order_id",
-        g,
-        &order_ids.into_iter().collect::<Vec<_>>(),
-    )
-    .await?;
-    let mut customer_ids: BTreeSet<String> = ids("User").into_iter().collect();
-    customer_ids.extend(state.orders.values().map(|o| o.customer_id.clone()));
-    customer_ids.extend(state.payments.values().map(|p| p.customer_id.clone()));
-    for e in events {
-        if let Ok(Event::Order(OrderEvent::Created { customer_id, .. })) = &e.event {
-            customer_ids.insert(customer_id.to_string());
-        }
-    }
-    state.customers = load_docs(
-        tx,
-        "customer_view",
-        "user_id",
-        g,
-        &customer_ids.into_iter().collect::<Vec<_>>(),
-    )
-    .await?;
-    Ok(())
+    state
+        .payments
+        .load(tx, g, ids_of(events, "Payment"))
+        .await?;
+    let orders: Vec<String> = ids_of(events, "Order")
+        .chain(state.payments.values().map(|p| p.order_id.clone()))
+        .chain(paid_orders(events))
+        .collect();
+    state.orders.load(tx, g, orders).await?;
+    let customers: Vec<String> = ids_of(events, "User")
+        .chain(state.orders.values().map(|o| o.customer_id.clone()))
+        .chain(state.payments.values().map(|p| p.customer_id.clone()))
+        .chain(ordering_customers(events))
+        .collect();
+    state.customers.load(tx, g, customers).await
 }
 
 pub(super) async fn save(tx: &mut Tx<'_>, g: i64, s: &State) -> Result<(), ProjectionError> {
-    save_docs(
-        tx,
-        "customer_view",
-        "user_id",
-        g,
-        s.dirty_customers
-            .iter()
-            .filter_map(|k| s.customers.get_key_value(k)),
-    )
-    .await?;
-    save_docs(
-        tx,
-        "customer_orders",
-        "order_id",
-        g,
-        s.dirty_orders
-            .iter()
-            .filter_map(|k| s.orders.get_key_value(k)),
-    )
-    .await?;
-    save_docs(
-        tx,
-        "customer_payments",
-        "payment_id",
-        g,
-        s.dirty_payments
-            .iter()
-            .filter_map(|k| s.payments.get_key_value(k)),
-    )
-    .await?;
-    Ok(())
+    s.customers.save(tx, g).await?;
+    s.orders.save(tx, g).await?;
+    s.payments.save(tx, g).await
 }
 
 /// The columns of a [`CustomerRow`], in its order.

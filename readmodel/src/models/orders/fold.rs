@@ -1,28 +1,33 @@
 //! The pure fold of `orders`: events → changes in the batch's working set.
 
-use std::collections::{BTreeSet, HashMap};
-
 use domain::order::OrderEvent;
 use domain::payment::PaymentEvent;
 use eventlog::StoredEvent;
 
+use crate::db::Rows;
 use crate::models::{at, missing, order_event, payment_event};
 use crate::FoldError;
 
 use super::types::*;
 
 /// The batch's working set.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct State {
-    pub orders: HashMap<String, OrderView>,
-    pub payments: HashMap<String, PaymentOrder>,
-    pub(super) dirty_orders: BTreeSet<String>,
-    pub(super) dirty_payments: BTreeSet<String>,
+    pub orders: Rows<OrderView>,
+    pub payments: Rows<PaymentOrder>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            orders: Rows::new("order_view", "order_id"),
+            payments: Rows::new("order_payments", "payment_id"),
+        }
+    }
 }
 
 impl State {
     fn order(&mut self, id: &str, e: &StoredEvent) -> Result<&mut OrderView, FoldError> {
-        self.dirty_orders.insert(id.to_string());
         let order = self
             .orders
             .get_mut(id)
@@ -79,7 +84,6 @@ fn fold_order(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
             currency,
             ..
         } => {
-            s.dirty_orders.insert(id.to_string());
             s.orders.insert(
                 id.to_string(),
                 created(id, &customer_id.to_string(), currency, e),
@@ -144,7 +148,6 @@ fn fold_payment(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
     let id = e.aggregate_id.as_str();
     let event = payment_event(e)?;
     if let PaymentEvent::Initiated { order_id, .. } = &event {
-        s.dirty_payments.insert(id.to_string());
         s.payments.insert(
             id.to_string(),
             PaymentOrder {

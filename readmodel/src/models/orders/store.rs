@@ -1,19 +1,16 @@
 //! The SQL of `order_view`: loading and saving a batch's working set (the
 //! fold's side) and the reads the query side runs.
 
-use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
-use domain::payment::PaymentEvent;
-use domain::Event;
 use eventlog::StoredEvent;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use super::fold::State;
 use super::types::{OrderRow, OrderView, StatusCount};
-use crate::db::{columns, load_docs, save_docs, Binds, Tx};
-use crate::models::After;
+use crate::db::{columns, Binds, Tx};
+use crate::models::{ids_of, paid_orders, After};
 use crate::{Doc, ProjectionError};
 
 pub(super) async fn load(
@@ -22,58 +19,20 @@ pub(super) async fn load(
     events: &[&StoredEvent],
     state: &mut State,
 ) -> Result<(), ProjectionError> {
-    let payment_ids: Vec<String> = events
-        .iter()
-        .filter(|e| e.aggregate_type == "Payment")
-        .map(|e| e.aggregate_id.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
+    state
+        .payments
+        .load(tx, g, ids_of(events, "Payment"))
+        .await?;
+    let orders: Vec<String> = ids_of(events, "Order")
+        .chain(state.payments.values().map(|p| p.order_id.clone()))
+        .chain(paid_orders(events))
         .collect();
-    state.payments = load_docs(tx, "order_payments", "payment_id", g, &payment_ids).await?;
-    let mut order_ids: BTreeSet<String> = events
-        .iter()
-        .filter(|e| e.aggregate_type == "Order")
-        .map(|e| e.aggregate_id.clone())
-        .collect();
-    order_ids.extend(state.payments.values().map(|p| p.order_id.clone()));
-    for e in events {
-        if let Ok(Event::Payment(PaymentEvent::Initiated { order_id, .. })) = &e.event {
-            order_ids.insert(order_id.to_string());
-        }
-    }
-    state.orders = load_docs(
-        tx,
-        "order_view",
-        "order_id",
-        g,
-        &order_ids.into_iter().collect::<Vec<_>>(),
-    )
-    .await?;
-    Ok(())
+    state.orders.load(tx, g, orders).await
 }
 
 pub(super) async fn save(tx: &mut Tx<'_>, g: i64, s: &State) -> Result<(), ProjectionError> {
-    save_docs(
-        tx,
-        "order_view",
-        "order_id",
-        g,
-        s.dirty_orders
-            .iter()
-            .filter_map(|k| s.orders.get_key_value(k)),
-    )
-    .await?;
-    save_docs(
-        tx,
-        "order_payments",
-        "payment_id",
-        g,
-        s.dirty_payments
-            .iter()
-            .filter_map(|k| s.payments.get_key_value(k)),
-    )
-    .await?;
-    Ok(())
+    s.orders.save(tx, g).await?;
+    s.payments.save(tx, g).await
 }
 
 /// The columns of an [`OrderRow`], in its order.
