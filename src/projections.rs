@@ -225,7 +225,7 @@ pub async fn operate(action: ProjectionsAction, role: &str) -> anyhow::Result<()
     let (ProjectionsAction::Status { target, .. } | ProjectionsAction::Rebuild { target, .. }) =
         &action;
     let _telemetry = target.log.init(role)?;
-    let store = target.store.open(&target.data).await?;
+    let store = target.open().await?;
     let db = open(&target.data, &target.store).await?;
     let result = match action {
         ProjectionsAction::Status { json, .. } => print_status(&store, &db, json).await,

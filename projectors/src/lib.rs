@@ -22,7 +22,9 @@ pub mod testing;
 use std::time::Duration;
 
 use eventlog::EventLog;
-use readmodel::{Analytics, CustomerView, OrderViewProjection, ProjectionError, ReadDb, Wake};
+use readmodel::{
+    Analytics, CustomerView, OrderViewProjection, Projection, ProjectionError, ReadDb, Wake,
+};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -36,32 +38,26 @@ pub fn spawn_all(
     poll: Duration,
     shutdown: &watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
-    let (l, d, w, c, s) = (log, db, wake, commits, shutdown);
+    fn one<P: Projection>(
+        (log, db, wake, commits): (&EventLog, &ReadDb, &Wake, &Wake),
+        poll: Duration,
+        shutdown: &watch::Receiver<bool>,
+    ) -> JoinHandle<()> {
+        let (log, db, wake, commits) = (log.clone(), db.clone(), wake.clone(), commits.clone());
+        tokio::spawn(engine::run::<P>(
+            log,
+            db,
+            wake,
+            commits,
+            poll,
+            shutdown.clone(),
+        ))
+    }
+    let with = (log, db, wake, commits);
     vec![
-        tokio::spawn(engine::run::<CustomerView>(
-            l.clone(),
-            d.clone(),
-            w.clone(),
-            c.clone(),
-            poll,
-            s.clone(),
-        )),
-        tokio::spawn(engine::run::<OrderViewProjection>(
-            l.clone(),
-            d.clone(),
-            w.clone(),
-            c.clone(),
-            poll,
-            s.clone(),
-        )),
-        tokio::spawn(engine::run::<Analytics>(
-            l.clone(),
-            d.clone(),
-            w.clone(),
-            c.clone(),
-            poll,
-            s.clone(),
-        )),
+        one::<CustomerView>(with, poll, shutdown),
+        one::<OrderViewProjection>(with, poll, shutdown),
+        one::<Analytics>(with, poll, shutdown),
     ]
 }
 

@@ -18,7 +18,7 @@ pub use publish::{
     checkpoint, Relay, RelayCheckpoint, RelayConfig, RelayError, RelayState, RelayStatus,
 };
 
-use readmodel::{Analytics, CustomerView, OrderViewProjection, ReadDb, Wake};
+use readmodel::{Analytics, CustomerView, OrderViewProjection, Projection, ReadDb, Wake};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -29,24 +29,17 @@ pub fn spawn_all(
     commits: &Wake,
     shutdown: &watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
+    fn one<P: Projection>(
+        (settings, db, commits): (&kafka::KafkaSettings, &ReadDb, &Wake),
+        shutdown: &watch::Receiver<bool>,
+    ) -> JoinHandle<()> {
+        let (settings, db, commits) = (settings.clone(), db.clone(), commits.clone());
+        tokio::spawn(source::run::<P>(settings, db, commits, shutdown.clone()))
+    }
+    let with = (settings, db, commits);
     vec![
-        tokio::spawn(source::run::<CustomerView>(
-            settings.clone(),
-            db.clone(),
-            commits.clone(),
-            shutdown.clone(),
-        )),
-        tokio::spawn(source::run::<OrderViewProjection>(
-            settings.clone(),
-            db.clone(),
-            commits.clone(),
-            shutdown.clone(),
-        )),
-        tokio::spawn(source::run::<Analytics>(
-            settings.clone(),
-            db.clone(),
-            commits.clone(),
-            shutdown.clone(),
-        )),
+        one::<CustomerView>(with, shutdown),
+        one::<OrderViewProjection>(with, shutdown),
+        one::<Analytics>(with, shutdown),
     ]
 }

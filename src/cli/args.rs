@@ -9,19 +9,38 @@ use crate::config::{
     LogArgs, OperationsArgs, RepositoryArgs, SagaArgs, Settings, StoreArgs,
 };
 
-/// The groups of every role that serves HTTP (an API or the operations port).
+/// The store an operator command works on.
 #[derive(Debug, Clone, Args)]
-pub struct Base {
+pub struct Target {
     #[command(flatten)]
     pub data: DataDir,
     #[command(flatten)]
     pub store: StoreArgs,
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// The groups of every role that serves HTTP (an API or the operations port).
+#[derive(Debug, Clone, Args)]
+pub struct Base {
+    #[command(flatten)]
+    pub target: Target,
     #[command(flatten)]
     pub operations: OperationsArgs,
     #[command(flatten)]
     pub limits: HttpLimitsArgs,
+}
+
+/// The groups of a role that serves an API: its address, its tokens,
+/// the browsers and proxies in front of it.
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    #[command(flatten)]
+    pub listen: ListenArgs,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+    #[command(flatten)]
+    pub edge: EdgeArgs,
 }
 
 /// `serve`: every role.
@@ -30,11 +49,7 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub base: Base,
     #[command(flatten)]
-    pub listen: ListenArgs,
-    #[command(flatten)]
-    pub auth: AuthArgs,
-    #[command(flatten)]
-    pub edge: EdgeArgs,
+    pub api: ApiArgs,
     #[command(flatten)]
     pub commands: CommandArgs,
     #[command(flatten)]
@@ -75,11 +90,7 @@ pub struct CommandsArgs {
     #[command(flatten)]
     pub base: Base,
     #[command(flatten)]
-    pub listen: ListenArgs,
-    #[command(flatten)]
-    pub auth: AuthArgs,
-    #[command(flatten)]
-    pub edge: EdgeArgs,
+    pub api: ApiArgs,
     #[command(flatten)]
     pub commands: CommandArgs,
 }
@@ -90,11 +101,7 @@ pub struct QueryArgs {
     #[command(flatten)]
     pub base: Base,
     #[command(flatten)]
-    pub listen: ListenArgs,
-    #[command(flatten)]
-    pub auth: AuthArgs,
-    #[command(flatten)]
-    pub edge: EdgeArgs,
+    pub api: ApiArgs,
     #[command(flatten)]
     pub graphql: GraphqlArgs,
 }
@@ -108,17 +115,6 @@ pub struct SagaRoleArgs {
     pub repositories: RepositoryArgs,
     #[command(flatten)]
     pub saga: SagaArgs,
-}
-
-/// `migrate`.
-#[derive(Debug, Clone, Args)]
-pub struct MigrateArgs {
-    #[command(flatten)]
-    pub data: DataDir,
-    #[command(flatten)]
-    pub store: StoreArgs,
-    #[command(flatten)]
-    pub log: LogArgs,
 }
 
 /// `token`.
@@ -156,11 +152,7 @@ pub struct SeedArgs {
     #[arg(long, default_value_t = 365)]
     pub days: u32,
     #[command(flatten)]
-    pub data: DataDir,
-    #[command(flatten)]
-    pub store: StoreArgs,
-    #[command(flatten)]
-    pub log: LogArgs,
+    pub target: Target,
 }
 
 /// `healthcheck`.
@@ -209,17 +201,36 @@ fn parse_ttl(raw: &str) -> Result<chrono::Duration, String> {
 
 impl Base {
     pub(crate) fn settings(self) -> Settings {
-        Settings::new(self.data, self.store, self.limits, self.operations)
+        let Target { data, store, .. } = self.target;
+        Settings::new(data, store, self.limits, self.operations)
+    }
+}
+
+impl Target {
+    /// Opens and migrates the store.
+    ///
+    /// # Errors
+    /// As [`StoreArgs::open`].
+    pub async fn open(&self) -> anyhow::Result<eventlog::Database> {
+        self.store.open(&self.data).await
+    }
+}
+
+impl ApiArgs {
+    /// The settings of `base` with these groups.
+    pub(crate) fn settings(self, base: Base) -> Settings {
+        let mut s = base.settings();
+        s.listen = Some(self.listen.listen);
+        s.auth = Some(self.auth);
+        s.edge = Some(self.edge);
+        s
     }
 }
 
 impl ServeArgs {
     /// Every group, for `serve`.
     pub fn settings(self) -> Settings {
-        let mut s = self.base.settings();
-        s.listen = Some(self.listen.listen);
-        s.auth = Some(self.auth);
-        s.edge = Some(self.edge);
+        let mut s = self.api.settings(self.base);
         s.commands = Some(self.commands);
         s.graphql = Some(self.graphql);
         s.kafka = Some(self.kafka);

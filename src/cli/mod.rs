@@ -16,12 +16,12 @@ mod tasks;
 use std::io::Write;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 pub use args::*;
 pub use role::role_binary;
 
-use crate::config::{DataDir, LogArgs, Settings, StoreArgs};
+use crate::config::{LogArgs, Settings};
 use crate::platform::{self, Roles};
 
 /// shopstream: an event-sourced CQRS platform for commerce back ends.
@@ -44,7 +44,7 @@ pub enum Command {
     /// Run every role in one process (the default).
     Serve(ServeArgs),
     /// Apply the event store's migrations and exit.
-    Migrate(MigrateArgs),
+    Migrate(Target),
     /// Mint a bearer token with the configured secret; prints only the token.
     Token(TokenArgs),
     /// Print the command API's OpenAPI document.
@@ -104,17 +104,6 @@ pub enum ProjectionsAction {
     },
 }
 
-/// The store an operator command works on.
-#[derive(Debug, Clone, Args)]
-pub struct Target {
-    #[command(flatten)]
-    pub data: DataDir,
-    #[command(flatten)]
-    pub store: StoreArgs,
-    #[command(flatten)]
-    pub log: LogArgs,
-}
-
 impl Command {
     /// The role's name, as in `service.name` (`shopstream-<role>`).
     pub fn role(&self) -> &'static str {
@@ -140,43 +129,37 @@ impl Command {
     fn plan(self) -> Plan {
         Plan::Platform(match self {
             Self::Serve(a) => {
-                let log = a.base.log.clone();
+                let log = a.base.target.log.clone();
                 let roles = Roles::all(a.saga || a.saga_settings.simulate_payments);
                 (roles, a.settings(), log)
             }
             Self::Project(a) => {
-                let log = a.base.log.clone();
+                let log = a.base.target.log.clone();
                 let mut s = a.base.settings();
                 s.kafka = Some(a.kafka);
                 (Roles::PROJECTORS, s, log)
             }
             Self::Relay(a) => {
-                let log = a.base.log.clone();
+                let log = a.base.target.log.clone();
                 let mut s = a.base.settings();
                 s.listen = Some(a.listen.listen);
                 s.kafka = Some(a.kafka);
                 (Roles::RELAY, s, log)
             }
             Self::Commands(a) => {
-                let log = a.base.log.clone();
-                let mut s = a.base.settings();
-                s.listen = Some(a.listen.listen);
-                s.auth = Some(a.auth);
-                s.edge = Some(a.edge);
+                let log = a.base.target.log.clone();
+                let mut s = a.api.settings(a.base);
                 s.commands = Some(a.commands);
                 (Roles::COMMANDS, s, log)
             }
             Self::Query(a) => {
-                let log = a.base.log.clone();
-                let mut s = a.base.settings();
-                s.listen = Some(a.listen.listen);
-                s.auth = Some(a.auth);
-                s.edge = Some(a.edge);
+                let log = a.base.target.log.clone();
+                let mut s = a.api.settings(a.base);
                 s.graphql = Some(a.graphql);
                 (Roles::QUERY, s, log)
             }
             Self::Saga(a) => {
-                let log = a.base.log.clone();
+                let log = a.base.target.log.clone();
                 let mut s = a.base.settings();
                 s.repositories = Some(a.repositories);
                 s.saga = Some(a.saga);
@@ -210,13 +193,13 @@ impl Command {
             }
             Self::Migrate(a) => {
                 let _telemetry = a.log.init(role)?;
-                a.store.open(&a.data).await?;
+                a.open().await?;
                 tracing::info!("migrations applied");
                 Ok(())
             }
             Self::Token(a) => tasks::token(&a),
             Self::Seed(a) => {
-                let _telemetry = a.log.init(role)?;
+                let _telemetry = a.target.log.init(role)?;
                 tasks::seed(a).await
             }
             Self::Projections { action } => crate::projections::operate(action, role).await,

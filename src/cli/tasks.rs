@@ -21,7 +21,7 @@ pub(super) fn token(a: &TokenArgs) -> anyhow::Result<()> {
 }
 
 pub(super) async fn seed(a: SeedArgs) -> anyhow::Result<()> {
-    let store = a.store.open(&a.data).await?;
+    let store = a.target.open().await?;
     let options = crate::seed::SeedOptions {
         customers: a.customers,
         orders: a.orders,

@@ -113,6 +113,23 @@ fn bucket(day: NaiveDate, g: Granularity) -> NaiveDate {
     }
 }
 
+/// The days of `[from, to]` in `currency`, and the checked currency.
+async fn daily(
+    ctx: &Context<'_>,
+    from: NaiveDate,
+    to: NaiveDate,
+    currency: &str,
+) -> Result<(String, Vec<readmodel::models::analytics::DailyRow>)> {
+    let (f, t) = range(from, to)?;
+    let c = self::currency(currency)?;
+    let rows = ctx
+        .data::<Store>()?
+        .daily(&f, &t, &c)
+        .await
+        .map_err(|e| internal(&e))?;
+    Ok((c, rows))
+}
+
 #[Object]
 impl Analytics {
     /// Revenue (captured − refunded) per bucket, in one currency.
@@ -124,13 +141,7 @@ impl Analytics {
         granularity: Granularity,
         currency: String,
     ) -> Result<Vec<RevenueBucket>> {
-        let (f, t) = range(from, to)?;
-        let c = self::currency(&currency)?;
-        let rows = ctx
-            .data::<Store>()?
-            .daily(&f, &t, &c)
-            .await
-            .map_err(|e| internal(&e))?;
+        let (c, rows) = daily(ctx, from, to, &currency).await?;
         let mut buckets: BTreeMap<NaiveDate, i64> = BTreeMap::new();
         for row in rows {
             if let Ok(d) = NaiveDate::parse_from_str(&row.day, "%Y-%m-%d") {
@@ -205,13 +216,7 @@ impl Analytics {
         to: NaiveDate,
         currency: String,
     ) -> Result<Option<Money>> {
-        let (f, t) = range(from, to)?;
-        let c = self::currency(&currency)?;
-        let rows = ctx
-            .data::<Store>()?
-            .daily(&f, &t, &c)
-            .await
-            .map_err(|e| internal(&e))?;
+        let (c, rows) = daily(ctx, from, to, &currency).await?;
         let (placed, value) = rows.iter().fold((0i64, 0i64), |(p, v), r| {
             (p + r.orders_placed, v + r.placed_value_minor)
         });

@@ -48,6 +48,24 @@ impl Binds {
         }
     }
 
+    /// The rows of `sql` with the parameters bound, each read by `row`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn fetch<R>(
+        self,
+        pool: &sqlx::AnyPool,
+        sql: &str,
+        row: fn(&sqlx::any::AnyRow) -> Result<R, sqlx::Error>,
+    ) -> Result<Vec<R>, sqlx::Error> {
+        self.query(sql)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(row)
+            .collect()
+    }
+
     /// `sql` with the parameters bound.
     pub fn query(self, sql: &str) -> sqlx::query::Query<'_, Any, sqlx::any::AnyArguments<'_>> {
         bind_all(
@@ -132,4 +150,18 @@ pub async fn save_docs<'a, T: DocRow + 'a>(
             .await?;
     }
     Ok(())
+}
+
+/// The row of `sql` for key `id` (one parameter), read by `row`.
+///
+/// # Errors
+/// Database errors.
+pub async fn fetch_by_key<R>(
+    pool: &sqlx::AnyPool,
+    sql: &str,
+    id: &str,
+    row: fn(&sqlx::any::AnyRow) -> Result<R, sqlx::Error>,
+) -> Result<Option<R>, sqlx::Error> {
+    let found = sqlx::query(sql).bind(id).fetch_optional(pool).await?;
+    found.as_ref().map(row).transpose()
 }

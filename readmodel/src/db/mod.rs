@@ -20,7 +20,7 @@ use sqlx::{Any, AnyPool, Transaction};
 
 pub use checksum::table_checksum;
 pub use counters::Counters;
-pub use docs::{columns, load_docs, save_docs, Binds, DocRow};
+pub use docs::{columns, fetch_by_key, load_docs, save_docs, Binds, DocRow};
 pub use rows::Rows;
 
 use crate::ProjectionError;

@@ -7,7 +7,7 @@ use sqlx::{AnyPool, Row};
 
 use super::fold::State;
 use super::types::{DailyRow, OutcomeRow, ProductRow, StageRow};
-use crate::db::Tx;
+use crate::db::{Binds, Tx};
 use crate::models::ids_of;
 use crate::ProjectionError;
 
@@ -30,6 +30,14 @@ pub(super) async fn save(tx: &mut Tx<'_>, g: i64, s: &State) -> Result<(), Proje
     Ok(())
 }
 
+/// `[from, to]` (and more text parameters) to bind.
+fn range(from: &str, to: &str) -> Binds {
+    let mut binds = Binds::default();
+    binds.push(from);
+    binds.push(to);
+    binds
+}
+
 /// Revenue and placed orders per day in `[from, to]` for `currency`.
 ///
 /// # Errors
@@ -40,17 +48,12 @@ pub async fn daily(
     to: &str,
     currency: &str,
 ) -> Result<Vec<DailyRow>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT day, revenue_minor, orders_placed, placed_value_minor FROM analytics_daily \
-         WHERE day >= $1 AND day <= $2 AND currency = $3 ORDER BY day",
-    )
-    .bind(from)
-    .bind(to)
-    .bind(currency)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
+    let mut binds = range(from, to);
+    binds.push(currency);
+    let sql = "SELECT day, revenue_minor, orders_placed, placed_value_minor FROM analytics_daily \
+               WHERE day >= $1 AND day <= $2 AND currency = $3 ORDER BY day";
+    binds
+        .fetch(pool, sql, |r| {
             Ok(DailyRow {
                 day: r.try_get("day")?,
                 revenue_minor: r.try_get("revenue_minor")?,
@@ -58,7 +61,7 @@ pub async fn daily(
                 placed_value_minor: r.try_get("placed_value_minor")?,
             })
         })
-        .collect()
+        .await
 }
 
 /// The top `limit` products in `[from, to]`, by revenue or by quantity.
@@ -77,18 +80,14 @@ pub async fn top_products(
     } else {
         "quantity DESC, revenue DESC"
     };
-    let rows = sqlx::query(&format!(
+    let sql = format!(
         "SELECT sku, MAX(name) AS name, currency, CAST(SUM(quantity) AS BIGINT) AS quantity, \
                 CAST(SUM(revenue_minor) AS BIGINT) AS revenue \
          FROM analytics_products WHERE day >= $1 AND day <= $2 \
          GROUP BY sku, currency ORDER BY {order}, sku LIMIT {limit}"
-    ))
-    .bind(from)
-    .bind(to)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
+    );
+    range(from, to)
+        .fetch(pool, &sql, |r| {
             Ok(ProductRow {
                 sku: r.try_get("sku")?,
                 name: r.try_get("name")?,
@@ -97,7 +96,7 @@ pub async fn top_products(
                 revenue_minor: r.try_get("revenue")?,
             })
         })
-        .collect()
+        .await
 }
 
 /// Payment outcomes in `[from, to]`.
@@ -109,23 +108,17 @@ pub async fn payment_outcomes(
     from: &str,
     to: &str,
 ) -> Result<Vec<OutcomeRow>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT outcome, reason, CAST(SUM(count) AS BIGINT) AS n FROM analytics_payments \
-         WHERE day >= $1 AND day <= $2 GROUP BY outcome, reason ORDER BY outcome, reason",
-    )
-    .bind(from)
-    .bind(to)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
+    let sql = "SELECT outcome, reason, CAST(SUM(count) AS BIGINT) AS n FROM analytics_payments \
+               WHERE day >= $1 AND day <= $2 GROUP BY outcome, reason ORDER BY outcome, reason";
+    range(from, to)
+        .fetch(pool, sql, |r| {
             Ok(OutcomeRow {
                 outcome: r.try_get("outcome")?,
                 reason: r.try_get("reason")?,
                 count: r.try_get("n")?,
             })
         })
-        .collect()
+        .await
 }
 
 /// New customers in `[from, to]`.
@@ -133,14 +126,11 @@ pub async fn payment_outcomes(
 /// # Errors
 /// Database errors.
 pub async fn new_customers(pool: &AnyPool, from: &str, to: &str) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT CAST(COALESCE(SUM(new_customers), 0) AS BIGINT) FROM analytics_customers \
-         WHERE day >= $1 AND day <= $2",
-    )
-    .bind(from)
-    .bind(to)
-    .fetch_one(pool)
-    .await
+    let sql =
+        "SELECT CAST(COALESCE(SUM(new_customers), 0) AS BIGINT) AS n FROM analytics_customers \
+               WHERE day >= $1 AND day <= $2";
+    let n = range(from, to).fetch(pool, sql, |r| r.try_get("n")).await?;
+    Ok(n.first().copied().unwrap_or(0))
 }
 
 /// Orders per funnel stage in `[from, to]`.
@@ -148,20 +138,14 @@ pub async fn new_customers(pool: &AnyPool, from: &str, to: &str) -> Result<i64, 
 /// # Errors
 /// Database errors.
 pub async fn funnel(pool: &AnyPool, from: &str, to: &str) -> Result<Vec<StageRow>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT stage, CAST(SUM(count) AS BIGINT) AS n FROM analytics_funnel \
-         WHERE day >= $1 AND day <= $2 GROUP BY stage",
-    )
-    .bind(from)
-    .bind(to)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
+    let sql = "SELECT stage, CAST(SUM(count) AS BIGINT) AS n FROM analytics_funnel \
+               WHERE day >= $1 AND day <= $2 GROUP BY stage";
+    range(from, to)
+        .fetch(pool, sql, |r| {
             Ok(StageRow {
                 stage: r.try_get("stage")?,
                 count: r.try_get("n")?,
             })
         })
-        .collect()
+        .await
 }

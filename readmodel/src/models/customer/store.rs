@@ -9,7 +9,7 @@ use sqlx::{AnyPool, Row};
 
 use super::fold::State;
 use super::types::{Customer, CustomerFilter, CustomerRow, CustomerSort};
-use crate::db::{columns, Binds, Tx};
+use crate::db::{columns, fetch_by_key, Binds, Tx};
 use crate::models::{ids_of, ordering_customers, paid_orders, After};
 use crate::{Doc, ProjectionError};
 
@@ -64,8 +64,7 @@ fn row(row: &AnyRow) -> Result<CustomerRow, sqlx::Error> {
 /// Database errors.
 pub async fn get(pool: &AnyPool, id: &str) -> Result<Option<CustomerRow>, sqlx::Error> {
     let sql = format!("SELECT {} FROM customer_view WHERE user_id = $1", *COLUMNS);
-    let found = sqlx::query(&sql).bind(id).fetch_optional(pool).await?;
-    found.as_ref().map(row).transpose()
+    fetch_by_key(pool, &sql, id, row).await
 }
 
 /// A page of customers (`limit` rows at most), keyset-paged after `after`.
@@ -106,11 +105,5 @@ pub async fn page(
         *COLUMNS,
         Binds::filter(&clauses)
     );
-    binds
-        .query(&sql)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(row)
-        .collect()
+    binds.fetch(pool, &sql, row).await
 }

@@ -9,7 +9,7 @@ use sqlx::{AnyPool, Row};
 
 use super::fold::State;
 use super::types::{OrderRow, OrderView, StatusCount};
-use crate::db::{columns, Binds, Tx};
+use crate::db::{columns, fetch_by_key, Binds, Tx};
 use crate::models::{ids_of, paid_orders, After};
 use crate::{Doc, ProjectionError};
 
@@ -58,8 +58,7 @@ fn row(row: &AnyRow) -> Result<OrderRow, sqlx::Error> {
 /// Database errors.
 pub async fn get(pool: &AnyPool, id: &str) -> Result<Option<OrderRow>, sqlx::Error> {
     let sql = format!("SELECT {} FROM order_view WHERE order_id = $1", *COLUMNS);
-    let found = sqlx::query(&sql).bind(id).fetch_optional(pool).await?;
-    found.as_ref().map(row).transpose()
+    fetch_by_key(pool, &sql, id, row).await
 }
 
 /// A page of orders, newest first, optionally of one customer and status
@@ -90,13 +89,7 @@ pub async fn page(
         *COLUMNS,
         Binds::filter(&clauses)
     );
-    binds
-        .query(&sql)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(row)
-        .collect()
+    binds.fetch(pool, &sql, row).await
 }
 
 /// Orders per current status.
