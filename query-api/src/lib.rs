@@ -1,10 +1,12 @@
 //! shopstream's query API: a GraphQL schema (async-graphql) over the read
 //! models — the customer view, the order view and analytics. It never reads
-//! events or folds them; it reads the views the projectors maintain.
+//! events or folds them (and does not link the projection engine); it reads
+//! the views the projectors maintain, as the read models' own types (crate
+//! `readmodel`), so a field renamed in a fold cannot read as 0 here.
 //!
 //! # Layout
 //! - `schema`: the query root (`schema/mod.rs`), object types (`types.rs`), analytics (`analytics.rs`).
-//! - `store`: the SQL, reads of the read-model views only.
+//! - `store`: [`store::Store`], the read models' own queries, counted per request.
 //! - `consistency`: `X-Consistency-Token` (read your writes), waking on projection commits.
 //! - `error`: GraphQL errors with `extensions.code`.
 //! - `http`: the `/graphql` handlers: media types, status codes, the WebSocket, GraphiQL.
