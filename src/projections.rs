@@ -115,7 +115,7 @@ async fn status_handler(State(s): State<AdminState>, parts: Parts) -> Response {
         principal.require(&[Role::Admin])?;
         let status = readmodel::status::all(&s.log, &s.db)
             .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+            .map_err(|e| ApiError::internal(e.to_string()))?;
         Ok::<_, ApiError>(Json(serde_json::json!({ "projections": status })))
     }
     .await;

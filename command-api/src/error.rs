@@ -3,6 +3,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use commands::CommandError;
 use domain::{DomainError, ErrorKind};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -76,75 +77,57 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Unauthenticated(String),
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Rule(DomainError),
-    #[error("the resource was changed by a concurrent request; reload and retry")]
-    ConcurrentModification,
-    #[error("If-Match names version {expected} but the current version is {current}")]
-    PreconditionFailed { expected: u64, current: u64 },
-    #[error("the e-mail address is already registered")]
-    EmailTaken,
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyKeyReused,
     #[error("a request with this Idempotency-Key is still being processed; retry shortly")]
     IdempotencyKeyInFlight,
-    #[error("internal error")]
-    Internal(String),
-    #[error("the event store is unavailable")]
-    Unavailable(String),
+    /// What the command core refused or failed with (forbidden, not found,
+    /// a broken rule, a conflict, a stale `If-Match`, a taken address, the
+    /// store unavailable, an internal failure).
+    #[error(transparent)]
+    Command(CommandError),
 }
 
 impl From<auth::AuthError> for ApiError {
     fn from(e: auth::AuthError) -> Self {
         match e {
             auth::AuthError::Unauthenticated(m) => Self::Unauthenticated(m),
-            auth::AuthError::Forbidden(m) => Self::Forbidden(m),
+            auth::AuthError::Forbidden(m) => Self::Command(CommandError::Forbidden(m)),
         }
     }
 }
 
-impl From<commands::CommandError> for ApiError {
-    fn from(e: commands::CommandError) -> Self {
-        use commands::CommandError as C;
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
         match e {
-            C::Invalid(v) => Self::Validation(vec![v.into()]),
-            C::Forbidden(m) => Self::Forbidden(m),
-            C::NotFound(m) => Self::NotFound(m),
-            C::Rule(r) => Self::Rule(r),
-            C::ConcurrentModification => Self::ConcurrentModification,
-            C::PreconditionFailed { expected, current } => {
-                Self::PreconditionFailed { expected, current }
-            }
-            C::EmailTaken => Self::EmailTaken,
-            C::Unavailable(m) => Self::Unavailable(m),
-            C::Internal(m) => Self::Internal(m),
+            CommandError::Invalid(v) => Self::Validation(vec![v.into()]),
+            other => Self::Command(other),
         }
     }
 }
 
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
-        Self::Rule(e)
+        Self::Command(CommandError::Rule(e))
     }
 }
 
 impl From<eventlog::StoreError> for ApiError {
     fn from(e: eventlog::StoreError) -> Self {
-        match e {
-            eventlog::StoreError::Conflict | eventlog::StoreError::Stale => {
-                Self::ConcurrentModification
-            }
-            e if e.is_unavailable() => Self::Unavailable(e.to_string()),
-            other => Self::Internal(other.to_string()),
-        }
+        Self::Command(e.into())
     }
 }
 
 impl ApiError {
+    /// Nothing here by that name (or nothing the caller may see).
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::Command(CommandError::NotFound(message.into()))
+    }
+
+    /// A failure the caller cannot fix; logged with its cause, shown bare.
+    pub fn internal(cause: impl Into<String>) -> Self {
+        Self::Command(CommandError::Internal(cause.into()))
+    }
     /// A single-field validation error.
     pub fn field(field: &str, rule: &str, message: impl Into<String>) -> Self {
         Self::Validation(vec![FieldError {
@@ -164,19 +147,9 @@ impl ApiError {
             Self::PayloadTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::BadHeader { .. } => (S::BAD_REQUEST, "bad_header"),
             Self::Unauthenticated(_) => (S::UNAUTHORIZED, "unauthenticated"),
-            Self::Forbidden(_) => (S::FORBIDDEN, "forbidden"),
-            Self::NotFound(_) => (S::NOT_FOUND, "not_found"),
-            Self::Rule(e) if e.kind == ErrorKind::Invalid => {
-                (S::UNPROCESSABLE_ENTITY, "rule_violation")
-            }
-            Self::Rule(_) => (S::CONFLICT, "rule_violation"),
-            Self::ConcurrentModification => (S::CONFLICT, "concurrent_modification"),
-            Self::PreconditionFailed { .. } => (S::PRECONDITION_FAILED, "precondition_failed"),
-            Self::EmailTaken => (S::CONFLICT, "email_taken"),
+            Self::Command(c) => command_status(c),
             Self::IdempotencyKeyReused => (S::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
             Self::IdempotencyKeyInFlight => (S::CONFLICT, "idempotency_key_in_flight"),
-            Self::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
-            Self::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable"),
         }
     }
 
@@ -192,7 +165,7 @@ impl ApiError {
                 };
                 p.errors = errors.clone();
             }
-            Self::Rule(e) => {
+            Self::Command(CommandError::Rule(e)) => {
                 p.rule = Some(e.rule.to_string());
                 if let Some(field) = e.field {
                     p.errors = vec![FieldError {
@@ -202,8 +175,10 @@ impl ApiError {
                     }];
                 }
             }
-            Self::PreconditionFailed { current, .. } => p.current_version = Some(*current),
-            Self::EmailTaken => {
+            Self::Command(CommandError::PreconditionFailed { current, .. }) => {
+                p.current_version = Some(*current)
+            }
+            Self::Command(CommandError::EmailTaken) => {
                 p.errors = vec![FieldError {
                     field: "email".into(),
                     rule: "email_taken".into(),
@@ -213,6 +188,25 @@ impl ApiError {
             _ => {}
         }
         p
+    }
+}
+
+/// The HTTP status and problem code of what the command core refused.
+fn command_status(e: &CommandError) -> (StatusCode, &'static str) {
+    use StatusCode as S;
+    match e {
+        CommandError::Invalid(_) => (S::UNPROCESSABLE_ENTITY, "validation"),
+        CommandError::Forbidden(_) => (S::FORBIDDEN, "forbidden"),
+        CommandError::NotFound(_) => (S::NOT_FOUND, "not_found"),
+        CommandError::Rule(e) if e.kind == ErrorKind::Invalid => {
+            (S::UNPROCESSABLE_ENTITY, "rule_violation")
+        }
+        CommandError::Rule(_) => (S::CONFLICT, "rule_violation"),
+        CommandError::ConcurrentModification => (S::CONFLICT, "concurrent_modification"),
+        CommandError::PreconditionFailed { .. } => (S::PRECONDITION_FAILED, "precondition_failed"),
+        CommandError::EmailTaken => (S::CONFLICT, "email_taken"),
+        CommandError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+        CommandError::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable"),
     }
 }
 
@@ -246,8 +240,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match &self {
             // Internals are logged with their cause, never shown.
-            Self::Internal(cause) => tracing::error!(%cause, "request failed"),
-            Self::Unavailable(cause) => tracing::warn!(%cause, "event store unavailable"),
+            Self::Command(CommandError::Internal(cause)) => {
+                tracing::error!(%cause, "request failed")
+            }
+            Self::Command(CommandError::Unavailable(cause)) => {
+                tracing::warn!(%cause, "event store unavailable")
+            }
             _ => {}
         }
         let mut response = self.problem().into_response();
@@ -257,7 +255,7 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            Self::IdempotencyKeyInFlight | Self::Unavailable(_) => {
+            Self::IdempotencyKeyInFlight | Self::Command(CommandError::Unavailable(_)) => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -167,7 +167,7 @@ async fn execute(
 ) -> Response {
     let response = match tokio::spawn(next.run(req)).await {
         Ok(r) => r,
-        Err(e) => ApiError::Internal(format!("request task failed: {e}")).into_response(),
+        Err(e) => ApiError::internal(format!("request task failed: {e}")).into_response(),
     };
     let (parts, body) = response.into_parts();
     let bytes = to_bytes(body, 4 * 1024 * 1024).await.unwrap_or_default();

@@ -92,7 +92,7 @@ impl Fields {
 
 /// Unwraps a value that [`Fields::finish`] has vouched for.
 pub fn valid<T>(v: Option<T>) -> Result<T, ApiError> {
-    v.ok_or_else(|| ApiError::Internal("validated value missing".into()))
+    v.ok_or_else(|| ApiError::internal("validated value missing"))
 }
 
 /// Integer fields that also take a JSON number with a zero fraction

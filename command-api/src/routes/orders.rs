@@ -128,7 +128,7 @@ pub async fn change_quantity(
     JsonBody(body): JsonBody<ChangeQuantity>,
 ) -> Result<Response, ApiError> {
     principal.require(&[Role::Customer])?;
-    let sku = Sku::parse(&sku).map_err(|_| ApiError::NotFound(format!("item {sku} not found")))?;
+    let sku = Sku::parse(&sku).map_err(|_| ApiError::not_found(format!("item {sku} not found")))?;
     let done = commands
         .order_command(&principal, &ctx, &id, false, || {
             OrderCommand::ChangeQuantity {
@@ -153,7 +153,7 @@ pub async fn remove_item(
     Context(ctx): Context,
 ) -> Result<Response, ApiError> {
     principal.require(&[Role::Customer])?;
-    let sku = Sku::parse(&sku).map_err(|_| ApiError::NotFound(format!("item {sku} not found")))?;
+    let sku = Sku::parse(&sku).map_err(|_| ApiError::not_found(format!("item {sku} not found")))?;
     let done = commands
         .order_command(&principal, &ctx, &id, false, || OrderCommand::RemoveItem {
             sku: sku.clone(),

@@ -51,7 +51,7 @@ pub fn parse_price(f: &mut Fields, body: &MoneyBody) -> Option<Money> {
 }
 
 fn path_sku(raw: &str) -> Result<Sku, ApiError> {
-    Sku::parse(raw).map_err(|_| ApiError::NotFound(format!("product {raw} not found")))
+    Sku::parse(raw).map_err(|_| ApiError::not_found(format!("product {raw} not found")))
 }
 
 /// Create a product (admin).

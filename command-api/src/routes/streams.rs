@@ -57,7 +57,7 @@ async fn stream(
     let id = id.as_str();
     let events = commands.log.stream(aggregate_type, id).await?;
     if events.is_empty() {
-        return Err(ApiError::NotFound(format!(
+        return Err(ApiError::not_found(format!(
             "{} {id} not found",
             aggregate_type.to_lowercase()
         )));

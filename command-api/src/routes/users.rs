@@ -52,7 +52,7 @@ pub struct UpdateUser {
 
 /// Parses a path id; anything that is not a UUID names no user.
 pub fn path_uuid(raw: &str, what: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound(format!("{what} {raw} not found")))
+    Uuid::parse_str(raw).map_err(|_| ApiError::not_found(format!("{what} {raw} not found")))
 }
 
 /// Sign up (public).
