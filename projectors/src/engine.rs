@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use eventlog::{Cursor, EventLog, StoredEvent};
 use readmodel::registry::{self, GenerationState};
-use readmodel::{FoldError, Projection, ProjectionError, ReadDb, Tx, Wake};
+use readmodel::{FoldError, Projection, ProjectionError, ReadDb, Tx, Wake, WorkingSet};
 use tokio::sync::watch;
 
 /// Events per batch (and per transaction).
@@ -94,13 +94,13 @@ pub async fn fold_into<P: Projection>(
     events: &[&StoredEvent],
 ) -> Result<Result<(), (usize, FoldError)>, ProjectionError> {
     let mut state = P::State::default();
-    P::load(tx, g, events, &mut state).await?;
+    state.load(tx, g, events).await?;
     for (i, event) in events.iter().enumerate() {
         if let Err(e) = P::fold(&mut state, event) {
             return Ok(Err((i, e)));
         }
     }
-    P::save(tx, g, &state).await?;
+    state.save(tx, g).await?;
     Ok(Ok(()))
 }
 

@@ -12,7 +12,7 @@
 //! that point at the live generation (see `registry`).
 //!
 //! # Layout
-//! - `projection`: the [`Projection`] trait a read model implements.
+//! - `projection`: the [`Projection`] trait a read model implements, and its [`WorkingSet`].
 //! - `models`: the read models — `customer` (customer_view), `orders` (order_view), `analytics`.
 //! - `db`: [`ReadDb`], the read-model pool, and the generic row operations (documents, counters, checksums).
 //! - `doc`: [`Doc`], a row's document as the query side holds it, parsed into its type on first use.
@@ -38,7 +38,7 @@ pub use error::{FoldError, ProjectionError};
 pub use models::analytics::Analytics;
 pub use models::customer::CustomerView;
 pub use models::orders::OrderViewProjection;
-pub use projection::Projection;
+pub use projection::{Projection, WorkingSet};
 pub use wake::{listen_postgres, Wake};
 
 /// The names of every projection, in the order operators see them.

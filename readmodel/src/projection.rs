@@ -7,8 +7,28 @@ use eventlog::StoredEvent;
 use crate::db::Tx;
 use crate::{FoldError, ProjectionError};
 
-/// A projection: a name, a version, the events it needs, a pure fold over a
-/// working set, and its store (loading and saving that working set).
+/// A batch's working set: the rows a batch of events touches, loaded
+/// before the fold and the changed ones saved after it (a read model's
+/// `store`).
+pub trait WorkingSet: Default + Send {
+    /// Loads the rows `events` will touch.
+    fn load(
+        &mut self,
+        tx: &mut Tx<'_>,
+        g: i64,
+        events: &[&StoredEvent],
+    ) -> impl Future<Output = Result<(), ProjectionError>> + Send;
+
+    /// Writes the changed rows.
+    fn save(
+        &self,
+        tx: &mut Tx<'_>,
+        g: i64,
+    ) -> impl Future<Output = Result<(), ProjectionError>> + Send;
+}
+
+/// A projection: a name, a version, the events it needs, and a pure fold
+/// over its working set (which loads and saves itself).
 pub trait Projection: Send + Sync + 'static {
     /// Stable name; also the name operators use.
     const NAME: &'static str;
@@ -21,18 +41,10 @@ pub trait Projection: Send + Sync + 'static {
     const CHECKSUM_ORDER: &'static [(&'static str, &'static str)];
 
     /// The rows one batch reads and writes.
-    type State: Default + Send;
+    type State: WorkingSet;
 
     /// Whether the projection needs events of this type.
     fn handles(event_type: &str) -> bool;
-
-    /// Loads the rows `events` will touch into `state`.
-    fn load(
-        tx: &mut Tx<'_>,
-        g: i64,
-        events: &[&StoredEvent],
-        state: &mut Self::State,
-    ) -> impl Future<Output = Result<(), ProjectionError>> + Send;
 
     /// Folds one event into the working set. Pure: no IO, no clock; times
     /// come from the event.
@@ -40,11 +52,4 @@ pub trait Projection: Send + Sync + 'static {
     /// # Errors
     /// A [`FoldError`] for an event the projection cannot make sense of.
     fn fold(state: &mut Self::State, event: &StoredEvent) -> Result<(), FoldError>;
-
-    /// Writes the changed rows of `state`.
-    fn save(
-        tx: &mut Tx<'_>,
-        g: i64,
-        state: &Self::State,
-    ) -> impl Future<Output = Result<(), ProjectionError>> + Send;
 }

@@ -16,7 +16,9 @@ use eventlog::StoredEvent;
 use readmodel::models::analytics::store as analytics;
 use readmodel::models::customer::{self, CustomerFilter, CustomerSort};
 use readmodel::models::orders;
-use readmodel::{registry, Analytics, CustomerView, OrderViewProjection, Projection, ReadDb};
+use readmodel::{
+    registry, Analytics, CustomerView, OrderViewProjection, Projection, ReadDb, WorkingSet,
+};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -216,13 +218,11 @@ async fn fold_and_store<P: Projection>(db: &ReadDb, events: &[StoredEvent]) {
         .filter(|e| P::handles(&e.event_type))
         .collect();
     let mut state = P::State::default();
-    P::load(&mut tx, 1, &relevant, &mut state)
-        .await
-        .expect("load");
+    state.load(&mut tx, 1, &relevant).await.expect("load");
     for e in &relevant {
         P::fold(&mut state, e).expect("fold");
     }
-    P::save(&mut tx, 1, &state).await.expect("save");
+    state.save(&mut tx, 1).await.expect("save");
     tx.commit().await.expect("commit");
 }
 

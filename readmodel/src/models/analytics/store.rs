@@ -9,25 +9,33 @@ use super::fold::State;
 use super::types::{DailyRow, OutcomeRow, ProductRow, StageRow};
 use crate::db::{Binds, Tx};
 use crate::models::ids_of;
-use crate::ProjectionError;
+use crate::{ProjectionError, WorkingSet};
 
-pub(super) async fn load(
-    tx: &mut Tx<'_>,
-    g: i64,
-    events: &[&StoredEvent],
-    state: &mut State,
-) -> Result<(), ProjectionError> {
-    state.orders.load(tx, g, ids_of(events, "Order")).await
-}
-
-pub(super) async fn save(tx: &mut Tx<'_>, g: i64, s: &State) -> Result<(), ProjectionError> {
-    s.orders.save(tx, g).await?;
-    for counters in [&s.daily, &s.customers, &s.products, &s.payments, &s.funnel] {
-        if !counters.is_empty() {
-            counters.save(tx, g).await?;
-        }
+impl WorkingSet for State {
+    async fn load(
+        &mut self,
+        tx: &mut Tx<'_>,
+        g: i64,
+        events: &[&StoredEvent],
+    ) -> Result<(), ProjectionError> {
+        self.orders.load(tx, g, ids_of(events, "Order")).await
     }
-    Ok(())
+
+    async fn save(&self, tx: &mut Tx<'_>, g: i64) -> Result<(), ProjectionError> {
+        self.orders.save(tx, g).await?;
+        for counters in [
+            &self.daily,
+            &self.customers,
+            &self.products,
+            &self.payments,
+            &self.funnel,
+        ] {
+            if !counters.is_empty() {
+                counters.save(tx, g).await?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `[from, to]` (and more text parameters) to bind.

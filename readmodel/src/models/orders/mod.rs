@@ -4,7 +4,7 @@
 //! # Layout
 //! - `types`: its rows and documents (shared with the query side).
 //! - `fold`: the pure fold and the batch's working set.
-//! - `store`: its SQL.
+//! - `store`: its SQL: the working set loading and saving itself, and the query side's reads.
 
 mod fold;
 pub mod store;
@@ -15,8 +15,7 @@ use eventlog::StoredEvent;
 pub use fold::State;
 pub use types::*;
 
-use crate::db::Tx;
-use crate::{FoldError, Projection, ProjectionError};
+use crate::{FoldError, Projection};
 
 /// The order view projection.
 pub struct OrderViewProjection;
@@ -33,20 +32,7 @@ impl Projection for OrderViewProjection {
         event_type.starts_with("Order") || event_type.starts_with("Payment")
     }
 
-    async fn load(
-        tx: &mut Tx<'_>,
-        g: i64,
-        events: &[&StoredEvent],
-        state: &mut State,
-    ) -> Result<(), ProjectionError> {
-        store::load(tx, g, events, state).await
-    }
-
     fn fold(state: &mut State, event: &StoredEvent) -> Result<(), FoldError> {
         fold::fold(state, event)
-    }
-
-    async fn save(tx: &mut Tx<'_>, g: i64, state: &State) -> Result<(), ProjectionError> {
-        store::save(tx, g, state).await
     }
 }

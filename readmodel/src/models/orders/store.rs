@@ -11,28 +11,27 @@ use super::fold::State;
 use super::types::{OrderRow, OrderView, StatusCount};
 use crate::db::{columns, fetch_by_key, Binds, Tx};
 use crate::models::{ids_of, paid_orders, After};
-use crate::{Doc, ProjectionError};
+use crate::{Doc, ProjectionError, WorkingSet};
 
-pub(super) async fn load(
-    tx: &mut Tx<'_>,
-    g: i64,
-    events: &[&StoredEvent],
-    state: &mut State,
-) -> Result<(), ProjectionError> {
-    state
-        .payments
-        .load(tx, g, ids_of(events, "Payment"))
-        .await?;
-    let orders: Vec<String> = ids_of(events, "Order")
-        .chain(state.payments.values().map(|p| p.order_id.clone()))
-        .chain(paid_orders(events))
-        .collect();
-    state.orders.load(tx, g, orders).await
-}
+impl WorkingSet for State {
+    async fn load(
+        &mut self,
+        tx: &mut Tx<'_>,
+        g: i64,
+        events: &[&StoredEvent],
+    ) -> Result<(), ProjectionError> {
+        self.payments.load(tx, g, ids_of(events, "Payment")).await?;
+        let orders: Vec<String> = ids_of(events, "Order")
+            .chain(self.payments.values().map(|p| p.order_id.clone()))
+            .chain(paid_orders(events))
+            .collect();
+        self.orders.load(tx, g, orders).await
+    }
 
-pub(super) async fn save(tx: &mut Tx<'_>, g: i64, s: &State) -> Result<(), ProjectionError> {
-    s.orders.save(tx, g).await?;
-    s.payments.save(tx, g).await
+    async fn save(&self, tx: &mut Tx<'_>, g: i64) -> Result<(), ProjectionError> {
+        self.orders.save(tx, g).await?;
+        self.payments.save(tx, g).await
+    }
 }
 
 /// The columns of an [`OrderRow`], in its order.
