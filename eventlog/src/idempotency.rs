@@ -79,50 +79,39 @@ impl IdempotencyStore {
         principal: &str,
         key: &str,
     ) -> Result<Option<IdempotencyRecord>, StoreError> {
-        let (fingerprint, status, response, age): (String, Option<i64>, Option<Value>, f64) =
-            match &self.db {
-                Database::Postgres(p) => {
-                    let row = sqlx::query(
-                        "SELECT fingerprint, status_code::int8 AS status_code, response, \
-                     EXTRACT(EPOCH FROM clock_timestamp() - created_at)::float8 AS age \
-                     FROM idempotency_keys WHERE principal = $1 AND key = $2",
-                    )
-                    .bind(principal)
-                    .bind(key)
-                    .fetch_optional(p)
-                    .await?;
-                    let Some(row) = row else { return Ok(None) };
-                    (
-                        row.try_get("fingerprint")?,
-                        row.try_get("status_code")?,
-                        row.try_get("response")?,
-                        row.try_get("age")?,
-                    )
-                }
-                Database::Sqlite(p) => {
-                    let row = sqlx::query(
-                        "SELECT fingerprint, status_code, response, \
-                     (julianday('now') - julianday(created_at)) * 86400.0 AS age \
-                     FROM idempotency_keys WHERE principal = $1 AND key = $2",
-                    )
-                    .bind(principal)
-                    .bind(key)
-                    .fetch_optional(p)
-                    .await?;
-                    let Some(row) = row else { return Ok(None) };
-                    let response: Option<String> = row.try_get("response")?;
-                    let response = response
-                        .map(|r| serde_json::from_str(&r))
-                        .transpose()
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                    (
-                        row.try_get("fingerprint")?,
-                        row.try_get("status_code")?,
-                        response,
-                        row.try_get("age")?,
-                    )
-                }
-            };
+        // The response goes out as text on both backends (PostgreSQL
+        // stores it as json), parsed here once.
+        let sql = self.db.dialect(
+            "SELECT fingerprint, status_code::int8 AS status_code, response::text AS response, \
+             EXTRACT(EPOCH FROM clock_timestamp() - created_at)::float8 AS age \
+             FROM idempotency_keys WHERE principal = $1 AND key = $2",
+            "SELECT fingerprint, status_code, response, \
+             (julianday('now') - julianday(created_at)) * 86400.0 AS age \
+             FROM idempotency_keys WHERE principal = $1 AND key = $2",
+        );
+        let found: Option<(String, Option<i64>, Option<String>, f64)> = on_pool!(&self.db, |p| {
+            let row = sqlx::query(sql)
+                .bind(principal)
+                .bind(key)
+                .fetch_optional(p)
+                .await?;
+            match row {
+                None => None,
+                Some(row) => Some((
+                    row.try_get("fingerprint")?,
+                    row.try_get("status_code")?,
+                    row.try_get("response")?,
+                    row.try_get("age")?,
+                )),
+            }
+        });
+        let Some((fingerprint, status, response, age)) = found else {
+            return Ok(None);
+        };
+        let response: Option<Value> = response
+            .map(|r| serde_json::from_str(&r))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let response = match (status, response) {
             (Some(s), Some(body)) => Some((
                 u16::try_from(s).map_err(|_| StoreError::Corrupt("status".into()))?,

@@ -6,6 +6,7 @@ use eventlog::Cursor;
 use sqlx::Row;
 
 use crate::db::{ReadDb, Tx};
+use crate::offsets::parse_cursor;
 use crate::ProjectionError;
 
 /// One generation's row in the registry.
@@ -36,12 +37,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<GenerationState, ProjectionError>
         generation: row.try_get("generation")?,
         version: row.try_get("version")?,
         state: row.try_get("state")?,
-        cursor: Cursor {
-            transaction_id: txid
-                .parse()
-                .map_err(|_| ProjectionError::Corrupt(format!("cursor {txid}")))?,
-            position: row.try_get("cursor_position")?,
-        },
+        cursor: parse_cursor(&txid, row.try_get("cursor_position")?)?,
         events_applied: row.try_get("events_applied")?,
         last_event_at: row.try_get("last_event_at")?,
         error: row.try_get("error")?,
@@ -286,16 +282,8 @@ pub async fn lock_cursor(
         .bind(g)
         .fetch_optional(&mut **tx)
         .await?;
-    row.map(|r| {
-        let txid: String = r.try_get(0)?;
-        Ok(Cursor {
-            transaction_id: txid
-                .parse()
-                .map_err(|_| ProjectionError::Corrupt(format!("cursor {txid}")))?,
-            position: r.try_get(1)?,
-        })
-    })
-    .transpose()
+    row.map(|r| parse_cursor(&r.try_get::<String, _>(0)?, r.try_get(1)?))
+        .transpose()
 }
 
 /// Records a poison event: the generation stops with the event's position
@@ -344,13 +332,7 @@ pub async fn progress(
     .bind(g)
     .fetch_one(&mut **tx)
     .await?;
-    let txid: String = row.try_get(0)?;
-    let current = Cursor {
-        transaction_id: txid
-            .parse()
-            .map_err(|_| ProjectionError::Corrupt(format!("cursor {txid}")))?,
-        position: row.try_get(1)?,
-    };
+    let current = parse_cursor(&row.try_get::<String, _>(0)?, row.try_get(1)?)?;
     let to = watermark.filter(|w| *w > current).unwrap_or(current);
     if to == current && applied == 0 {
         return Ok(());
