@@ -45,6 +45,30 @@ use uuid::Uuid;
 
 pub use self::clock::{Clock, ManualClock, SystemClock};
 
+/// Whether a tailing step read events (a failed one is logged and retried).
+pub(crate) fn busy(step: Result<usize, SagaError>, what: &str) -> bool {
+    match step {
+        Ok(n) => n > 0,
+        Err(e) => {
+            tracing::warn!(error = %e, "{what} failed; retrying");
+            false
+        }
+    }
+}
+
+/// Waits for new events, the next tick, or shutdown.
+pub(crate) async fn idle(
+    woken: &mut watch::Receiver<u64>,
+    tick: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+) {
+    tokio::select! {
+        _ = woken.changed() => {}
+        () = tokio::time::sleep(tick) => {}
+        _ = shutdown.changed() => {}
+    }
+}
+
 /// How the saga behaves.
 #[derive(Debug, Clone)]
 pub struct SagaConfig {
@@ -346,22 +370,12 @@ impl Saga {
             if *shutdown.borrow() {
                 return;
             }
-            let busy = match self.step().await {
-                Ok(n) => n > 0,
-                Err(e) => {
-                    tracing::warn!(error = %e, "saga step failed; retrying");
-                    false
-                }
-            };
+            let busy = busy(self.step().await, "saga step");
             if let Err(e) = self.fire_deadlines().await {
                 tracing::warn!(error = %e, "saga deadlines failed; retrying");
             }
             if !busy {
-                tokio::select! {
-                    _ = woken.changed() => {}
-                    () = tokio::time::sleep(tick) => {}
-                    _ = shutdown.changed() => {}
-                }
+                idle(&mut woken, tick, &mut shutdown).await;
             }
         }
     }

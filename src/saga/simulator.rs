@@ -173,19 +173,8 @@ impl Simulator {
             if *shutdown.borrow() {
                 return;
             }
-            let busy = match self.step().await {
-                Ok(n) => n > 0,
-                Err(e) => {
-                    tracing::warn!(error = %e, "payment simulator step failed; retrying");
-                    false
-                }
-            };
-            if !busy {
-                tokio::select! {
-                    _ = woken.changed() => {}
-                    () = tokio::time::sleep(tick) => {}
-                    _ = shutdown.changed() => {}
-                }
+            if !super::busy(self.step().await, "payment simulator step") {
+                super::idle(&mut woken, tick, &mut shutdown).await;
             }
         }
     }
