@@ -259,3 +259,20 @@ impl Shop {
         }
     }
 }
+
+/// Rebuilds projection `name` with verification (the rebuilt rows must
+/// equal the live ones); panics when the rebuild fails or refuses to swap.
+pub async fn rebuild_verified(
+    name: &str,
+    log: &eventlog::EventLog,
+    db: &readmodel::ReadDb,
+) -> crate::rebuild::Report {
+    let mut progress = |_p: crate::rebuild::Progress| {};
+    let options = crate::rebuild::Options {
+        verify: true,
+        progress: &mut progress,
+    };
+    crate::rebuild::rebuild(name, log, db, options)
+        .await
+        .unwrap_or_else(|e| panic!("verified rebuild of {name}: {e}"))
+}

@@ -100,15 +100,17 @@ impl Settings {
         auth.authenticator(&self.data)
     }
 
-    /// The repositories' settings (defaults for roles without the group).
-    pub fn repositories(&self) -> (usize, usize) {
+    /// The repositories' settings: snapshot interval and cache size.
+    ///
+    /// # Errors
+    /// For a role without the repositories group (it issues no commands).
+    pub fn repositories(&self) -> anyhow::Result<(usize, usize)> {
         let r = self
             .repositories
             .as_ref()
-            .or(self.commands.as_ref().map(|c| &c.repositories));
-        r.map_or((50, command_api::DEFAULT_AGGREGATE_CACHE), |r| {
-            (r.snapshot_every, r.aggregate_cache)
-        })
+            .or(self.commands.as_ref().map(|c| &c.repositories))
+            .ok_or_else(|| anyhow::anyhow!("no repository settings"))?;
+        Ok((r.snapshot_every, r.aggregate_cache))
     }
 
     /// The command API's settings.
@@ -125,7 +127,7 @@ impl Settings {
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("no command settings"))?;
         let mut config = command_api::Config::new(auth.secret(&self.data)?);
-        (config.snapshot_every, config.aggregate_cache) = self.repositories();
+        (config.snapshot_every, config.aggregate_cache) = self.repositories()?;
         config.limits = self.http_limits();
         config.max_token_lifetime = auth.max_token_lifetime;
         config.rate = commands.rate(self.trusted_proxies());

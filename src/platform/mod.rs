@@ -135,12 +135,19 @@ pub async fn run(settings: &Settings, roles: Roles) -> anyhow::Result<()> {
     );
     let db = settings.store.open(&settings.data).await?;
     let read_db = crate::projections::open(&settings.data, &settings.store).await?;
-    let commands = (roles.commands || roles.saga).then(|| {
-        // The API and the saga share repositories, so each sees the other's
-        // appends in its aggregate cache.
-        let (snapshot_every, cache) = settings.repositories();
-        Arc::new(commands::Commands::new(&db, snapshot_every, cache))
-    });
+    // The API and the saga share repositories, so each sees the other's
+    // appends in its aggregate cache.
+    let commands = match roles.commands || roles.saga {
+        true => {
+            let (snapshot_every, cache) = settings.repositories()?;
+            Some(Arc::new(commands::Commands::new(
+                &db,
+                snapshot_every,
+                cache,
+            )))
+        }
+        false => None,
+    };
     let platform = Platform {
         db,
         read_db,

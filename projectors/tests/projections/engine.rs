@@ -11,7 +11,7 @@ use readmodel::{
 use tokio::sync::watch;
 
 use crate::read_db;
-use projectors::testing::Shop;
+use projectors::testing::{rebuild_verified, Shop};
 
 /// Folds the whole log into `P`'s live generation in random batch sizes.
 async fn fold_in_random_batches<P: Projection>(log: &EventLog, db: &ReadDb, rng: &mut impl Rng) {
@@ -34,21 +34,6 @@ async fn fold_in_random_batches<P: Projection>(log: &EventLog, db: &ReadDb, rng:
             .expect("redelivery");
         assert_eq!(again.events, 0, "redelivered events were applied again");
     }
-}
-
-pub async fn rebuild_verified(name: &str, log: &EventLog, db: &ReadDb) -> rebuild::Report {
-    let mut progress = |_p: rebuild::Progress| {};
-    rebuild::rebuild(
-        name,
-        log,
-        db,
-        Options {
-            verify: true,
-            progress: &mut progress,
-        },
-    )
-    .await
-    .expect("verified rebuild")
 }
 
 /// Invariants 1 and 4: incremental folding in any batch sizes, with

@@ -62,7 +62,7 @@ async fn racing_members_apply_each_record_once() {
         let s = status.iter().find(|s| s.name == name).expect("status");
         assert_eq!(s.source, "kafka", "{s:?}");
         assert_eq!(s.position, head.position, "{s:?}");
-        let report = crate::rebuild_verified(name, &log, &db).await;
+        let report = projectors::testing::rebuild_verified(name, &log, &db).await;
         assert!(
             report.diff.iter().all(|d| d.same()),
             "{name}: {:?}",
