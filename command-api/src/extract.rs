@@ -2,13 +2,15 @@
 //! document naming what is wrong: JSON bodies, `If-Match`, command context.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::header::{CONTENT_TYPE, IF_MATCH};
 use axum::http::request::Parts;
-use commands::CommandContext;
+use commands::{CommandContext, Commands};
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
 use uuid::Uuid;
 
+use crate::auth::{Caller, Principal};
 use crate::error::{ApiError, FieldError};
 use crate::idempotency::IdempotencyScope;
 use crate::request_id::RequestId;
@@ -174,6 +176,34 @@ fn parse_if_match(raw: &str) -> Result<u64, ApiError> {
             "must be the quoted version from an ETag, e.g. \"3\"",
         )
     })
+}
+
+/// Everything a command handler needs besides its path and body: the
+/// command core, the authenticated caller (401 first) and the request's
+/// command context.
+pub struct Invocation {
+    pub commands: Arc<Commands>,
+    pub principal: Principal,
+    pub ctx: CommandContext,
+}
+
+impl<S> FromRequestParts<S> for Invocation
+where
+    Arc<Commands>: FromRef<S>,
+    Arc<crate::auth::Authenticator>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Caller(principal) = Caller::from_request_parts(parts, state).await?;
+        let Context(ctx) = Context::from_request_parts(parts, state).await?;
+        Ok(Self {
+            commands: Arc::<Commands>::from_ref(state),
+            principal,
+            ctx,
+        })
+    }
 }
 
 #[cfg(test)]

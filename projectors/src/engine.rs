@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use eventlog::{Cursor, EventLog, StoredEvent};
 use readmodel::registry::{self, GenerationState};
-use readmodel::{FoldError, Projection, ProjectionError, ReadDb, Tx, Wake, WorkingSet};
+use readmodel::{Batch, FoldError, Projection, ProjectionError, ReadDb, Tx, Wake, WorkingSet};
 use tokio::sync::watch;
 
 /// Events per batch (and per transaction).
@@ -94,7 +94,7 @@ pub async fn fold_into<P: Projection>(
     events: &[&StoredEvent],
 ) -> Result<Result<(), (usize, FoldError)>, ProjectionError> {
     let mut state = P::State::default();
-    state.load(tx, g, events).await?;
+    state.load(tx, Batch { g, events }).await?;
     for (i, event) in events.iter().enumerate() {
         if let Err(e) = P::fold(&mut state, event) {
             return Ok(Err((i, e)));

@@ -49,7 +49,7 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn customer(&self, id: &str) -> Result<Option<CustomerRow>, sqlx::Error> {
-        customer::store::get(self.counted(), id).await
+        customer::CustomerRow::get(self.counted(), id).await
     }
 
     /// A page of customers (`limit` + 1 rows, to know whether more follow).
@@ -71,7 +71,7 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn order(&self, id: &str) -> Result<Option<OrderRow>, sqlx::Error> {
-        orders::store::get(self.counted(), id).await
+        orders::OrderRow::get(self.counted(), id).await
     }
 
     /// A page of orders, newest first, optionally of one customer and status

@@ -62,6 +62,12 @@ impl<T: DeserializeOwned> Doc<T> {
     }
 }
 
+impl<T> From<String> for Doc<T> {
+    fn from(raw: String) -> Self {
+        Self::new(raw)
+    }
+}
+
 impl<T> PartialEq for Doc<T> {
     /// Two documents are equal when their stored text is.
     fn eq(&self, other: &Self) -> bool {

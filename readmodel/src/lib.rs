@@ -38,7 +38,7 @@ pub use error::{FoldError, ProjectionError};
 pub use models::analytics::Analytics;
 pub use models::customer::CustomerView;
 pub use models::orders::OrderViewProjection;
-pub use projection::{Projection, WorkingSet};
+pub use projection::{Batch, Projection, WorkingSet};
 pub use wake::{listen_postgres, Wake};
 
 /// The names of every projection, in the order operators see them.

@@ -7,6 +7,13 @@ use eventlog::StoredEvent;
 use crate::db::Tx;
 use crate::{FoldError, ProjectionError};
 
+/// A batch of events folded into generation `g`.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    pub g: i64,
+    pub events: &'a [&'a StoredEvent],
+}
+
 /// A batch's working set: the rows a batch of events touches, loaded
 /// before the fold and the changed ones saved after it (a read model's
 /// `store`).
@@ -15,8 +22,7 @@ pub trait WorkingSet: Default + Send {
     fn load(
         &mut self,
         tx: &mut Tx<'_>,
-        g: i64,
-        events: &[&StoredEvent],
+        batch: Batch<'_>,
     ) -> impl Future<Output = Result<(), ProjectionError>> + Send;
 
     /// Writes the changed rows.

@@ -1,11 +1,8 @@
 //! `/v1/orders`: carts, placing, cancelling, payment, fulfilment.
 
-use std::sync::Arc;
-
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::response::Response;
 use chrono::Utc;
-use commands::Commands;
 use domain::order::OrderCommand;
 use domain::{Carrier, Currency, Reason, Sku, TrackingNumber};
 use serde::Deserialize;
@@ -13,9 +10,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{accepted, valid, Accepted, CommandErrors, Fields, ReasonBody};
-use crate::auth::{Caller, Role};
+use crate::auth::Role;
 use crate::error::ApiError;
-use crate::extract::{Context, JsonBody};
+use crate::extract::{Invocation, JsonBody};
 
 /// A new, empty order.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -66,17 +63,30 @@ pub struct Ship {
     pub tracking_number: String,
 }
 
+impl Invocation {
+    /// A command on order `id` (`services`: whether services may issue it).
+    async fn order(
+        &self,
+        id: &str,
+        services: bool,
+        command: impl Fn() -> OrderCommand,
+    ) -> Result<Response, ApiError> {
+        let done = (self.commands)
+            .order_command(&self.principal, &self.ctx, id, services, command)
+            .await?;
+        Ok(accepted(done, None))
+    }
+}
+
 /// Create an order for a customer (the customer or an admin).
 #[utoipa::path(post, path = "/v1/orders", tag = "orders", operation_id = "create_order", request_body = CreateOrder,
     responses((status = 201, description = "Created", body = Accepted), CommandErrors),
     security(("bearer" = [])))]
 pub async fn create(
-    State(commands): State<Arc<Commands>>,
-    Caller(principal): Caller,
-    Context(ctx): Context,
+    call: Invocation,
     JsonBody(body): JsonBody<CreateOrder>,
 ) -> Result<Response, ApiError> {
-    principal.require(&[Role::Customer, Role::Admin])?;
+    call.principal.require(&[Role::Customer, Role::Admin])?;
     let mut f = Fields::default();
     let currency = f.take(Currency::parse(&body.currency));
     let customer_id = Uuid::parse_str(&body.customer_id);
@@ -89,8 +99,9 @@ pub async fn create(
     }
     f.finish()?;
     let (currency, customer_id) = (valid(currency)?, valid(customer_id.ok())?);
-    let done = commands
-        .create_order(&principal, &ctx, customer_id, currency)
+    let done = call
+        .commands
+        .create_order(&call.principal, &call.ctx, customer_id, currency)
         .await?;
     Ok(accepted(done, Some("/v1/orders")))
 }
@@ -101,16 +112,15 @@ pub async fn create(
     responses((status = 200, description = "Added", body = Accepted), CommandErrors),
     security(("bearer" = [])))]
 pub async fn add_item(
-    State(commands): State<Arc<Commands>>,
-    Caller(principal): Caller,
+    call: Invocation,
     Path(id): Path<String>,
-    Context(ctx): Context,
     JsonBody(body): JsonBody<AddItem>,
 ) -> Result<Response, ApiError> {
-    principal.require(&[Role::Customer])?;
+    call.principal.require(&[Role::Customer])?;
     let sku = Sku::parse(&body.sku).map_err(|e| ApiError::Validation(vec![e.into()]))?;
-    let done = commands
-        .add_item(&principal, &ctx, &id, &sku, body.quantity)
+    let done = call
+        .commands
+        .add_item(&call.principal, &call.ctx, &id, &sku, body.quantity)
         .await?;
     Ok(accepted(done, None))
 }
@@ -121,24 +131,18 @@ pub async fn add_item(
     responses((status = 200, description = "Changed", body = Accepted), CommandErrors),
     security(("bearer" = [])))]
 pub async fn change_quantity(
-    State(commands): State<Arc<Commands>>,
-    Caller(principal): Caller,
+    call: Invocation,
     Path((id, sku)): Path<(String, String)>,
-    Context(ctx): Context,
     JsonBody(body): JsonBody<ChangeQuantity>,
 ) -> Result<Response, ApiError> {
-    principal.require(&[Role::Customer])?;
+    call.principal.require(&[Role::Customer])?;
     let sku = Sku::parse(&sku).map_err(|_| ApiError::not_found(format!("item {sku} not found")))?;
-    let done = commands
-        .order_command(&principal, &ctx, &id, false, || {
-            OrderCommand::ChangeQuantity {
-                sku: sku.clone(),
-                quantity: body.quantity,
-                at: Utc::now(),
-            }
-        })
-        .await?;
-    Ok(accepted(done, None))
+    call.order(&id, false, || OrderCommand::ChangeQuantity {
+        sku: sku.clone(),
+        quantity: body.quantity,
+        at: Utc::now(),
+    })
+    .await
 }
 
 /// Remove a line (the customer).
@@ -147,20 +151,16 @@ pub async fn change_quantity(
     responses((status = 200, description = "Removed", body = Accepted), CommandErrors),
     security(("bearer" = [])))]
 pub async fn remove_item(
-    State(commands): State<Arc<Commands>>,
-    Caller(principal): Caller,
+    call: Invocation,
     Path((id, sku)): Path<(String, String)>,
-    Context(ctx): Context,
 ) -> Result<Response, ApiError> {
-    principal.require(&[Role::Customer])?;
+    call.principal.require(&[Role::Customer])?;
     let sku = Sku::parse(&sku).map_err(|_| ApiError::not_found(format!("item {sku} not found")))?;
-    let done = commands
-        .order_command(&principal, &ctx, &id, false, || OrderCommand::RemoveItem {
-            sku: sku.clone(),
-            at: Utc::now(),
-        })
-        .await?;
-    Ok(accepted(done, None))
+    call.order(&id, false, || OrderCommand::RemoveItem {
+        sku: sku.clone(),
+        at: Utc::now(),
+    })
+    .await
 }
 
 /// Place a draft order (the customer or an admin).
@@ -168,19 +168,10 @@ pub async fn remove_item(
     params(("id" = String, Path, description = "Order id")),
     responses((status = 200, description = "Placed", body = Accepted), CommandErrors),
     security(("bearer" = [])))]
-pub async fn place(
-    State(commands): State<Arc<Commands>>,
-    Caller(principal): Caller,
-    Path(id): Path<String>,
-    Context(ctx): Context,
-) -> Result<Response, ApiError> {
-    principal.require(&[Role::Customer, Role::Admin])?;
-    let done = commands
-        .order_command(&principal, &ctx, &id, false, || OrderCommand::Place {
-            at: Utc::now(),
-        })
-        .await?;
-    Ok(accepted(done, None))
+pub async fn place(call: Invocation, Path(id): Path<String>) -> Result<Response, ApiError> {
+    call.principal.require(&[Role::Customer, Role::Admin])?;
+    call.order(&id, false, || OrderCommand::Place { at: Utc::now() })
+        .await
 }
 
 /// Cancel an order that has not shipped (the customer or an admin).
@@ -189,22 +180,18 @@ pub async fn place(
     responses((status = 200, description = "Cancelled", body = Accepted), CommandErrors),
     security(("bearer" = [])))]
 pub async fn cancel(
-    State(commands): State<Arc<Commands>>,
-    Caller(principal): Caller,
+    call: Invocation,
     Path(id): Path<String>,
-    Context(ctx): Context,
     JsonBody(body): JsonBody<ReasonBody>,
 ) -> Result<Response, ApiError> {
-    principal.require(&[Role::Customer, Role::Admin])?;
+    call.principal.require(&[Role::Customer, Role::Admin])?;
     let reason =
         Reason::parse("reason", &body.reason).map_err(|e| ApiError::Validation(vec![e.into()]))?;
-    let done = commands
-        .order_command(&principal, &ctx, &id, false, || OrderCommand::Cancel {
-            reason: reason.clone(),
-            at: Utc::now(),
-        })
-        .await?;
-    Ok(accepted(done, None))
+    call.order(&id, false, || OrderCommand::Cancel {
+        reason: reason.clone(),
+        at: Utc::now(),
+    })
+    .await
 }
 
 /// Mark a placed order paid by a captured payment of its full total (service or admin).
@@ -213,17 +200,16 @@ pub async fn cancel(
     responses((status = 200, description = "Paid", body = Accepted), CommandErrors),
     security(("bearer" = [])))]
 pub async fn mark_paid(
-    State(commands): State<Arc<Commands>>,
-    Caller(principal): Caller,
+    call: Invocation,
     Path(id): Path<String>,
-    Context(ctx): Context,
     JsonBody(body): JsonBody<MarkPaid>,
 ) -> Result<Response, ApiError> {
-    principal.require(&[Role::Service, Role::Admin])?;
+    call.principal.require(&[Role::Service, Role::Admin])?;
     let payment_id = Uuid::parse_str(&body.payment_id)
         .map_err(|_| ApiError::field("payment_id", "invalid_id", "must be a payment id (UUID)"))?;
-    let done = commands
-        .mark_paid(&principal, &ctx, &id, payment_id)
+    let done = call
+        .commands
+        .mark_paid(&call.principal, &call.ctx, &id, payment_id)
         .await?;
     Ok(accepted(done, None))
 }
@@ -234,13 +220,11 @@ pub async fn mark_paid(
     responses((status = 200, description = "Shipped", body = Accepted), CommandErrors),
     security(("bearer" = [])))]
 pub async fn ship(
-    State(commands): State<Arc<Commands>>,
-    Caller(principal): Caller,
+    call: Invocation,
     Path(id): Path<String>,
-    Context(ctx): Context,
     JsonBody(body): JsonBody<Ship>,
 ) -> Result<Response, ApiError> {
-    principal.require(&[Role::Admin, Role::Service])?;
+    call.principal.require(&[Role::Admin, Role::Service])?;
     let mut f = Fields::default();
     let carrier = f.take(Carrier::parse("carrier", &body.carrier));
     let tracking_number = f.take(TrackingNumber::parse(
@@ -249,14 +233,12 @@ pub async fn ship(
     ));
     f.finish()?;
     let (carrier, tracking_number) = (valid(carrier)?, valid(tracking_number)?);
-    let done = commands
-        .order_command(&principal, &ctx, &id, true, || OrderCommand::Ship {
-            carrier: carrier.clone(),
-            tracking_number: tracking_number.clone(),
-            at: Utc::now(),
-        })
-        .await?;
-    Ok(accepted(done, None))
+    call.order(&id, true, || OrderCommand::Ship {
+        carrier: carrier.clone(),
+        tracking_number: tracking_number.clone(),
+        at: Utc::now(),
+    })
+    .await
 }
 
 /// Confirm delivery of a shipped order (admin or service).
@@ -264,17 +246,8 @@ pub async fn ship(
     params(("id" = String, Path, description = "Order id")),
     responses((status = 200, description = "Delivered", body = Accepted), CommandErrors),
     security(("bearer" = [])))]
-pub async fn deliver(
-    State(commands): State<Arc<Commands>>,
-    Caller(principal): Caller,
-    Path(id): Path<String>,
-    Context(ctx): Context,
-) -> Result<Response, ApiError> {
-    principal.require(&[Role::Admin, Role::Service])?;
-    let done = commands
-        .order_command(&principal, &ctx, &id, true, || OrderCommand::Deliver {
-            at: Utc::now(),
-        })
-        .await?;
-    Ok(accepted(done, None))
+pub async fn deliver(call: Invocation, Path(id): Path<String>) -> Result<Response, ApiError> {
+    call.principal.require(&[Role::Admin, Role::Service])?;
+    call.order(&id, true, || OrderCommand::Deliver { at: Utc::now() })
+        .await
 }

@@ -1,9 +1,7 @@
 //! `/v1/payments`: initiated by the customer (or the provider), moved on by
 //! the payment provider's webhooks (service) or an admin.
 
-use std::sync::Arc;
-
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::response::Response;
 use chrono::Utc;
 use domain::payment::PaymentCommand;
@@ -12,12 +10,9 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use commands::{CommandContext, Commands};
-
 use super::{accepted, Accepted, CommandErrors, ReasonBody};
-use crate::auth::{Caller, Principal};
 use crate::error::ApiError;
-use crate::extract::{Context, JsonBody};
+use crate::extract::{Invocation, JsonBody};
 
 /// A payment for a placed order; its amount is the order's total.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -51,28 +46,26 @@ pub struct RefundBody {
     responses((status = 201, description = "Initiated", body = Accepted), CommandErrors),
     security(("bearer" = [])))]
 pub async fn initiate(
-    State(commands): State<Arc<Commands>>,
-    Caller(principal): Caller,
-    Context(ctx): Context,
+    call: Invocation,
     JsonBody(body): JsonBody<InitiatePayment>,
 ) -> Result<Response, ApiError> {
     let order_id = Uuid::parse_str(&body.order_id)
         .map_err(|_| ApiError::field("order_id", "invalid_id", "must be an order id (UUID)"))?;
-    let done = commands
-        .initiate_payment(&principal, &ctx, order_id)
+    let done = call
+        .commands
+        .initiate_payment(&call.principal, &call.ctx, order_id)
         .await?;
     Ok(accepted(done, Some("/v1/payments")))
 }
 
-async fn provider_step(
-    commands: &Commands,
-    principal: &Principal,
-    id: &str,
-    ctx: &CommandContext,
-    command: PaymentCommand,
-) -> Result<Response, ApiError> {
-    let done = commands.payment_step(principal, ctx, id, command).await?;
-    Ok(accepted(done, None))
+impl Invocation {
+    /// A payment provider's step on payment `id`.
+    async fn payment_step(&self, id: &str, command: PaymentCommand) -> Result<Response, ApiError> {
+        let done = (self.commands)
+            .payment_step(&self.principal, &self.ctx, id, command)
+            .await?;
+        Ok(accepted(done, None))
+    }
 }
 
 /// Record an authorization (service or admin).
@@ -81,17 +74,15 @@ async fn provider_step(
     responses((status = 200, description = "Authorized", body = Accepted), CommandErrors),
     security(("bearer" = [])))]
 pub async fn authorize(
-    State(commands): State<Arc<Commands>>,
-    Caller(principal): Caller,
+    call: Invocation,
     Path(id): Path<String>,
-    Context(ctx): Context,
     JsonBody(body): JsonBody<AmountBody>,
 ) -> Result<Response, ApiError> {
     let command = PaymentCommand::Authorize {
         amount_minor: body.amount_minor,
         at: Utc::now(),
     };
-    provider_step(&commands, &principal, &id, &ctx, command).await
+    call.payment_step(&id, command).await
 }
 
 /// Record a capture, not above the authorization (service or admin).
@@ -100,17 +91,15 @@ pub async fn authorize(
     responses((status = 200, description = "Captured", body = Accepted), CommandErrors),
     security(("bearer" = [])))]
 pub async fn capture(
-    State(commands): State<Arc<Commands>>,
-    Caller(principal): Caller,
+    call: Invocation,
     Path(id): Path<String>,
-    Context(ctx): Context,
     JsonBody(body): JsonBody<AmountBody>,
 ) -> Result<Response, ApiError> {
     let command = PaymentCommand::Capture {
         amount_minor: body.amount_minor,
         at: Utc::now(),
     };
-    provider_step(&commands, &principal, &id, &ctx, command).await
+    call.payment_step(&id, command).await
 }
 
 /// Record a failure (service or admin).
@@ -119,25 +108,17 @@ pub async fn capture(
     responses((status = 200, description = "Failed", body = Accepted), CommandErrors),
     security(("bearer" = [])))]
 pub async fn fail(
-    State(commands): State<Arc<Commands>>,
-    Caller(principal): Caller,
+    call: Invocation,
     Path(id): Path<String>,
-    Context(ctx): Context,
     JsonBody(body): JsonBody<ReasonBody>,
 ) -> Result<Response, ApiError> {
     let reason =
         Reason::parse("reason", &body.reason).map_err(|e| ApiError::Validation(vec![e.into()]))?;
-    provider_step(
-        &commands,
-        &principal,
-        &id,
-        &ctx,
-        PaymentCommand::Fail {
-            reason,
-            at: Utc::now(),
-        },
-    )
-    .await
+    let command = PaymentCommand::Fail {
+        reason,
+        at: Utc::now(),
+    };
+    call.payment_step(&id, command).await
 }
 
 /// Record a (partial) refund (service or admin).
@@ -146,10 +127,8 @@ pub async fn fail(
     responses((status = 200, description = "Refunded", body = Accepted), CommandErrors),
     security(("bearer" = [])))]
 pub async fn refund(
-    State(commands): State<Arc<Commands>>,
-    Caller(principal): Caller,
+    call: Invocation,
     Path(id): Path<String>,
-    Context(ctx): Context,
     JsonBody(body): JsonBody<RefundBody>,
 ) -> Result<Response, ApiError> {
     let reason =
@@ -159,5 +138,5 @@ pub async fn refund(
         reason,
         at: Utc::now(),
     };
-    provider_step(&commands, &principal, &id, &ctx, command).await
+    call.payment_step(&id, command).await
 }

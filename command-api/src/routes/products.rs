@@ -1,18 +1,15 @@
 //! `/v1/products`: the catalog (admin only).
 
-use std::sync::Arc;
-
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::response::Response;
-use commands::Commands;
 use domain::{Currency, Money, ProductName, Sku};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::{accepted, valid, Accepted, CommandErrors, Fields, MoneyBody};
-use crate::auth::{Caller, Role};
+use crate::auth::Role;
 use crate::error::ApiError;
-use crate::extract::{Context, JsonBody};
+use crate::extract::{Invocation, JsonBody};
 
 /// A new product.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -59,20 +56,19 @@ fn path_sku(raw: &str) -> Result<Sku, ApiError> {
     responses((status = 201, description = "Created", body = Accepted), CommandErrors),
     security(("bearer" = [])))]
 pub async fn create(
-    State(commands): State<Arc<Commands>>,
-    Caller(principal): Caller,
-    Context(ctx): Context,
+    call: Invocation,
     JsonBody(body): JsonBody<CreateProduct>,
 ) -> Result<Response, ApiError> {
-    principal.require(&[Role::Admin])?;
+    call.principal.require(&[Role::Admin])?;
     let mut f = Fields::default();
     let sku = f.take(Sku::parse(&body.sku));
     let name = f.take(ProductName::parse("name", &body.name));
     let unit_price = parse_price(&mut f, &body.unit_price);
     f.finish()?;
     let (sku, name, unit_price) = (valid(sku)?, valid(name)?, valid(unit_price)?);
-    let done = commands
-        .create_product(&principal, &ctx, sku, name, unit_price)
+    let done = call
+        .commands
+        .create_product(&call.principal, &call.ctx, sku, name, unit_price)
         .await?;
     Ok(accepted(done, Some("/v1/products")))
 }
@@ -83,13 +79,11 @@ pub async fn create(
     responses((status = 200, description = "Updated", body = Accepted), CommandErrors),
     security(("bearer" = [])))]
 pub async fn update(
-    State(commands): State<Arc<Commands>>,
-    Caller(principal): Caller,
+    call: Invocation,
     Path(sku): Path<String>,
-    Context(ctx): Context,
     JsonBody(body): JsonBody<UpdateProduct>,
 ) -> Result<Response, ApiError> {
-    principal.require(&[Role::Admin])?;
+    call.principal.require(&[Role::Admin])?;
     let sku = path_sku(&sku)?;
     let mut f = Fields::default();
     let name = body
@@ -105,8 +99,15 @@ pub async fn update(
         ));
     }
     f.finish()?;
-    let done = commands
-        .update_product(&principal, &ctx, &sku, name.flatten(), unit_price.flatten())
+    let done = call
+        .commands
+        .update_product(
+            &call.principal,
+            &call.ctx,
+            &sku,
+            name.flatten(),
+            unit_price.flatten(),
+        )
         .await?;
     Ok(accepted(done, None))
 }
@@ -116,14 +117,12 @@ pub async fn update(
     params(("sku" = String, Path, description = "SKU")),
     responses((status = 200, description = "Retired", body = Accepted), CommandErrors),
     security(("bearer" = [])))]
-pub async fn retire(
-    State(commands): State<Arc<Commands>>,
-    Caller(principal): Caller,
-    Path(sku): Path<String>,
-    Context(ctx): Context,
-) -> Result<Response, ApiError> {
-    principal.require(&[Role::Admin])?;
+pub async fn retire(call: Invocation, Path(sku): Path<String>) -> Result<Response, ApiError> {
+    call.principal.require(&[Role::Admin])?;
     let sku = path_sku(&sku)?;
-    let done = commands.retire_product(&principal, &ctx, &sku).await?;
+    let done = call
+        .commands
+        .retire_product(&call.principal, &call.ctx, &sku)
+        .await?;
     Ok(accepted(done, None))
 }

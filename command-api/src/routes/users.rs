@@ -4,16 +4,16 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::response::Response;
-use commands::{CommandContext, Commands};
+use commands::Commands;
 use domain::{Email, PersonName, ShippingAddress};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{accepted, valid, Accepted, CommandErrors, Fields};
-use crate::auth::{Caller, Principal, Role};
+use crate::auth::Role;
 use crate::error::ApiError;
-use crate::extract::{Context, JsonBody};
+use crate::extract::{Context, Invocation, JsonBody};
 
 /// Sign-up.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -78,13 +78,11 @@ pub async fn register(
     responses((status = 200, description = "Updated", body = Accepted), CommandErrors),
     security(("bearer" = [])))]
 pub async fn update(
-    State(commands): State<Arc<Commands>>,
-    Caller(principal): Caller,
+    call: Invocation,
     Path(id): Path<String>,
-    Context(ctx): Context,
     JsonBody(body): JsonBody<UpdateUser>,
 ) -> Result<Response, ApiError> {
-    principal.require(&[Role::Customer, Role::Admin])?;
+    call.principal.require(&[Role::Customer, Role::Admin])?;
     let user_id = path_uuid(&id, "user")?;
     let mut f = Fields::default();
     let name = body
@@ -108,8 +106,15 @@ pub async fn update(
         ));
     }
     f.finish()?;
-    let done = commands
-        .update_profile(&principal, &ctx, user_id, name.flatten(), address.flatten())
+    let done = call
+        .commands
+        .update_profile(
+            &call.principal,
+            &call.ctx,
+            user_id,
+            name.flatten(),
+            address.flatten(),
+        )
         .await?;
     Ok(accepted(done, None))
 }
@@ -119,13 +124,8 @@ pub async fn update(
     params(("id" = String, Path, description = "User id")),
     responses((status = 200, description = "Deactivated", body = Accepted), CommandErrors),
     security(("bearer" = [])))]
-pub async fn deactivate(
-    State(commands): State<Arc<Commands>>,
-    Caller(principal): Caller,
-    Path(id): Path<String>,
-    Context(ctx): Context,
-) -> Result<Response, ApiError> {
-    toggle(&commands, &principal, &id, &ctx, false).await
+pub async fn deactivate(call: Invocation, Path(id): Path<String>) -> Result<Response, ApiError> {
+    toggle(&call, &id, false).await
 }
 
 /// Reactivate a user (admin).
@@ -133,24 +133,15 @@ pub async fn deactivate(
     params(("id" = String, Path, description = "User id")),
     responses((status = 200, description = "Reactivated", body = Accepted), CommandErrors),
     security(("bearer" = [])))]
-pub async fn reactivate(
-    State(commands): State<Arc<Commands>>,
-    Caller(principal): Caller,
-    Path(id): Path<String>,
-    Context(ctx): Context,
-) -> Result<Response, ApiError> {
-    toggle(&commands, &principal, &id, &ctx, true).await
+pub async fn reactivate(call: Invocation, Path(id): Path<String>) -> Result<Response, ApiError> {
+    toggle(&call, &id, true).await
 }
 
-async fn toggle(
-    commands: &Commands,
-    principal: &Principal,
-    id: &str,
-    ctx: &CommandContext,
-    active: bool,
-) -> Result<Response, ApiError> {
-    principal.require(&[Role::Admin])?;
+async fn toggle(call: &Invocation, id: &str, active: bool) -> Result<Response, ApiError> {
+    call.principal.require(&[Role::Admin])?;
     let user_id = path_uuid(id, "user")?;
-    let done = commands.set_active(principal, ctx, user_id, active).await?;
+    let done = (call.commands)
+        .set_active(&call.principal, &call.ctx, user_id, active)
+        .await?;
     Ok(accepted(done, None))
 }

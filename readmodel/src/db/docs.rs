@@ -5,24 +5,89 @@ use std::collections::HashMap;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use sqlx::{Any, Row};
+use sqlx::any::AnyRow;
+use sqlx::{Any, FromRow, Row};
 
 use super::{bind_all, placeholders, SqlValue, Tx, CHUNK};
 use crate::ProjectionError;
 
-/// A read model row stored as a JSON document plus indexed columns.
+/// A read model row stored as a JSON document plus indexed columns,
+/// declared with [`doc_row!`].
 pub trait DocRow: Serialize + DeserializeOwned {
+    /// The table (its generations are `<TABLE>_g<n>`, the live one a view).
+    const TABLE: &'static str;
+    /// The key column.
+    const KEY: &'static str;
     /// Indexed columns besides the key and `doc`, in table order.
-    const COLUMNS: &'static [&'static str];
+    const COLUMNS: &'static [&'static str] = &[];
     /// Their values for this row.
-    fn column_values(&self) -> Vec<SqlValue>;
+    fn column_values(&self) -> Vec<SqlValue> {
+        Vec::new()
+    }
 }
+
+/// Implements [`DocRow`]: the document's table, its key column and its
+/// indexed columns (fields of the same names, in table order):
+/// `doc_row! { OrderView in order_view, key order_id, columns status, currency }`.
+///
+/// With `read as Row: column: Type, …` instead of `columns …`, it also
+/// declares the row the query side reads: the key, the columns (typed once,
+/// here) and the document, parsed on first use ([`crate::Doc`]), with `get`.
+macro_rules! doc_row {
+    ($doc:ident in $table:ident, key $key:ident $(, columns $($field:ident),+)? $(,)?) => {
+        impl $crate::db::DocRow for $doc {
+            const TABLE: &'static str = stringify!($table);
+            const KEY: &'static str = stringify!($key);
+            $(
+                const COLUMNS: &'static [&'static str] = &[$(stringify!($field)),+];
+                fn column_values(&self) -> Vec<$crate::db::SqlValue> {
+                    vec![$($crate::db::SqlValue::from(&self.$field)),+]
+                }
+            )?
+        }
+    };
+    ($doc:ident in $table:ident, key $key:ident, read as $row:ident: $($field:ident: $ty:ty),+ $(,)?) => {
+        $crate::db::doc_row! { $doc in $table, key $key, columns $($field),+ }
+
+        #[doc = concat!("A row of `", stringify!($table), "` as the query side reads it: `",
+                        stringify!($key), "`, the indexed columns and the document, parsed on first use.")]
+        #[derive(Debug, Clone, sqlx::FromRow)]
+        pub struct $row {
+            pub $key: String,
+            $(pub $field: $ty,)+
+            #[sqlx(try_from = "String")]
+            pub doc: $crate::Doc<$doc>,
+        }
+
+        impl $row {
+            /// The columns a query selects, in the row's order.
+            pub fn columns() -> &'static str {
+                static COLUMNS: std::sync::LazyLock<String> =
+                    std::sync::LazyLock::new(|| $crate::db::columns::<$doc>());
+                &COLUMNS
+            }
+
+            /// The row of `key` in the live generation.
+            ///
+            /// # Errors
+            /// Database errors.
+            pub async fn get(pool: &sqlx::AnyPool, key: &str) -> Result<Option<Self>, sqlx::Error> {
+                let sql = format!(
+                    "SELECT {} FROM {} WHERE {} = $1",
+                    Self::columns(), stringify!($table), stringify!($key)
+                );
+                $crate::db::fetch_by_key(pool, &sql, key).await
+            }
+        }
+    };
+}
+pub(crate) use doc_row;
 
 /// The columns a query reads of a document table: the key, the indexed
 /// columns of `T` and the document, in that order (one list, owned by the
 /// row type that writes them).
-pub fn columns<T: DocRow>(key: &str) -> String {
-    let mut all = vec![key];
+pub fn columns<T: DocRow>() -> String {
+    let mut all = vec![T::KEY];
     all.extend_from_slice(T::COLUMNS);
     all.push("doc");
     all.join(", ")
@@ -52,18 +117,13 @@ impl Binds {
     ///
     /// # Errors
     /// Database errors.
-    pub async fn fetch<R>(
+    pub async fn fetch<R: for<'r> FromRow<'r, AnyRow>>(
         self,
         pool: &sqlx::AnyPool,
         sql: &str,
-        row: fn(&sqlx::any::AnyRow) -> Result<R, sqlx::Error>,
     ) -> Result<Vec<R>, sqlx::Error> {
-        self.query(sql)
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(row)
-            .collect()
+        let rows = self.query(sql).fetch_all(pool).await?;
+        rows.iter().map(|r| R::from_row(r)).collect()
     }
 
     /// `sql` with the parameters bound.
@@ -156,12 +216,11 @@ pub async fn save_docs<'a, T: DocRow + 'a>(
 ///
 /// # Errors
 /// Database errors.
-pub async fn fetch_by_key<R>(
+pub async fn fetch_by_key<R: for<'r> FromRow<'r, AnyRow>>(
     pool: &sqlx::AnyPool,
     sql: &str,
     id: &str,
-    row: fn(&sqlx::any::AnyRow) -> Result<R, sqlx::Error>,
 ) -> Result<Option<R>, sqlx::Error> {
     let found = sqlx::query(sql).bind(id).fetch_optional(pool).await?;
-    found.as_ref().map(row).transpose()
+    found.as_ref().map(|r| R::from_row(r)).transpose()
 }

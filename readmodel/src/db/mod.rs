@@ -20,6 +20,7 @@ use sqlx::{Any, AnyPool, Transaction};
 
 pub use checksum::table_checksum;
 pub use counters::Counters;
+pub(crate) use docs::doc_row;
 pub use docs::{columns, fetch_by_key, load_docs, save_docs, Binds, DocRow};
 pub use rows::Rows;
 
@@ -44,6 +45,24 @@ pub enum SqlValue {
     Text(String),
     Int(i64),
     Null,
+}
+
+impl From<&String> for SqlValue {
+    fn from(v: &String) -> Self {
+        Self::Text(v.clone())
+    }
+}
+
+impl From<&i64> for SqlValue {
+    fn from(v: &i64) -> Self {
+        Self::Int(*v)
+    }
+}
+
+impl From<&Option<String>> for SqlValue {
+    fn from(v: &Option<String>) -> Self {
+        v.clone().map_or(Self::Null, Self::Text)
+    }
 }
 
 /// How long a caller waits for a free read-model connection by default.

@@ -4,28 +4,28 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::{load_docs, save_docs, DocRow, Tx};
-use crate::ProjectionError;
+use eventlog::StoredEvent;
 
-/// The rows of `table` (keyed by `key`) a batch works on.
+use crate::models::missing;
+use crate::{FoldError, ProjectionError};
+
+/// The rows of `T`'s table a batch works on.
 #[derive(Debug)]
 pub struct Rows<T> {
-    table: &'static str,
-    key: &'static str,
     rows: HashMap<String, T>,
     dirty: BTreeSet<String>,
 }
 
-impl<T> Rows<T> {
-    /// An empty working set of `table`, keyed by `key`.
-    pub fn new(table: &'static str, key: &'static str) -> Self {
+impl<T> Default for Rows<T> {
+    fn default() -> Self {
         Self {
-            table,
-            key,
             rows: HashMap::new(),
             dirty: BTreeSet::new(),
         }
     }
+}
 
+impl<T> Rows<T> {
     /// A new row (or one replaced): it is written.
     pub fn insert(&mut self, id: String, row: T) {
         self.dirty.insert(id.clone());
@@ -37,6 +37,15 @@ impl<T> Rows<T> {
         let row = self.rows.get_mut(id)?;
         self.dirty.insert(id.to_string());
         Some(row)
+    }
+
+    /// The row `e` changes (`what` `id`): it is written; a missing one is a
+    /// fold error naming it.
+    ///
+    /// # Errors
+    /// [`FoldError`] when the row is not in the working set.
+    pub fn existing(&mut self, what: &str, id: &str, e: &StoredEvent) -> Result<&mut T, FoldError> {
+        self.get_mut(id).ok_or_else(|| missing(what, id, e))
     }
 
     /// Marks a row written (it was changed through a copy).
@@ -61,7 +70,7 @@ impl<T: DocRow> Rows<T> {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        self.rows = load_docs(tx, self.table, self.key, g, &keys).await?;
+        self.rows = load_docs(tx, T::TABLE, T::KEY, g, &keys).await?;
         Ok(())
     }
 
@@ -71,7 +80,7 @@ impl<T: DocRow> Rows<T> {
     /// Database errors.
     pub async fn save(&self, tx: &mut Tx<'_>, g: i64) -> Result<(), ProjectionError> {
         let changed = self.dirty.iter().filter_map(|k| self.rows.get_key_value(k));
-        save_docs(tx, self.table, self.key, g, changed).await
+        save_docs(tx, T::TABLE, T::KEY, g, changed).await
     }
 }
 

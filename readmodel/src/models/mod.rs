@@ -14,8 +14,8 @@ use domain::user::UserEvent;
 use domain::Event;
 use eventlog::StoredEvent;
 
-use crate::db::Binds;
-use crate::FoldError;
+use crate::db::{Binds, DocRow, Rows, Tx};
+use crate::{Batch, FoldError, ProjectionError};
 
 /// The event, typed (decoded once when it was read).
 fn typed(event: &StoredEvent) -> Result<&Event, FoldError> {
@@ -100,6 +100,25 @@ pub(crate) fn ordering_customers<'a>(
         Ok(Event::Order(OrderEvent::Created { customer_id, .. })) => Some(customer_id.to_string()),
         _ => None,
     })
+}
+
+/// Loads the payments of `batch`, then its orders: those of its order
+/// events, those the loaded payments pay (`order_of`), and those it
+/// initiates payments for.
+pub(crate) async fn load_orders<O: DocRow, P: DocRow>(
+    tx: &mut Tx<'_>,
+    batch: Batch<'_>,
+    orders: &mut Rows<O>,
+    payments: &mut Rows<P>,
+    order_of: impl Fn(&P) -> String,
+) -> Result<(), ProjectionError> {
+    let Batch { g, events } = batch;
+    payments.load(tx, g, ids_of(events, "Payment")).await?;
+    let ids: Vec<String> = ids_of(events, "Order")
+        .chain(payments.values().map(order_of))
+        .chain(paid_orders(events))
+        .collect();
+    orders.load(tx, g, ids).await
 }
 
 /// The event's recorded time as stored in read models (ISO 8601, UTC, µs).

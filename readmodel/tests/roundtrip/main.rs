@@ -218,7 +218,11 @@ async fn fold_and_store<P: Projection>(db: &ReadDb, events: &[StoredEvent]) {
         .filter(|e| P::handles(&e.event_type))
         .collect();
     let mut state = P::State::default();
-    state.load(&mut tx, 1, &relevant).await.expect("load");
+    let batch = readmodel::Batch {
+        g: 1,
+        events: &relevant,
+    };
+    state.load(&mut tx, batch).await.expect("load");
     for e in &relevant {
         P::fold(&mut state, e).expect("fold");
     }
@@ -233,7 +237,7 @@ async fn read_db(t: &TestDatabase) -> ReadDb {
 async fn customer_round_trip(t: &TestDatabase) {
     let db = read_db(t).await;
     fold_and_store::<CustomerView>(&db, &story()).await;
-    let row = customer::store::get(db.pool(), &USER.to_string())
+    let row = customer::CustomerRow::get(db.pool(), &USER.to_string())
         .await
         .expect("read")
         .expect("the customer");
@@ -273,7 +277,7 @@ async fn customer_round_trip(t: &TestDatabase) {
 async fn order_round_trip(t: &TestDatabase) {
     let db = read_db(t).await;
     fold_and_store::<OrderViewProjection>(&db, &story()).await;
-    let row = orders::store::get(db.pool(), &ORDER.to_string())
+    let row = orders::OrderRow::get(db.pool(), &ORDER.to_string())
         .await
         .expect("read")
         .expect("the order");

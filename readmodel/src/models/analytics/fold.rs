@@ -9,7 +9,7 @@ use eventlog::StoredEvent;
 
 use crate::db::Counters;
 use crate::db::Rows;
-use crate::models::{day, missing, order_event, payment_event, user_event};
+use crate::models::{day, order_event, payment_event, user_event};
 use crate::FoldError;
 
 use super::types::*;
@@ -28,7 +28,7 @@ pub struct State {
 impl Default for State {
     fn default() -> Self {
         Self {
-            orders: Rows::new("analytics_orders", "order_id"),
+            orders: Rows::default(),
             daily: Counters::new(
                 "analytics_daily",
                 &["day", "currency"],
@@ -58,9 +58,7 @@ impl Default for State {
 
 impl State {
     fn memo(&mut self, id: &str, e: &StoredEvent) -> Result<&mut OrderMemo, FoldError> {
-        self.orders
-            .get_mut(id)
-            .ok_or_else(|| missing("order", id, e))
+        self.orders.existing("order", id, e)
     }
 }
 

@@ -2,23 +2,18 @@
 //! fold's side) and the reads the query side runs. Ranges are inclusive
 //! days (`YYYY-MM-DD`).
 
-use eventlog::StoredEvent;
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 
 use super::fold::State;
 use super::types::{DailyRow, OutcomeRow, ProductRow, StageRow};
 use crate::db::{Binds, Tx};
 use crate::models::ids_of;
-use crate::{ProjectionError, WorkingSet};
+use crate::{Batch, ProjectionError, WorkingSet};
 
 impl WorkingSet for State {
-    async fn load(
-        &mut self,
-        tx: &mut Tx<'_>,
-        g: i64,
-        events: &[&StoredEvent],
-    ) -> Result<(), ProjectionError> {
-        self.orders.load(tx, g, ids_of(events, "Order")).await
+    async fn load(&mut self, tx: &mut Tx<'_>, batch: Batch<'_>) -> Result<(), ProjectionError> {
+        let orders = ids_of(batch.events, "Order");
+        self.orders.load(tx, batch.g, orders).await
     }
 
     async fn save(&self, tx: &mut Tx<'_>, g: i64) -> Result<(), ProjectionError> {
@@ -60,16 +55,7 @@ pub async fn daily(
     binds.push(currency);
     let sql = "SELECT day, revenue_minor, orders_placed, placed_value_minor FROM analytics_daily \
                WHERE day >= $1 AND day <= $2 AND currency = $3 ORDER BY day";
-    binds
-        .fetch(pool, sql, |r| {
-            Ok(DailyRow {
-                day: r.try_get("day")?,
-                revenue_minor: r.try_get("revenue_minor")?,
-                orders_placed: r.try_get("orders_placed")?,
-                placed_value_minor: r.try_get("placed_value_minor")?,
-            })
-        })
-        .await
+    binds.fetch(pool, sql).await
 }
 
 /// The top `limit` products in `[from, to]`, by revenue or by quantity.
@@ -94,17 +80,7 @@ pub async fn top_products(
          FROM analytics_products WHERE day >= $1 AND day <= $2 \
          GROUP BY sku, currency ORDER BY {order}, sku LIMIT {limit}"
     );
-    range(from, to)
-        .fetch(pool, &sql, |r| {
-            Ok(ProductRow {
-                sku: r.try_get("sku")?,
-                name: r.try_get("name")?,
-                currency: r.try_get("currency")?,
-                quantity: r.try_get("quantity")?,
-                revenue_minor: r.try_get("revenue")?,
-            })
-        })
-        .await
+    range(from, to).fetch(pool, &sql).await
 }
 
 /// Payment outcomes in `[from, to]`.
@@ -118,15 +94,7 @@ pub async fn payment_outcomes(
 ) -> Result<Vec<OutcomeRow>, sqlx::Error> {
     let sql = "SELECT outcome, reason, CAST(SUM(count) AS BIGINT) AS n FROM analytics_payments \
                WHERE day >= $1 AND day <= $2 GROUP BY outcome, reason ORDER BY outcome, reason";
-    range(from, to)
-        .fetch(pool, sql, |r| {
-            Ok(OutcomeRow {
-                outcome: r.try_get("outcome")?,
-                reason: r.try_get("reason")?,
-                count: r.try_get("n")?,
-            })
-        })
-        .await
+    range(from, to).fetch(pool, sql).await
 }
 
 /// New customers in `[from, to]`.
@@ -137,8 +105,8 @@ pub async fn new_customers(pool: &AnyPool, from: &str, to: &str) -> Result<i64, 
     let sql =
         "SELECT CAST(COALESCE(SUM(new_customers), 0) AS BIGINT) AS n FROM analytics_customers \
                WHERE day >= $1 AND day <= $2";
-    let n = range(from, to).fetch(pool, sql, |r| r.try_get("n")).await?;
-    Ok(n.first().copied().unwrap_or(0))
+    let n: Vec<(i64,)> = range(from, to).fetch(pool, sql).await?;
+    Ok(n.first().map_or(0, |(n,)| *n))
 }
 
 /// Orders per funnel stage in `[from, to]`.
@@ -148,12 +116,5 @@ pub async fn new_customers(pool: &AnyPool, from: &str, to: &str) -> Result<i64, 
 pub async fn funnel(pool: &AnyPool, from: &str, to: &str) -> Result<Vec<StageRow>, sqlx::Error> {
     let sql = "SELECT stage, CAST(SUM(count) AS BIGINT) AS n FROM analytics_funnel \
                WHERE day >= $1 AND day <= $2 GROUP BY stage";
-    range(from, to)
-        .fetch(pool, sql, |r| {
-            Ok(StageRow {
-                stage: r.try_get("stage")?,
-                count: r.try_get("n")?,
-            })
-        })
-        .await
+    range(from, to).fetch(pool, sql).await
 }

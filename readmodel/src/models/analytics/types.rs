@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::db::{DocRow, SqlValue};
+use crate::db::doc_row;
 
 /// What analytics remembers of an order between its events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -17,15 +17,10 @@ pub struct OrderMemo {
     pub names: BTreeMap<String, String>,
 }
 
-impl DocRow for OrderMemo {
-    const COLUMNS: &'static [&'static str] = &[];
-    fn column_values(&self) -> Vec<SqlValue> {
-        Vec::new()
-    }
-}
+doc_row! { OrderMemo in analytics_orders, key order_id }
 
 /// One day's figures in one currency.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct DailyRow {
     pub day: String,
     /// Captured − refunded, minor units.
@@ -35,28 +30,31 @@ pub struct DailyRow {
 }
 
 /// One product's sales over a range.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ProductRow {
     pub sku: String,
     pub name: String,
     pub currency: String,
     pub quantity: i64,
+    #[sqlx(rename = "revenue")]
     pub revenue_minor: i64,
 }
 
 /// How many payments ended one way over a range.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct OutcomeRow {
     /// `captured`, `failed`, `refunded`, …
     pub outcome: String,
     /// Why, for failures (empty otherwise).
     pub reason: String,
+    #[sqlx(rename = "n")]
     pub count: i64,
 }
 
 /// How many orders reached one funnel stage over a range.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct StageRow {
     pub stage: String,
+    #[sqlx(rename = "n")]
     pub count: i64,
 }

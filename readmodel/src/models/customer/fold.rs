@@ -14,29 +14,16 @@ use crate::FoldError;
 use super::types::*;
 
 /// The batch's working set.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct State {
     pub customers: Rows<Customer>,
     pub orders: Rows<CustomerOrder>,
     pub payments: Rows<PaymentLink>,
 }
 
-impl Default for State {
-    fn default() -> Self {
-        Self {
-            customers: Rows::new("customer_view", "user_id"),
-            orders: Rows::new("customer_orders", "order_id"),
-            payments: Rows::new("customer_payments", "payment_id"),
-        }
-    }
-}
-
 impl State {
     fn customer(&mut self, id: &str, e: &StoredEvent) -> Result<&mut Customer, FoldError> {
-        let customer = self
-            .customers
-            .get_mut(id)
-            .ok_or_else(|| missing("customer", id, e))?;
+        let customer = self.customers.existing("customer", id, e)?;
         if let Some(last) = customer.last_cursor.filter(|last| *last > e.cursor()) {
             return Err(FoldError::new(format!(
                 "customer {id}: {} at position {} arrived after position {} (out of commit order)",
@@ -48,9 +35,7 @@ impl State {
     }
 
     fn order(&mut self, id: &str, e: &StoredEvent) -> Result<&mut CustomerOrder, FoldError> {
-        self.orders
-            .get_mut(id)
-            .ok_or_else(|| missing("order", id, e))
+        self.orders.existing("order", id, e)
     }
 
     /// Moves an order to `status`, keeping the customer's counts in step.
@@ -240,10 +225,7 @@ fn fold_payment(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
                 .lifetime_spend
                 .entry(amount.currency.to_string())
                 .or_default() -= amount.amount_minor;
-            let p = s
-                .payments
-                .get_mut(id)
-                .ok_or_else(|| missing("payment", id, e))?;
+            let p = s.payments.existing("payment", id, e)?;
             p.refunded_minor += amount.amount_minor;
             if p.refunded_minor >= p.captured_minor {
                 "refunded".to_string()

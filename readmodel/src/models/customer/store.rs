@@ -1,31 +1,19 @@
 //! The SQL of `customer_view`: loading and saving a batch's working set
 //! (the fold's side) and the reads the query side runs.
 
-use std::sync::LazyLock;
-
-use eventlog::StoredEvent;
-use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 
 use super::fold::State;
-use super::types::{Customer, CustomerFilter, CustomerRow, CustomerSort};
-use crate::db::{columns, fetch_by_key, Binds, Tx};
-use crate::models::{ids_of, ordering_customers, paid_orders, After};
-use crate::{Doc, ProjectionError, WorkingSet};
+use super::types::{CustomerFilter, CustomerRow, CustomerSort, PaymentLink};
+use crate::db::{Binds, Tx};
+use crate::models::{ids_of, load_orders, ordering_customers, After};
+use crate::{Batch, ProjectionError, WorkingSet};
 
 impl WorkingSet for State {
-    async fn load(
-        &mut self,
-        tx: &mut Tx<'_>,
-        g: i64,
-        events: &[&StoredEvent],
-    ) -> Result<(), ProjectionError> {
-        self.payments.load(tx, g, ids_of(events, "Payment")).await?;
-        let orders: Vec<String> = ids_of(events, "Order")
-            .chain(self.payments.values().map(|p| p.order_id.clone()))
-            .chain(paid_orders(events))
-            .collect();
-        self.orders.load(tx, g, orders).await?;
+    async fn load(&mut self, tx: &mut Tx<'_>, batch: Batch<'_>) -> Result<(), ProjectionError> {
+        let order_of = |p: &PaymentLink| p.order_id.clone();
+        load_orders(tx, batch, &mut self.orders, &mut self.payments, order_of).await?;
+        let Batch { g, events } = batch;
         let customers: Vec<String> = ids_of(events, "User")
             .chain(self.orders.values().map(|o| o.customer_id.clone()))
             .chain(self.payments.values().map(|p| p.customer_id.clone()))
@@ -39,31 +27,6 @@ impl WorkingSet for State {
         self.orders.save(tx, g).await?;
         self.payments.save(tx, g).await
     }
-}
-
-/// The columns of a [`CustomerRow`], in its order.
-static COLUMNS: LazyLock<String> = LazyLock::new(|| columns::<Customer>("user_id"));
-
-fn row(row: &AnyRow) -> Result<CustomerRow, sqlx::Error> {
-    Ok(CustomerRow {
-        user_id: row.try_get("user_id")?,
-        email: row.try_get("email")?,
-        name: row.try_get("name")?,
-        status: row.try_get("status")?,
-        registered_at: row.try_get("registered_at")?,
-        order_count: row.try_get("order_count")?,
-        last_order_at: row.try_get("last_order_at")?,
-        doc: Doc::new(row.try_get("doc")?),
-    })
-}
-
-/// One customer of the live generation.
-///
-/// # Errors
-/// Database errors.
-pub async fn get(pool: &AnyPool, id: &str) -> Result<Option<CustomerRow>, sqlx::Error> {
-    let sql = format!("SELECT {} FROM customer_view WHERE user_id = $1", *COLUMNS);
-    fetch_by_key(pool, &sql, id, row).await
 }
 
 /// A page of customers (`limit` rows at most), keyset-paged after `after`.
@@ -101,8 +64,8 @@ pub async fn page(
     }
     let sql = format!(
         "SELECT {} FROM customer_view {} ORDER BY {key} {dir}, user_id {dir} LIMIT {limit}",
-        *COLUMNS,
+        CustomerRow::columns(),
         Binds::filter(&clauses)
     );
-    binds.fetch(pool, &sql, row).await
+    binds.fetch(pool, &sql).await
 }

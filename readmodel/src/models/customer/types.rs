@@ -5,8 +5,7 @@ use std::collections::BTreeMap;
 use domain::ShippingAddress;
 use serde::{Deserialize, Serialize};
 
-use crate::db::{DocRow, SqlValue};
-use crate::Doc;
+use crate::db::doc_row;
 
 /// One customer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,27 +30,10 @@ pub struct Customer {
     pub last_cursor: Option<eventlog::Cursor>,
 }
 
-impl DocRow for Customer {
-    const COLUMNS: &'static [&'static str] = &[
-        "email",
-        "name",
-        "status",
-        "registered_at",
-        "order_count",
-        "last_order_at",
-    ];
-    fn column_values(&self) -> Vec<SqlValue> {
-        vec![
-            SqlValue::Text(self.email.clone()),
-            SqlValue::Text(self.name.clone()),
-            SqlValue::Text(self.status.clone()),
-            SqlValue::Text(self.registered_at.clone()),
-            SqlValue::Int(self.order_count),
-            self.last_order_at
-                .clone()
-                .map_or(SqlValue::Null, SqlValue::Text),
-        ]
-    }
+doc_row! {
+    Customer in customer_view, key user_id, read as CustomerRow:
+    email: String, name: String, status: String, registered_at: String,
+    order_count: i64, last_order_at: Option<String>,
 }
 
 /// One of a customer's orders.
@@ -70,33 +52,10 @@ pub struct CustomerOrder {
     pub lines: BTreeMap<String, (i64, i64)>,
 }
 
-impl DocRow for CustomerOrder {
-    const COLUMNS: &'static [&'static str] = &[
-        "customer_id",
-        "status",
-        "currency",
-        "total_minor",
-        "item_count",
-        "created_at",
-        "placed_at",
-        "payment_status",
-    ];
-    fn column_values(&self) -> Vec<SqlValue> {
-        vec![
-            SqlValue::Text(self.customer_id.clone()),
-            SqlValue::Text(self.status.clone()),
-            SqlValue::Text(self.currency.clone()),
-            SqlValue::Int(self.total_minor),
-            SqlValue::Int(self.item_count),
-            SqlValue::Text(self.created_at.clone()),
-            self.placed_at
-                .clone()
-                .map_or(SqlValue::Null, SqlValue::Text),
-            self.payment_status
-                .clone()
-                .map_or(SqlValue::Null, SqlValue::Text),
-        ]
-    }
+doc_row! {
+    CustomerOrder in customer_orders, key order_id,
+    columns customer_id, status, currency, total_minor, item_count,
+    created_at, placed_at, payment_status,
 }
 
 /// What the projection remembers of a payment.
@@ -109,27 +68,7 @@ pub struct PaymentLink {
     pub refunded_minor: i64,
 }
 
-impl DocRow for PaymentLink {
-    const COLUMNS: &'static [&'static str] = &[];
-    fn column_values(&self) -> Vec<SqlValue> {
-        Vec::new()
-    }
-}
-
-/// One `customer_view` row as the query side reads it: the key, the indexed
-/// columns ([`Customer`]'s [`DocRow::COLUMNS`]) and the document, parsed on
-/// first use.
-#[derive(Debug, Clone)]
-pub struct CustomerRow {
-    pub user_id: String,
-    pub email: String,
-    pub name: String,
-    pub status: String,
-    pub registered_at: String,
-    pub order_count: i64,
-    pub last_order_at: Option<String>,
-    pub doc: Doc<Customer>,
-}
+doc_row! { PaymentLink in customer_payments, key payment_id }
 
 /// How to sort customers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

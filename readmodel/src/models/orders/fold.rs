@@ -11,27 +11,15 @@ use crate::FoldError;
 use super::types::*;
 
 /// The batch's working set.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct State {
     pub orders: Rows<OrderView>,
     pub payments: Rows<PaymentOrder>,
 }
 
-impl Default for State {
-    fn default() -> Self {
-        Self {
-            orders: Rows::new("order_view", "order_id"),
-            payments: Rows::new("order_payments", "payment_id"),
-        }
-    }
-}
-
 impl State {
     fn order(&mut self, id: &str, e: &StoredEvent) -> Result<&mut OrderView, FoldError> {
-        let order = self
-            .orders
-            .get_mut(id)
-            .ok_or_else(|| missing("order", id, e))?;
+        let order = self.orders.existing("order", id, e)?;
         order.updated_at = at(e);
         Ok(order)
     }

@@ -1,63 +1,24 @@
 //! The SQL of `order_view`: loading and saving a batch's working set (the
 //! fold's side) and the reads the query side runs.
 
-use std::sync::LazyLock;
-
-use eventlog::StoredEvent;
-use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use super::fold::State;
-use super::types::{OrderRow, OrderView, StatusCount};
-use crate::db::{columns, fetch_by_key, Binds, Tx};
-use crate::models::{ids_of, paid_orders, After};
-use crate::{Doc, ProjectionError, WorkingSet};
+use super::types::{OrderRow, PaymentOrder, StatusCount};
+use crate::db::{Binds, Tx};
+use crate::models::{load_orders, After};
+use crate::{Batch, ProjectionError, WorkingSet};
 
 impl WorkingSet for State {
-    async fn load(
-        &mut self,
-        tx: &mut Tx<'_>,
-        g: i64,
-        events: &[&StoredEvent],
-    ) -> Result<(), ProjectionError> {
-        self.payments.load(tx, g, ids_of(events, "Payment")).await?;
-        let orders: Vec<String> = ids_of(events, "Order")
-            .chain(self.payments.values().map(|p| p.order_id.clone()))
-            .chain(paid_orders(events))
-            .collect();
-        self.orders.load(tx, g, orders).await
+    async fn load(&mut self, tx: &mut Tx<'_>, batch: Batch<'_>) -> Result<(), ProjectionError> {
+        let order_of = |p: &PaymentOrder| p.order_id.clone();
+        load_orders(tx, batch, &mut self.orders, &mut self.payments, order_of).await
     }
 
     async fn save(&self, tx: &mut Tx<'_>, g: i64) -> Result<(), ProjectionError> {
         self.orders.save(tx, g).await?;
         self.payments.save(tx, g).await
     }
-}
-
-/// The columns of an [`OrderRow`], in its order.
-static COLUMNS: LazyLock<String> = LazyLock::new(|| columns::<OrderView>("order_id"));
-
-fn row(row: &AnyRow) -> Result<OrderRow, sqlx::Error> {
-    Ok(OrderRow {
-        order_id: row.try_get("order_id")?,
-        customer_id: row.try_get("customer_id")?,
-        status: row.try_get("status")?,
-        currency: row.try_get("currency")?,
-        total_minor: row.try_get("total_minor")?,
-        item_count: row.try_get("item_count")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        doc: Doc::new(row.try_get("doc")?),
-    })
-}
-
-/// One order of the live generation.
-///
-/// # Errors
-/// Database errors.
-pub async fn get(pool: &AnyPool, id: &str) -> Result<Option<OrderRow>, sqlx::Error> {
-    let sql = format!("SELECT {} FROM order_view WHERE order_id = $1", *COLUMNS);
-    fetch_by_key(pool, &sql, id, row).await
 }
 
 /// A page of orders, newest first, optionally of one customer and status
@@ -85,10 +46,10 @@ pub async fn page(
     }
     let sql = format!(
         "SELECT {} FROM order_view {} ORDER BY created_at DESC, order_id DESC LIMIT {limit}",
-        *COLUMNS,
+        OrderRow::columns(),
         Binds::filter(&clauses)
     );
-    binds.fetch(pool, &sql, row).await
+    binds.fetch(pool, &sql).await
 }
 
 /// Orders per current status.

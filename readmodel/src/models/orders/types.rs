@@ -2,8 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::db::{DocRow, SqlValue};
-use crate::Doc;
+use crate::db::doc_row;
 
 /// One line of an order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,27 +60,10 @@ pub struct OrderView {
     pub cancel_reason: Option<String>,
 }
 
-impl DocRow for OrderView {
-    const COLUMNS: &'static [&'static str] = &[
-        "customer_id",
-        "status",
-        "currency",
-        "total_minor",
-        "item_count",
-        "created_at",
-        "updated_at",
-    ];
-    fn column_values(&self) -> Vec<SqlValue> {
-        vec![
-            SqlValue::Text(self.customer_id.clone()),
-            SqlValue::Text(self.status.clone()),
-            SqlValue::Text(self.currency.clone()),
-            SqlValue::Int(self.total_minor),
-            SqlValue::Int(self.item_count),
-            SqlValue::Text(self.created_at.clone()),
-            SqlValue::Text(self.updated_at.clone()),
-        ]
-    }
+doc_row! {
+    OrderView in order_view, key order_id, read as OrderRow:
+    customer_id: String, status: String, currency: String, total_minor: i64,
+    item_count: i64, created_at: String, updated_at: String,
 }
 
 /// Which order a payment pays.
@@ -90,28 +72,7 @@ pub struct PaymentOrder {
     pub order_id: String,
 }
 
-impl DocRow for PaymentOrder {
-    const COLUMNS: &'static [&'static str] = &[];
-    fn column_values(&self) -> Vec<SqlValue> {
-        Vec::new()
-    }
-}
-
-/// One `order_view` row as the query side reads it: the key, the indexed
-/// columns ([`OrderView`]'s [`DocRow::COLUMNS`]) and the document, parsed on
-/// first use.
-#[derive(Debug, Clone)]
-pub struct OrderRow {
-    pub order_id: String,
-    pub customer_id: String,
-    pub status: String,
-    pub currency: String,
-    pub total_minor: i64,
-    pub item_count: i64,
-    pub created_at: String,
-    pub updated_at: String,
-    pub doc: Doc<OrderView>,
-}
+doc_row! { PaymentOrder in order_payments, key payment_id }
 
 /// How many orders are in one status.
 #[derive(Debug, Clone, PartialEq, Eq)]
