@@ -111,7 +111,7 @@ pub fn admin_router(auth: Authenticator, store: &Database, db: &ReadDb) -> Route
 
 async fn status_handler(State(s): State<AdminState>, parts: Parts) -> Response {
     let result = async {
-        let principal = authenticate(&s.auth, &parts.headers)?;
+        let principal = authenticate(&s.auth, &parts.headers).await?;
         principal.require(&[Role::Admin])?;
         let status = readmodel::status::all(&s.log, &s.db)
             .await

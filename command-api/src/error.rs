@@ -77,6 +77,10 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Unauthenticated(String),
+    /// The token cannot be checked now (the identity provider's keys are
+    /// not known yet); nothing was done.
+    #[error("{0}")]
+    AuthUnavailable(String),
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyKeyReused,
     #[error("a request with this Idempotency-Key is still being processed; retry shortly")]
@@ -93,6 +97,7 @@ impl From<auth::AuthError> for ApiError {
         match e {
             auth::AuthError::Unauthenticated(m) => Self::Unauthenticated(m),
             auth::AuthError::Forbidden(m) => Self::Command(CommandError::Forbidden(m)),
+            auth::AuthError::Unavailable(m) => Self::AuthUnavailable(m),
         }
     }
 }
@@ -147,6 +152,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::BadHeader { .. } => (S::BAD_REQUEST, "bad_header"),
             Self::Unauthenticated(_) => (S::UNAUTHORIZED, "unauthenticated"),
+            Self::AuthUnavailable(_) => (S::SERVICE_UNAVAILABLE, "authentication_unavailable"),
             Self::Command(c) => command_status(c),
             Self::IdempotencyKeyReused => (S::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
             Self::IdempotencyKeyInFlight => (S::CONFLICT, "idempotency_key_in_flight"),
@@ -205,6 +211,7 @@ fn command_status(e: &CommandError) -> (StatusCode, &'static str) {
         CommandError::ConcurrentModification => (S::CONFLICT, "concurrent_modification"),
         CommandError::PreconditionFailed { .. } => (S::PRECONDITION_FAILED, "precondition_failed"),
         CommandError::EmailTaken => (S::CONFLICT, "email_taken"),
+        CommandError::IdentityTaken(_) => (S::CONFLICT, "identity_taken"),
         CommandError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
         CommandError::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable"),
     }
@@ -246,6 +253,7 @@ impl IntoResponse for ApiError {
             Self::Command(CommandError::Unavailable(cause)) => {
                 tracing::warn!(%cause, "event store unavailable")
             }
+            Self::AuthUnavailable(cause) => tracing::warn!(%cause, "cannot check a token"),
             _ => {}
         }
         let mut response = self.problem().into_response();
@@ -255,7 +263,9 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            Self::IdempotencyKeyInFlight | Self::Command(CommandError::Unavailable(_)) => {
+            Self::IdempotencyKeyInFlight
+            | Self::AuthUnavailable(_)
+            | Self::Command(CommandError::Unavailable(_)) => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

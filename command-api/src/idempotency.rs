@@ -20,7 +20,7 @@ use eventlog::{EventLog, IdempotencyStore, KeyState, StoredEvent};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::auth::{authenticate, Authenticator};
+use crate::auth::{caller, Authenticator};
 use crate::error::ApiError;
 use crate::extract::MAX_BODY_BYTES;
 
@@ -75,12 +75,12 @@ pub async fn idempotency(
             .into_response()
         }
     };
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let principal = if parts
         .headers
         .contains_key(axum::http::header::AUTHORIZATION)
     {
-        match authenticate(&state.auth, &parts.headers) {
+        match caller(&state.auth, &parts.headers, &mut parts.extensions).await {
             Ok(p) => p.scope(),
             // Unauthenticated requests execute nothing: let the handler say 401.
             Err(_) => return next.run(Request::from_parts(parts, body)).await,

@@ -14,7 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::auth::rate::{client_address, Limited, Limiter, PeerAddr};
-use crate::auth::{authenticate, Authenticator};
+use crate::auth::{caller, Authenticator};
 use crate::error::problem;
 
 /// Sign-ups per client address and minute, by default.
@@ -87,7 +87,7 @@ pub fn too_many(class: &str, limited: Limited) -> Response {
 }
 
 /// The middleware; see the module docs.
-pub async fn rate_limit(State(s): State<RateState>, req: Request, next: Next) -> Response {
+pub async fn rate_limit(State(s): State<RateState>, mut req: Request, next: Next) -> Response {
     if req.method() == Method::GET || req.method() == Method::HEAD {
         return next.run(req).await;
     }
@@ -103,8 +103,9 @@ pub async fn rate_limit(State(s): State<RateState>, req: Request, next: Next) ->
     let (limiter, key) = if signup {
         (&s.limits.signup, format!("ip:{address}"))
     } else {
-        match authenticate(&s.auth, req.headers()) {
-            Ok(p) => (&s.limits.commands, format!("sub:{}", p.sub)),
+        let headers = req.headers().clone();
+        match caller(&s.auth, &headers, req.extensions_mut()).await {
+            Ok(p) => (&s.limits.commands, format!("sub:{}", p.scope())),
             Err(_) => (&s.limits.commands, format!("ip:{address}")),
         }
     };

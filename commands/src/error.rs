@@ -27,6 +27,9 @@ pub enum CommandError {
     /// Another user holds the e-mail address.
     #[error("the e-mail address is already registered")]
     EmailTaken,
+    /// The caller's identity at the identity provider has signed up already.
+    #[error("this identity has already signed up (as user {0})")]
+    IdentityTaken(String),
     /// The store cannot be reached; nothing was appended.
     #[error("the event store is unavailable")]
     Unavailable(String),
@@ -61,7 +64,9 @@ impl CommandError {
             Self::ConcurrentModification | Self::PreconditionFailed { .. } => "conflict",
             Self::NotFound(_) => "not_found",
             Self::Internal(_) | Self::Unavailable(_) => "error",
-            Self::Invalid(_) | Self::Forbidden(_) | Self::EmailTaken => "invalid",
+            Self::Invalid(_) | Self::Forbidden(_) | Self::EmailTaken | Self::IdentityTaken(_) => {
+                "invalid"
+            }
         }
     }
 }
@@ -80,6 +85,7 @@ impl From<auth::AuthError> for CommandError {
             auth::AuthError::Unauthenticated(m) | auth::AuthError::Forbidden(m) => {
                 Self::Forbidden(m)
             }
+            auth::AuthError::Unavailable(m) => Self::Unavailable(m),
         }
     }
 }

@@ -46,10 +46,7 @@ impl Shop {
     pub fn new(db: &Database, seed: u64) -> Self {
         Self {
             commands: Commands::new(db, 0, 0),
-            admin: Principal {
-                sub: "shop-generator".into(),
-                role: Role::Admin,
-            },
+            admin: Principal::new("shop-generator", Role::Admin),
             rng: StdRng::seed_from_u64(seed),
             user_ids: Vec::new(),
             catalog: Vec::new(),
@@ -109,10 +106,7 @@ impl Shop {
     }
 
     fn customer_principal(id: Uuid) -> Principal {
-        Principal {
-            sub: id.to_string(),
-            role: Role::Customer,
-        }
+        Principal::new(id.to_string(), Role::Customer)
     }
 
     /// Runs an order command as `who`.

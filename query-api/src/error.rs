@@ -56,5 +56,8 @@ pub fn auth(e: auth::AuthError) -> Error {
     match e {
         auth::AuthError::Unauthenticated(m) => unauthenticated(&m),
         auth::AuthError::Forbidden(m) => forbidden(&m),
+        auth::AuthError::Unavailable(m) => {
+            Error::new(m).extend_with(|_, e| e.set("code", "UNAVAILABLE"))
+        }
     }
 }

@@ -170,8 +170,9 @@ async fn answer(
         return error_response("BAD_USER_INPUT", &e.to_string());
     }
     let viewer = if headers.contains_key(axum::http::header::AUTHORIZATION) {
-        match authenticate(&s.auth, headers) {
+        match authenticate(&s.auth, headers).await {
             Ok(p) => Some(p),
+            Err(auth::AuthError::Unavailable(m)) => return error_response("UNAVAILABLE", &m),
             Err(e) => return error_response("UNAUTHENTICATED", &e.to_string()),
         }
     } else {
@@ -321,8 +322,15 @@ pub(crate) async fn graphql_ws(
         );
     }
     let from_header = if headers.contains_key(axum::http::header::AUTHORIZATION) {
-        match authenticate(&s.auth, &headers) {
+        match authenticate(&s.auth, &headers).await {
             Ok(p) => Some(p),
+            Err(auth::AuthError::Unavailable(m)) => {
+                return refusal(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "authentication_unavailable",
+                    &m,
+                )
+            }
             Err(e) => {
                 let mut response = refusal(
                     axum::http::StatusCode::UNAUTHORIZED,
@@ -359,7 +367,7 @@ pub(crate) async fn graphql_ws(
                                 .parse()
                                 .map_err(|_| error::unauthenticated("invalid Authorization"))?;
                             h.insert(axum::http::header::AUTHORIZATION, value);
-                            Some(authenticate(&auth, &h).map_err(error::auth)?)
+                            Some(authenticate(&auth, &h).await.map_err(error::auth)?)
                         }
                         None => from_header,
                     };

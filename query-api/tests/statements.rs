@@ -18,10 +18,7 @@ async fn statements_for(
 ) -> (u64, usize) {
     let before = store.statements();
     let query = format!("{{ orders(first: {first}) {{ edges {{ node {{ id items {{ sku quantity lineTotal {{ amountMinor }} }} payment {{ capturedMinor }} history {{ status }} }} }} }} }}");
-    let admin = Principal {
-        sub: "ops".into(),
-        role: Role::Admin,
-    };
+    let admin = Principal::new("ops", Role::Admin);
     let response = schema
         .execute(Request::new(query).data(Viewer(Some(admin))))
         .await;

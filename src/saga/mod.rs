@@ -132,10 +132,7 @@ impl Saga {
             db,
             clock,
             config,
-            principal: Principal {
-                sub: NAME.to_string(),
-                role: Role::Service,
-            },
+            principal: Principal::new(NAME.to_string(), Role::Service),
         }
     }
 

@@ -76,10 +76,7 @@ impl Simulator {
 
     async fn answer(commands: Arc<Commands>, config: SimulatorConfig, event: StoredEvent) {
         tokio::time::sleep(config.delay).await;
-        let principal = Principal {
-            sub: NAME.into(),
-            role: Role::Service,
-        };
+        let principal = Principal::new(NAME, Role::Service);
         let payment_id = event.aggregate_id.clone();
         let amount = match &event.event {
             Ok(Event::Payment(PaymentEvent::Initiated { amount, .. })) => amount.amount_minor,
