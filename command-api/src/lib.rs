@@ -73,6 +73,9 @@ pub struct Config {
     pub rate: rate::RateLimits,
     /// Whether the store answers, kept current in the background.
     pub health: Option<eventlog::Health>,
+    /// The token verifier, when the process shares one (an identity
+    /// provider's keys, linked identities); else built from `jwt_secret`.
+    pub authenticator: Option<Authenticator>,
 }
 
 impl std::fmt::Debug for Config {
@@ -101,6 +104,7 @@ impl Config {
             max_token_lifetime: ::auth::DEFAULT_MAX_TOKEN_LIFETIME,
             rate: rate::RateLimits::default(),
             health: None,
+            authenticator: None,
         }
     }
 }
@@ -149,9 +153,9 @@ pub fn build(db: Database, config: &Config) -> App {
 /// Builds the API with `extra` routes (already given their state) served
 /// beside it, under the same request-id, error and panic layers.
 pub fn build_with(db: Database, config: &Config, extra: Router) -> App {
-    let auth = Arc::new(
-        Authenticator::new(config.jwt_secret.clone()).with_max_lifetime(config.max_token_lifetime),
-    );
+    let auth = Arc::new(config.authenticator.clone().unwrap_or_else(|| {
+        Authenticator::new(config.jwt_secret.clone()).with_max_lifetime(config.max_token_lifetime)
+    }));
     let state = AppState {
         commands: config.commands.clone().unwrap_or_else(|| {
             Arc::new(Commands::new(
@@ -163,6 +167,7 @@ pub fn build_with(db: Database, config: &Config, extra: Router) -> App {
         auth: auth.clone(),
         db: db.clone(),
     };
+    let provider = auth.provider().cloned();
     let idempotency = IdempotencyStore::new(db.clone());
     let db_for_health = db.clone();
     let rate_state = rate::RateState {
@@ -174,10 +179,13 @@ pub fn build_with(db: Database, config: &Config, extra: Router) -> App {
         log: EventLog::new(db),
         auth,
     };
-    let health = config
-        .health
-        .clone()
-        .unwrap_or_else(|| eventlog::Health::watch(db_for_health));
+    let health = health::Readiness {
+        store: config
+            .health
+            .clone()
+            .unwrap_or_else(|| eventlog::Health::watch(db_for_health)),
+        provider,
+    };
     App {
         router: router(state, idem_state, rate_state, extra, config, health),
         idempotency,
@@ -193,7 +201,7 @@ fn router(
     rate_state: rate::RateState,
     extra: Router,
     config: &Config,
-    health: eventlog::Health,
+    readiness: health::Readiness,
 ) -> Router {
     let on_append = config.on_append.clone();
     let v1 = Router::new()
@@ -239,7 +247,7 @@ fn router(
         .merge(Scalar::with_url("/docs", openapi::api()))
         .fallback(request_id::not_found)
         .with_state(state)
-        .route("/readyz", get(health::readyz).with_state(health))
+        .route("/readyz", get(health::readyz).with_state(readiness))
         .merge(extra)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES));
     server::edge(api, &config.limits)

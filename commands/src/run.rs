@@ -9,7 +9,9 @@ use std::time::Instant;
 use auth::Principal;
 use cqrs_es::Aggregate;
 use domain::{Order, Payment, Product, User};
-use eventlog::{Database, EmailRegistry, EventLog, Guard, Loaded, Repository, Source};
+use eventlog::{
+    Database, EmailRegistry, EventLog, Guard, Loaded, Repository, Reservations, Source,
+};
 
 use crate::{CommandContext, CommandError};
 
@@ -39,6 +41,8 @@ pub struct Commands {
     pub orders: Repository<Order>,
     pub payments: Repository<Payment>,
     pub emails: EmailRegistry,
+    /// Provider identities, one user each.
+    pub identities: Reservations,
     pub log: EventLog,
 }
 
@@ -64,6 +68,7 @@ impl Commands {
             orders: Repository::sharing(db, snapshot_every, cache, signal.clone()),
             payments: Repository::sharing(db, snapshot_every, cache, signal),
             emails: EmailRegistry::new(db.clone()),
+            identities: Reservations::identities(db.clone()),
             log: EventLog::new(db.clone()),
         }
     }

@@ -7,7 +7,7 @@ use chrono::Utc;
 use cqrs_es::Aggregate;
 use domain::user::UserCommand;
 use domain::{Email, PersonName, ShippingAddress, User};
-use eventlog::{Reservation, Source};
+use eventlog::{Reservation, Reservations, Source};
 use uuid::Uuid;
 
 use crate::run::{count_outcome, observe_append, read, Attempt, Done, Mode};
@@ -18,16 +18,29 @@ use crate::{CommandContext, CommandError, Commands};
 const ORPHANED_RESERVATION: Duration = Duration::from_secs(30);
 
 impl Commands {
-    /// Signs up a new user with a unique e-mail address (anyone).
+    /// Signs up a new user with a unique e-mail address (anyone). With an
+    /// identity provider's customer token (`who`), the new user is linked
+    /// to that identity: its later tokens act as this user.
     ///
     /// # Errors
-    /// [`CommandError::EmailTaken`] when another user holds the address.
+    /// [`CommandError::EmailTaken`] when another user holds the address,
+    /// [`CommandError::IdentityTaken`] when the identity signed up before.
     pub async fn register(
         &self,
         ctx: &CommandContext,
         email: Email,
         name: PersonName,
+        who: Option<&Principal>,
     ) -> Result<Done, CommandError> {
+        let identity = match who.map(|p| (p.identity(), p.user_id(), p.role)) {
+            Some((Some(_), Some(user), _)) => {
+                return Err(CommandError::IdentityTaken(user.to_string()))
+            }
+            Some((Some(identity), None, Role::Customer)) => Some(identity.to_string()),
+            // Anonymous, a platform token, or a provider's staff: an
+            // ordinary sign-up.
+            _ => None,
+        };
         let user_id = Uuid::new_v4();
         let id = user_id.to_string();
         let command = || UserCommand::Register {
@@ -35,8 +48,9 @@ impl Commands {
             email: email.clone(),
             name: name.clone(),
             at: Utc::now(),
+            identity: identity.clone(),
         };
-        if self.users.claims_emails_in_the_append() {
+        if identity.is_none() && self.users.claims_emails_in_the_append() {
             match self
                 .register_claiming(ctx, &id, command(), email.as_str())
                 .await
@@ -47,22 +61,33 @@ impl Commands {
                 done => return done,
             }
         }
-        self.reserve_email(email.as_str(), &id).await?;
-        let outcome = self
-            .run(User::TYPE, |source| {
-                Attempt::new(&self.users, &id, Mode::Create, None, ctx).decide(
-                    source,
-                    |_| true,
-                    |_| Ok(command()),
-                )
-            })
-            .await;
+        let mut reserved = Vec::new();
+        if let Some(identity) = &identity {
+            self.reserve(&self.identities, identity, &id, CommandError::IdentityTaken)
+                .await?;
+            reserved.push((&self.identities, identity.as_str()));
+        }
+        let email_taken = |_| CommandError::EmailTaken;
+        let outcome = match self.reserve(&self.emails, email.as_str(), &id, email_taken).await {
+            Ok(()) => {
+                reserved.push((&self.emails, email.as_str()));
+                self.run(User::TYPE, |source| {
+                    Attempt::new(&self.users, &id, Mode::Create, None, ctx).decide(
+                        source,
+                        |_| true,
+                        |_| Ok(command()),
+                    )
+                })
+                .await
+            }
+            Err(e) => Err(e),
+        };
         if outcome.is_err() {
-            // Give the address back, unless the user was appended after all.
+            // Give the reservations back, unless the user was appended after all.
             let appended = self.users.load(&id).await.map_or(true, |l| l.version() > 0);
-            if !appended {
-                if let Err(release) = self.emails.release(email.as_str(), &id).await {
-                    tracing::warn!(error = %release, "could not release an e-mail reservation");
+            for (registry, key) in reserved.iter().filter(|_| !appended) {
+                if let Err(release) = registry.release(key, &id).await {
+                    tracing::warn!(error = %release, "could not release a sign-up reservation");
                 }
             }
         }
@@ -98,9 +123,16 @@ impl Commands {
         result
     }
 
-    /// One user per address: the reservation's primary key decides races.
-    async fn reserve_email(&self, email: &str, user_id: &str) -> Result<(), CommandError> {
-        match self.emails.reserve(email, user_id).await? {
+    /// One user per address (or identity): the reservation's primary key
+    /// decides races.
+    async fn reserve(
+        &self,
+        registry: &Reservations,
+        key: &str,
+        user_id: &str,
+        taken: fn(String) -> CommandError,
+    ) -> Result<(), CommandError> {
+        match registry.reserve(key, user_id).await? {
             Reservation::Reserved => Ok(()),
             Reservation::Taken {
                 user_id: holder,
@@ -109,11 +141,11 @@ impl Commands {
                 let registered = self.users.load(&holder).await?.version() > 0;
                 if !registered
                     && age > ORPHANED_RESERVATION
-                    && self.emails.transfer(email, &holder, user_id).await?
+                    && registry.transfer(key, &holder, user_id).await?
                 {
                     return Ok(());
                 }
-                Err(CommandError::EmailTaken)
+                Err(taken(holder))
             }
         }
     }
@@ -175,5 +207,26 @@ impl Commands {
             )
         })
         .await
+    }
+}
+
+/// The identities provider customers signed up with (`user_identities`),
+/// for the token verifier: a provider token's identity → its user.
+#[derive(Debug, Clone)]
+pub struct IdentityDirectory(Reservations);
+
+impl IdentityDirectory {
+    /// The identities of `db`.
+    pub fn new(db: &eventlog::Database) -> Self {
+        Self(Reservations::identities(db.clone()))
+    }
+}
+
+impl auth::Identities for IdentityDirectory {
+    fn user_of<'a>(&'a self, identity: &'a str) -> auth::IdentityLookup<'a> {
+        Box::pin(async move {
+            let holder = self.0.holder(identity).await.map_err(|e| e.to_string())?;
+            Ok(holder.and_then(|user| Uuid::parse_str(&user).ok()))
+        })
     }
 }

@@ -13,12 +13,14 @@ use crate::{DomainError, Email, EventName, PersonName, ShippingAddress};
 /// What a user can be asked to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum UserCommand {
-    /// Sign up.
+    /// Sign up; with an identity provider's token, linked to the caller's
+    /// identity there (`<issuer>#<subject>`).
     Register {
         user_id: Uuid,
         email: Email,
         name: PersonName,
         at: DateTime<Utc>,
+        identity: Option<String>,
     },
     /// Change the name and/or the shipping address (a PATCH).
     UpdateProfile {
@@ -53,6 +55,13 @@ pub enum UserEvent {
     Deactivated { at: DateTime<Utc> },
     #[serde(rename = "UserReactivated")]
     Reactivated { at: DateTime<Utc> },
+    /// The user signed up with an identity provider's token: tokens of
+    /// `identity` (`<issuer>#<subject>`) act as this user.
+    #[serde(rename = "UserIdentityLinked")]
+    IdentityLinked {
+        identity: String,
+        at: DateTime<Utc>,
+    },
 }
 
 impl EventName for UserEvent {
@@ -63,6 +72,7 @@ impl EventName for UserEvent {
             Self::ShippingAddressChanged { .. } => "UserShippingAddressChanged",
             Self::Deactivated { .. } => "UserDeactivated",
             Self::Reactivated { .. } => "UserReactivated",
+            Self::IdentityLinked { .. } => "UserIdentityLinked",
         }
     }
 }
@@ -77,6 +87,9 @@ pub struct User {
     pub name: Option<PersonName>,
     pub shipping_address: Option<ShippingAddress>,
     pub active: bool,
+    /// The identity provider identity the user signed up with.
+    #[serde(default)]
+    pub identity: Option<String>,
 }
 
 impl User {
@@ -98,6 +111,7 @@ impl User {
                 email,
                 name,
                 at,
+                identity,
             } => {
                 if self.exists() {
                     return Err(DomainError::conflict(
@@ -105,12 +119,16 @@ impl User {
                         "this user is already registered",
                     ));
                 }
-                Ok(vec![UserEvent::Registered {
+                let mut events = vec![UserEvent::Registered {
                     user_id,
                     email,
                     name,
                     at,
-                }])
+                }];
+                if let Some(identity) = identity.filter(|i| !i.is_empty()) {
+                    events.push(UserEvent::IdentityLinked { identity, at });
+                }
+                Ok(events)
             }
             UserCommand::UpdateProfile {
                 name,
@@ -183,6 +201,7 @@ impl User {
             } => self.shipping_address = Some(shipping_address),
             UserEvent::Deactivated { .. } => self.active = false,
             UserEvent::Reactivated { .. } => self.active = true,
+            UserEvent::IdentityLinked { identity, .. } => self.identity = Some(identity),
         }
     }
 }
@@ -225,8 +244,36 @@ mod tests {
                 email,
                 name,
                 at,
+                identity: None,
             })
             .then_expect_events(vec![registered()]);
+    }
+
+    #[test]
+    fn register_with_an_identity_links_it() {
+        let UserEvent::Registered {
+            user_id,
+            email,
+            name,
+            at,
+        } = registered()
+        else {
+            unreachable!()
+        };
+        let identity = "https://id.example#2f1c".to_string();
+        TestFramework::<User>::with(())
+            .given_no_previous_events()
+            .when(UserCommand::Register {
+                user_id,
+                email,
+                name,
+                at,
+                identity: Some(identity.clone()),
+            })
+            .then_expect_events(vec![
+                registered(),
+                UserEvent::IdentityLinked { identity, at },
+            ]);
     }
 
     #[test]
@@ -247,6 +294,7 @@ mod tests {
                 email,
                 name,
                 at,
+                identity: None,
             },
             "user_already_registered",
         );

@@ -15,17 +15,52 @@ pub enum Reservation {
     },
 }
 
-/// One user per e-mail address, decided by a primary key so that racing
-/// registrations cannot both win.
+/// One user per key (an e-mail address, a provider identity), decided by a
+/// primary key so that racing registrations cannot both win.
 #[derive(Debug, Clone)]
-pub struct EmailRegistry {
+pub struct Reservations {
     db: Database,
+    table: &'static str,
+    key: &'static str,
 }
 
-impl EmailRegistry {
-    /// A registry over `db`.
+/// One user per e-mail address (`user_emails`).
+pub type EmailRegistry = Reservations;
+
+impl Reservations {
+    /// The e-mail addresses of `db`.
     pub fn new(db: Database) -> Self {
-        Self { db }
+        Self::emails(db)
+    }
+
+    /// The e-mail addresses of `db` (`user_emails`).
+    pub fn emails(db: Database) -> Self {
+        Self {
+            db,
+            table: "user_emails",
+            key: "email",
+        }
+    }
+
+    /// The identity provider identities of `db` (`user_identities`).
+    pub fn identities(db: Database) -> Self {
+        Self {
+            db,
+            table: "user_identities",
+            key: "identity",
+        }
+    }
+
+    /// The user holding `key`, if any.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`].
+    pub async fn holder(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let sql = format!("SELECT user_id FROM {} WHERE {} = $1", self.table, self.key);
+        let holder: Option<(String,)> = on_pool!(&self.db, |p| {
+            sqlx::query_as(&sql).bind(key).fetch_optional(p).await?
+        });
+        Ok(holder.map(|(user,)| user))
     }
 
     /// Reserves `email` for `user_id`.
@@ -33,16 +68,19 @@ impl EmailRegistry {
     /// # Errors
     /// [`StoreError::Database`].
     pub async fn reserve(&self, email: &str, user_id: &str) -> Result<Reservation, StoreError> {
-        let insert =
-            "INSERT INTO user_emails (email, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING";
-        let select = self.db.dialect(
-            "SELECT user_id, EXTRACT(EPOCH FROM clock_timestamp() - reserved_at)::float8 \
-             FROM user_emails WHERE email = $1",
-            "SELECT user_id, (julianday('now') - julianday(reserved_at)) * 86400.0 \
-             FROM user_emails WHERE email = $1",
+        let (table, key) = (self.table, self.key);
+        let insert = format!(
+            "INSERT INTO {table} ({key}, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+        );
+        let select = format!(
+            "{} FROM {table} WHERE {key} = $1",
+            self.db.dialect(
+                "SELECT user_id, EXTRACT(EPOCH FROM clock_timestamp() - reserved_at)::float8",
+                "SELECT user_id, (julianday('now') - julianday(reserved_at)) * 86400.0",
+            )
         );
         let (inserted, holder): (u64, Option<(String, f64)>) = on_pool!(&self.db, |p| {
-            let n = sqlx::query(insert)
+            let n = sqlx::query(&insert)
                 .bind(email)
                 .bind(user_id)
                 .execute(p)
@@ -51,7 +89,7 @@ impl EmailRegistry {
             let holder = if n == 1 {
                 None
             } else {
-                sqlx::query_as(select).bind(email).fetch_optional(p).await?
+                sqlx::query_as(&select).bind(email).fetch_optional(p).await?
             };
             (n, holder)
         });
@@ -78,9 +116,12 @@ impl EmailRegistry {
         from_user: &str,
         to_user: &str,
     ) -> Result<bool, StoreError> {
-        let sql = "UPDATE user_emails SET user_id = $1 WHERE email = $2 AND user_id = $3";
+        let sql = format!(
+            "UPDATE {} SET user_id = $1 WHERE {} = $2 AND user_id = $3",
+            self.table, self.key
+        );
         let n = on_pool!(&self.db, |p| {
-            sqlx::query(sql)
+            sqlx::query(&sql)
                 .bind(to_user)
                 .bind(email)
                 .bind(from_user)
@@ -96,9 +137,12 @@ impl EmailRegistry {
     /// # Errors
     /// [`StoreError::Database`].
     pub async fn release(&self, email: &str, user_id: &str) -> Result<(), StoreError> {
-        let sql = "DELETE FROM user_emails WHERE email = $1 AND user_id = $2";
+        let sql = format!(
+            "DELETE FROM {} WHERE {} = $1 AND user_id = $2",
+            self.table, self.key
+        );
         on_pool!(&self.db, |p| {
-            sqlx::query(sql)
+            sqlx::query(&sql)
                 .bind(email)
                 .bind(user_id)
                 .execute(p)

@@ -18,7 +18,7 @@
 //! - `signal`: [`AppendSignal`]: `NOTIFY` tailers in other processes after appends.
 //! - `cache`: the aggregate cache in front of the repository.
 //! - `idempotency`: [`IdempotencyStore`]: durable idempotency keys.
-//! - `emails`: [`EmailRegistry`]: the one-user-per-e-mail reservation.
+//! - `emails`: [`Reservations`]: one user per e-mail address ([`EmailRegistry`]) and per provider identity.
 //! - `import`: [`import`]: the bulk path (seeding), many events per statement.
 //! - `testing` (feature `testing`): a fresh Postgres database or SQLite file per test.
 
@@ -41,7 +41,7 @@ pub use sqlx;
 pub use sqlx::{PgPool, SqlitePool};
 
 pub use db::{sqlite_write_turn, Backend, Database, DatabaseOptions, IDLE_CHECK};
-pub use emails::{EmailRegistry, Reservation};
+pub use emails::{EmailRegistry, Reservation, Reservations};
 pub use error::{is_unreachable, StoreError};
 pub use health::{Health, HealthState};
 pub use idempotency::{IdempotencyRecord, IdempotencyStore, KeyState};

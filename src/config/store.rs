@@ -51,6 +51,53 @@ pub struct AuthArgs {
     #[arg(long, env = "SHOPSTREAM_MAX_TOKEN_LIFETIME", default_value = "30d",
           value_parser = humantime::parse_duration)]
     pub max_token_lifetime: Duration,
+
+    /// Also accept an identity provider's tokens (RS256, ES256, EdDSA):
+    /// its issuer URL; the JWKS is found by OIDC discovery
+    /// (`<issuer>/.well-known/openid-configuration`), and `iss` is required.
+    #[arg(long, env = "SHOPSTREAM_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+
+    /// The identity provider's JWKS URL (instead of discovery, or besides it).
+    #[arg(long, env = "SHOPSTREAM_JWKS_URL")]
+    pub jwks_url: Option<String>,
+
+    /// The audience provider tokens must name in `aud` (required when set).
+    #[arg(long, env = "SHOPSTREAM_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Dotted path of the provider token's claim holding the caller's roles
+    /// (an array, or a space-separated string): `realm_access.roles`, `scope`.
+    #[arg(long, env = "SHOPSTREAM_ROLES_CLAIM", default_value = "roles")]
+    pub roles_claim: String,
+
+    /// A provider role that grants a platform role: `NAME=ROLE` (repeatable;
+    /// ROLE is customer, admin, service or analyst). Roles named like the
+    /// platform's count as such; a caller with none is a customer.
+    #[arg(long = "role-mapping", env = "SHOPSTREAM_ROLE_MAPPING", value_delimiter = ',',
+          value_parser = parse_role_mapping)]
+    pub role_mappings: Vec<(String, auth::Role)>,
+
+    /// The least time between two JWKS fetches caused by tokens naming an
+    /// unknown key id.
+    #[arg(long, env = "SHOPSTREAM_JWKS_REFETCH_INTERVAL", default_value = "30s",
+          value_parser = humantime::parse_duration)]
+    pub jwks_refetch_interval: Duration,
+
+    /// How often the JWKS is refreshed in the background (key rotation).
+    #[arg(long, env = "SHOPSTREAM_JWKS_REFRESH_INTERVAL", default_value = "10m",
+          value_parser = humantime::parse_duration)]
+    pub jwks_refresh_interval: Duration,
+}
+
+fn parse_role_mapping(raw: &str) -> Result<(String, auth::Role), String> {
+    let (name, role) = raw
+        .split_once('=')
+        .ok_or_else(|| format!("'{raw}' is not NAME=ROLE"))?;
+    if name.trim().is_empty() {
+        return Err(format!("'{raw}' names no provider role"));
+    }
+    Ok((name.trim().to_string(), role.trim().parse()?))
 }
 
 impl DataDir {
@@ -131,12 +178,37 @@ impl AuthArgs {
         Ok(Secret::new(secret))
     }
 
-    /// The token verifier: the secret and the maximum token lifetime.
+    /// The token verifier of the platform's own tokens: the secret and the
+    /// maximum token lifetime.
     ///
     /// # Errors
     /// As [`AuthArgs::secret`].
     pub fn authenticator(&self, data: &DataDir) -> anyhow::Result<auth::Authenticator> {
         Ok(auth::Authenticator::new(self.secret(data)?).with_max_lifetime(self.max_token_lifetime))
+    }
+
+    /// The identity provider, when `--oidc-issuer` or `--jwks-url` is set.
+    ///
+    /// # Errors
+    /// When its HTTP client cannot be built.
+    pub fn provider(&self) -> anyhow::Result<Option<std::sync::Arc<auth::Provider>>> {
+        if self.oidc_issuer.is_none() && self.jwks_url.is_none() {
+            return Ok(None);
+        }
+        let settings = auth::ProviderSettings {
+            issuer: self.oidc_issuer.clone(),
+            jwks_url: self.jwks_url.clone(),
+            audience: self.jwt_audience.clone(),
+            roles_claim: self.roles_claim.clone(),
+            role_mapping: self.role_mappings.clone(),
+            refetch_interval: self.jwks_refetch_interval,
+            refresh_interval: self.jwks_refresh_interval,
+            max_lifetime: self.max_token_lifetime,
+            http_timeout: Duration::from_secs(5),
+        };
+        auth::Provider::new(settings)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!(e))
     }
 }
 

@@ -45,7 +45,7 @@ pub(super) fn public(
             anyhow::Ok(query_api::router(
                 &p.read_db,
                 &p.db,
-                settings.authenticator()?,
+                p.authenticator()?,
                 p.commits.clone(),
                 settings.query_config()?,
             ))
@@ -56,7 +56,8 @@ pub(super) fn public(
         config.commands = p.commands.clone();
         let appended = p.wake.clone();
         config.on_append = Some(std::sync::Arc::new(move || appended.notify()));
-        let admin = projections::admin_router(settings.authenticator()?, &p.db, &p.read_db);
+        config.authenticator = Some(p.authenticator()?);
+        let admin = projections::admin_router(p.authenticator()?, &p.db, &p.read_db);
         let extra = admin.merge(graphql.unwrap_or_default()).merge(metrics);
         Some(Server::Api(Box::new(command_api::build_with(
             p.db.clone(),
@@ -64,7 +65,7 @@ pub(super) fn public(
             extra,
         ))))
     } else if roles.query || roles.relay {
-        let health = operations_without_metrics(&p.db, readyz.clone());
+        let health = operations_without_metrics(&p.db, p.auth.as_ref().and_then(|a| a.provider()), readyz.clone());
         Some(Server::Router(
             graphql.unwrap_or_default().merge(health).merge(metrics),
         ))
@@ -104,10 +105,18 @@ impl Server {
 }
 
 /// `/livez` and `/readyz` (the store answers, unless a role brings its own).
-fn operations_without_metrics(db: &eventlog::Database, readyz: Option<MethodRouter>) -> Router {
+fn operations_without_metrics(
+    db: &eventlog::Database,
+    provider: Option<&std::sync::Arc<auth::Provider>>,
+    readyz: Option<MethodRouter>,
+) -> Router {
     let readyz = readyz.unwrap_or_else(|| {
-        axum::routing::get(command_api::routes::health::readyz)
-            .with_state(eventlog::Health::watch(db.clone()))
+        axum::routing::get(command_api::routes::health::readyz).with_state(
+            command_api::routes::health::Readiness {
+                store: eventlog::Health::watch(db.clone()),
+                provider: provider.cloned(),
+            },
+        )
     });
     Router::new()
         .route(
@@ -140,7 +149,7 @@ pub(super) async fn operations_server(
         return Ok(None);
     };
     let limits = settings.http_limits();
-    let routes = operations_without_metrics(&p.db, readyz)
+    let routes = operations_without_metrics(&p.db, p.auth.as_ref().and_then(|a| a.provider()), readyz)
         .merge(projections::metrics_router(&p.db, &p.read_db));
     let app = command_api::server::edge(routes, &limits);
     let listener = TcpListener::bind(addr)

@@ -99,6 +99,40 @@ pub struct Platform {
     pub commits: Wake,
     /// The command core, when a role of this process issues commands.
     pub commands: Option<Arc<commands::Commands>>,
+    /// The token verifier of this process's APIs (one identity provider
+    /// key cache, one identity cache).
+    pub auth: Option<auth::Authenticator>,
+}
+
+impl Platform {
+    /// The token verifier.
+    ///
+    /// # Errors
+    /// For a process that serves no API.
+    pub fn authenticator(&self) -> anyhow::Result<auth::Authenticator> {
+        self.auth
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("no token settings"))
+    }
+}
+
+/// The verifier of `settings`: the platform's secret and, when configured,
+/// the identity provider (whose keys are fetched in the background from
+/// now on), with provider customers resolved to their users in `db`.
+fn authenticator(
+    settings: &Settings,
+    db: &eventlog::Database,
+) -> anyhow::Result<(auth::Authenticator, Option<JoinHandle<()>>)> {
+    let auth = settings.authenticator()?;
+    let Some(provider) = settings.auth.as_ref().map(|a| a.provider()).transpose()?.flatten() else {
+        return Ok((auth, None));
+    };
+    let refresh = provider.spawn_refresh();
+    let identities = Arc::new(commands::IdentityDirectory::new(db));
+    Ok((
+        auth.with_provider(provider).with_identities(identities),
+        Some(refresh),
+    ))
 }
 
 /// A background role: stopped by its signal, done when its tasks end.
@@ -148,6 +182,13 @@ pub async fn run(settings: &Settings, roles: Roles) -> anyhow::Result<()> {
         }
         false => None,
     };
+    let (auth, refresh) = match roles.commands || roles.query {
+        true => {
+            let (auth, refresh) = authenticator(settings, &db)?;
+            (Some(auth), refresh)
+        }
+        false => (None, None),
+    };
     let platform = Platform {
         db,
         read_db,
@@ -155,6 +196,7 @@ pub async fn run(settings: &Settings, roles: Roles) -> anyhow::Result<()> {
         wake: Wake::default(),
         commits: Wake::default(),
         commands,
+        auth,
     };
     let mut background = background::start(&platform, settings, roles)?;
     let public = http::public(&platform, settings, roles, background.relay.take())?;
@@ -165,6 +207,9 @@ pub async fn run(settings: &Settings, roles: Roles) -> anyhow::Result<()> {
     }
     if let Some(ops) = ops {
         ops.abort();
+    }
+    if let Some(refresh) = refresh {
+        refresh.abort();
     }
     for role in background.roles.into_iter().rev() {
         role.stop().await;

@@ -58,6 +58,7 @@ impl World {
                 email: Email::parse(&format!("{user}@example.com")).expect("email"),
                 name: PersonName::parse("name", "Saga").expect("name"),
                 at: Utc::now(),
+                identity: None,
             },
         )
         .await;

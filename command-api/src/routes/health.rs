@@ -1,5 +1,7 @@
 //! Liveness and readiness.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -15,21 +17,34 @@ pub async fn livez() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// The event store answers: the last background check (every second), so
-/// the probe is answered at once even while the database is down.
+/// What readiness depends on: the event store and, when one is
+/// configured, the identity provider's keys.
+#[derive(Clone)]
+pub struct Readiness {
+    pub store: Health,
+    pub provider: Option<Arc<auth::Provider>>,
+}
+
+/// The event store answers (the last background check, every second, so
+/// the probe is answered at once even while the database is down) and the
+/// identity provider's keys are known.
 #[utoipa::path(get, path = "/readyz", tag = "health",
-    responses((status = 200, description = "Ready"), (status = 503, description = "The event store does not answer")))]
-pub async fn readyz(State(health): State<Health>) -> Response {
-    let state = health.current();
-    if state.ready {
-        return Json(
-            json!({ "status": "ready", "store": format!("{:?}", health.backend()).to_lowercase() }),
+    responses((status = 200, description = "Ready"), (status = 503, description = "The event store does not answer, or the identity provider's keys are not known yet")))]
+pub async fn readyz(State(r): State<Readiness>) -> Response {
+    let state = r.store.current();
+    let reason = if state.ready {
+        r.provider.as_ref().and_then(|p| p.readiness().err())
+    } else {
+        Some(
+            state
+                .reason
+                .unwrap_or_else(|| "the event store does not answer".into()),
         )
-        .into_response();
-    }
-    let reason = state
-        .reason
-        .unwrap_or_else(|| "the event store does not answer".into());
+    };
+    let Some(reason) = reason else {
+        let store = format!("{:?}", r.store.backend()).to_lowercase();
+        return Json(json!({ "status": "ready", "store": store })).into_response();
+    };
     let mut response =
         problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &reason).into_response();
     response.headers_mut().insert(

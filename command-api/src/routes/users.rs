@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{accepted, valid, Accepted, CommandErrors, Fields};
-use crate::auth::Role;
+use crate::auth::{MaybeCaller, Role};
 use crate::error::ApiError;
 use crate::extract::{Context, Invocation, JsonBody};
 
@@ -55,11 +55,16 @@ pub fn path_uuid(raw: &str, what: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::not_found(format!("{what} {raw} not found")))
 }
 
-/// Sign up (public).
+/// Sign up (public). With an identity provider's token, the new user is
+/// linked to the caller's identity there, and that identity's tokens act as
+/// this user from then on (a second sign-up of the identity: `409
+/// identity_taken`).
 #[utoipa::path(post, path = "/v1/users", tag = "users", request_body = RegisterUser,
-    responses((status = 201, description = "Registered", body = Accepted), CommandErrors))]
+    responses((status = 201, description = "Registered", body = Accepted), CommandErrors),
+    security((), ("bearer" = [])))]
 pub async fn register(
     State(commands): State<Arc<Commands>>,
+    MaybeCaller(who): MaybeCaller,
     Context(ctx): Context,
     JsonBody(body): JsonBody<RegisterUser>,
 ) -> Result<Response, ApiError> {
@@ -68,7 +73,7 @@ pub async fn register(
     let name = f.take(PersonName::parse("name", &body.name));
     f.finish()?;
     let (email, name) = (valid(email)?, valid(name)?);
-    let done = commands.register(&ctx, email, name).await?;
+    let done = commands.register(&ctx, email, name, who.as_ref()).await?;
     Ok(accepted(done, Some("/v1/users")))
 }
 

@@ -107,6 +107,8 @@ fn fold_user(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
         } => s.customer(id, e)?.shipping_address = Some(shipping_address.clone()),
         UserEvent::Deactivated { .. } => s.customer(id, e)?.status = "deactivated".into(),
         UserEvent::Reactivated { .. } => s.customer(id, e)?.status = "active".into(),
+        // Who signs in as the customer changes nothing the view shows.
+        UserEvent::IdentityLinked { .. } => {}
     }
     Ok(())
 }

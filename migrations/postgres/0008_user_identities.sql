@@ -1,0 +1,10 @@
+-- An identity at the identity provider (`<issuer>#<subject>`) signs up as
+-- one user: the primary key decides before the user's events are appended,
+-- and every provider token of a customer is resolved here to its user id.
+CREATE TABLE user_identities
+(
+    identity    text        NOT NULL,
+    user_id     text        NOT NULL,
+    reserved_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    CONSTRAINT user_identities_pkey PRIMARY KEY (identity)
+);
