@@ -68,7 +68,10 @@ impl Commands {
             reserved.push((&self.identities, identity.as_str()));
         }
         let email_taken = |_| CommandError::EmailTaken;
-        let outcome = match self.reserve(&self.emails, email.as_str(), &id, email_taken).await {
+        let outcome = match self
+            .reserve(&self.emails, email.as_str(), &id, email_taken)
+            .await
+        {
             Ok(()) => {
                 reserved.push((&self.emails, email.as_str()));
                 self.run(User::TYPE, |source| {

@@ -58,10 +58,7 @@ pub enum UserEvent {
     /// The user signed up with an identity provider's token: tokens of
     /// `identity` (`<issuer>#<subject>`) act as this user.
     #[serde(rename = "UserIdentityLinked")]
-    IdentityLinked {
-        identity: String,
-        at: DateTime<Utc>,
-    },
+    IdentityLinked { identity: String, at: DateTime<Utc> },
 }
 
 impl EventName for UserEvent {

@@ -69,9 +69,8 @@ impl Reservations {
     /// [`StoreError::Database`].
     pub async fn reserve(&self, email: &str, user_id: &str) -> Result<Reservation, StoreError> {
         let (table, key) = (self.table, self.key);
-        let insert = format!(
-            "INSERT INTO {table} ({key}, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
-        );
+        let insert =
+            format!("INSERT INTO {table} ({key}, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING");
         let select = format!(
             "{} FROM {table} WHERE {key} = $1",
             self.db.dialect(
@@ -89,7 +88,10 @@ impl Reservations {
             let holder = if n == 1 {
                 None
             } else {
-                sqlx::query_as(&select).bind(email).fetch_optional(p).await?
+                sqlx::query_as(&select)
+                    .bind(email)
+                    .fetch_optional(p)
+                    .await?
             };
             (n, holder)
         });

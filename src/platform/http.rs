@@ -65,7 +65,11 @@ pub(super) fn public(
             extra,
         ))))
     } else if roles.query || roles.relay {
-        let health = operations_without_metrics(&p.db, p.auth.as_ref().and_then(|a| a.provider()), readyz.clone());
+        let health = operations_without_metrics(
+            &p.db,
+            p.auth.as_ref().and_then(|a| a.provider()),
+            readyz.clone(),
+        );
         Some(Server::Router(
             graphql.unwrap_or_default().merge(health).merge(metrics),
         ))
@@ -149,8 +153,9 @@ pub(super) async fn operations_server(
         return Ok(None);
     };
     let limits = settings.http_limits();
-    let routes = operations_without_metrics(&p.db, p.auth.as_ref().and_then(|a| a.provider()), readyz)
-        .merge(projections::metrics_router(&p.db, &p.read_db));
+    let routes =
+        operations_without_metrics(&p.db, p.auth.as_ref().and_then(|a| a.provider()), readyz)
+            .merge(projections::metrics_router(&p.db, &p.read_db));
     let app = command_api::server::edge(routes, &limits);
     let listener = TcpListener::bind(addr)
         .await

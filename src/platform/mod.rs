@@ -124,7 +124,13 @@ fn authenticator(
     db: &eventlog::Database,
 ) -> anyhow::Result<(auth::Authenticator, Option<JoinHandle<()>>)> {
     let auth = settings.authenticator()?;
-    let Some(provider) = settings.auth.as_ref().map(|a| a.provider()).transpose()?.flatten() else {
+    let Some(provider) = settings
+        .auth
+        .as_ref()
+        .map(|a| a.provider())
+        .transpose()?
+        .flatten()
+    else {
         return Ok((auth, None));
     };
     let refresh = provider.spawn_refresh();

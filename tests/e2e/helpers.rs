@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_shopstream");
+pub const BIN: &str = env!("CARGO_BIN_EXE_shopstream");
 
 /// The environment that turns the per-caller rate limits off.
 pub const NO_RATE_LIMITS: [(&str, &str); 3] = [

@@ -9,6 +9,7 @@ mod fuzz;
 mod graphql;
 mod helpers;
 mod kafka;
+mod oidc;
 mod outage;
 mod saga;
 mod tls;
