@@ -197,7 +197,7 @@ async fn answer(
     };
     // A caller's budget: its subject, or its address when anonymous.
     let key = match (&viewer, address) {
-        (Some(p), _) => format!("sub:{}", p.sub),
+        (Some(p), _) => format!("sub:{}", p.scope()),
         (None, Some(a)) => format!("ip:{a}"),
         (None, None) => "ip:unknown".to_string(),
     };
@@ -372,9 +372,10 @@ pub(crate) async fn graphql_ws(
                         None => from_header,
                     };
                     let mut data = Data::default();
-                    let key = viewer
-                        .as_ref()
-                        .map_or_else(|| "ip:websocket".to_string(), |p| format!("sub:{}", p.sub));
+                    let key = viewer.as_ref().map_or_else(
+                        || "ip:websocket".to_string(),
+                        |p| format!("sub:{}", p.scope()),
+                    );
                     data.insert(limits::RateKey(key));
                     data.insert(Viewer(viewer));
                     data.insert(ConnectionSubscriptions::default());

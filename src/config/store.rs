@@ -192,13 +192,16 @@ impl AuthArgs {
     /// # Errors
     /// When its HTTP client cannot be built.
     pub fn provider(&self) -> anyhow::Result<Option<std::sync::Arc<auth::Provider>>> {
-        if self.oidc_issuer.is_none() && self.jwks_url.is_none() {
+        // Empty values (an unset variable in compose) count as unset.
+        let set = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+        let (issuer, jwks_url) = (set(&self.oidc_issuer), set(&self.jwks_url));
+        if issuer.is_none() && jwks_url.is_none() {
             return Ok(None);
         }
         let settings = auth::ProviderSettings {
-            issuer: self.oidc_issuer.clone(),
-            jwks_url: self.jwks_url.clone(),
-            audience: self.jwt_audience.clone(),
+            issuer,
+            jwks_url,
+            audience: set(&self.jwt_audience),
             roles_claim: self.roles_claim.clone(),
             role_mapping: self.role_mappings.clone(),
             refetch_interval: self.jwks_refetch_interval,

@@ -331,6 +331,22 @@ async fn provider_tokens_sign_up_act_and_every_forgery_is_refused() {
         "30 unknown kids caused {fetched} JWKS fetches"
     );
 
+    // A key the provider withdraws stops working at the next fetch (here
+    // caused by an unknown kid once the refetch interval has passed).
+    idp.jwks
+        .lock()
+        .expect("jwks")
+        .retain(|k| k["kid"] != "rsa-1");
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (status, _) = server
+        .get_auth(
+            "/v1/admin/projections",
+            &sign(&rsa_key_fast(&stranger, 99), &claims),
+        )
+        .await;
+    assert_eq!(status, 401);
+    assert_refused(&server, &customer, "a withdrawn key").await;
+
     // The provider goes away: cached keys keep verifying.
     idp.up.store(false, Ordering::SeqCst);
     let (status, _) = server.get_auth("/v1/admin/projections", &admin).await;

@@ -52,8 +52,14 @@ fn require(ctx: &Context<'_>, roles: &[Role]) -> Result<()> {
 pub(crate) fn may_read(p: &Principal, owner: &str) -> bool {
     match p.role {
         Role::Admin | Role::Analyst | Role::Service => true,
-        Role::Customer => p.sub == owner,
+        Role::Customer => own_id(p).is_some_and(|id| id == owner),
     }
+}
+
+/// A customer's own user id (for an identity provider's customer, the user
+/// they signed up as; `None` before sign-up).
+fn own_id(p: &Principal) -> Option<String> {
+    p.user_id().map(|u| u.to_string())
 }
 
 /// Sort orders of `customers`.
@@ -98,9 +104,12 @@ impl Query {
         if p.role != Role::Customer {
             return Err(not_found("customer"));
         }
+        let Some(id) = own_id(p) else {
+            return Err(not_found("customer"));
+        };
         let row = ctx
             .data::<Store>()?
-            .customer(&p.sub)
+            .customer(&id)
             .await
             .map_err(|e| internal(&e))?;
         row.map(Customer).ok_or_else(|| not_found("customer"))
@@ -189,10 +198,13 @@ impl Query {
     ) -> Result<Connection<String, Order>> {
         let p = viewer(ctx)?;
         let customer = match (p.role, customer_id) {
-            (Role::Customer, Some(id)) if id.as_str() != p.sub => {
+            (Role::Customer, Some(id)) if Some(id.as_str()) != own_id(p).as_deref() => {
                 return Ok(Connection::new(false, false))
             }
-            (Role::Customer, _) => Some(p.sub.clone()),
+            (Role::Customer, _) => match own_id(p) {
+                Some(id) => Some(id),
+                None => return Ok(Connection::new(false, false)),
+            },
             (_, id) => id.map(|i| i.0),
         };
         order_page(ctx, customer.as_deref(), status, first, after).await
