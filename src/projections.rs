@@ -179,33 +179,24 @@ async fn metrics_handler(State(s): State<MetricsState>) -> Response {
         }
         Err(e) => tracing::warn!(error = %e, "cannot read projection status for metrics"),
     }
-    let (size, idle) = s.store.pool_stats();
     let help = "Connections of each pool, idle or in use.";
-    gauge(
-        "db_pool_connections",
-        help,
-        &[("pool", "event_store"), ("state", "idle")],
-        idle as f64,
-    );
-    gauge(
-        "db_pool_connections",
-        help,
-        &[("pool", "event_store"), ("state", "in_use")],
-        f64::from(size) - idle as f64,
-    );
-    let (size, idle) = (s.db.pool().size(), s.db.pool().num_idle());
-    gauge(
-        "db_pool_connections",
-        help,
-        &[("pool", "read_models"), ("state", "idle")],
-        idle as f64,
-    );
-    gauge(
-        "db_pool_connections",
-        help,
-        &[("pool", "read_models"), ("state", "in_use")],
-        f64::from(size) - idle as f64,
-    );
+    let pools = [
+        ("event_store", s.store.pool_stats()),
+        ("read_models", (s.db.pool().size(), s.db.pool().num_idle())),
+    ];
+    for (pool, (size, idle)) in pools {
+        for (state, n) in [
+            ("idle", idle as f64),
+            ("in_use", f64::from(size) - idle as f64),
+        ] {
+            gauge(
+                "db_pool_connections",
+                help,
+                &[("pool", pool), ("state", state)],
+                n,
+            );
+        }
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 pub use ::auth::*;
-use axum::extract::{FromRef, FromRequestParts};
+use axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{Extensions, HeaderMap};
 
@@ -51,27 +51,24 @@ where
     }
 }
 
-/// The caller if the request carries a token (sign-up: anonymous, or a
-/// provider's token whose identity the new user is linked to).
-#[derive(Debug, Clone)]
-pub struct MaybeCaller(pub Option<Principal>);
-
-impl<S> FromRequestParts<S> for MaybeCaller
+/// `Option<Caller>`: the caller if the request carries a token (sign-up:
+/// anonymous, or a provider's token whose identity the new user is linked to).
+impl<S> OptionalFromRequestParts<S> for Caller
 where
     Arc<Authenticator>: FromRef<S>,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Option<Self>, ApiError> {
         if !parts
             .headers
             .contains_key(axum::http::header::AUTHORIZATION)
         {
-            return Ok(Self(None));
+            return Ok(None);
         }
-        Ok(Self(Some(
-            Caller::from_request_parts(parts, state).await?.0,
-        )))
+        <Self as FromRequestParts<S>>::from_request_parts(parts, state)
+            .await
+            .map(Some)
     }
 }

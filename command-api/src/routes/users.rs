@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{accepted, valid, Accepted, CommandErrors, Fields};
-use crate::auth::{MaybeCaller, Role};
+use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::extract::{Context, Invocation, JsonBody};
 
@@ -64,7 +64,7 @@ pub fn path_uuid(raw: &str, what: &str) -> Result<Uuid, ApiError> {
     security((), ("bearer" = [])))]
 pub async fn register(
     State(commands): State<Arc<Commands>>,
-    MaybeCaller(who): MaybeCaller,
+    who: Option<Caller>,
     Context(ctx): Context,
     JsonBody(body): JsonBody<RegisterUser>,
 ) -> Result<Response, ApiError> {
@@ -73,6 +73,7 @@ pub async fn register(
     let name = f.take(PersonName::parse("name", &body.name));
     f.finish()?;
     let (email, name) = (valid(email)?, valid(name)?);
+    let who = who.map(|Caller(p)| p);
     let done = commands.register(&ctx, email, name, who.as_ref()).await?;
     Ok(accepted(done, Some("/v1/users")))
 }

@@ -56,6 +56,16 @@ pub(crate) fn may_read(p: &Principal, owner: &str) -> bool {
     }
 }
 
+/// The customer `id`, or `NOT_FOUND`.
+async fn customer_by_id(ctx: &Context<'_>, id: &str) -> Result<Customer> {
+    let row = ctx
+        .data::<Store>()?
+        .customer(id)
+        .await
+        .map_err(|e| internal(&e))?;
+    row.map(Customer).ok_or_else(|| not_found("customer"))
+}
+
 /// A customer's own user id (for an identity provider's customer, the user
 /// they signed up as; `None` before sign-up).
 fn own_id(p: &Principal) -> Option<String> {
@@ -104,15 +114,8 @@ impl Query {
         if p.role != Role::Customer {
             return Err(not_found("customer"));
         }
-        let Some(id) = own_id(p) else {
-            return Err(not_found("customer"));
-        };
-        let row = ctx
-            .data::<Store>()?
-            .customer(&id)
-            .await
-            .map_err(|e| internal(&e))?;
-        row.map(Customer).ok_or_else(|| not_found("customer"))
+        let id = own_id(p).ok_or_else(|| not_found("customer"))?;
+        customer_by_id(ctx, &id).await
     }
 
     /// A customer: customers only themselves; another's id answers as not found.
@@ -121,12 +124,7 @@ impl Query {
         if !may_read(p, &id) {
             return Err(not_found("customer"));
         }
-        let row = ctx
-            .data::<Store>()?
-            .customer(&id)
-            .await
-            .map_err(|e| internal(&e))?;
-        row.map(Customer).ok_or_else(|| not_found("customer"))
+        customer_by_id(ctx, &id).await
     }
 
     /// All customers (admin or analyst).
