@@ -227,7 +227,10 @@ pub async fn operate(action: ProjectionsAction, role: &str) -> anyhow::Result<()
                 Some(n) if !all => vec![n],
                 _ => readmodel::NAMES.iter().map(|n| (*n).to_string()).collect(),
             };
-            rebuild_cmd(&store, &db, &names, verify).await
+            match eventlog::census::check_readable(&store).await {
+                Ok(()) => rebuild_cmd(&store, &db, &names, verify).await,
+                Err(e) => Err(e.into()),
+            }
         }
     };
     db.close().await;

@@ -29,4 +29,4 @@ mod users;
 pub use context::CommandContext;
 pub use error::CommandError;
 pub use run::{read, Attempt, Commands, Done, Mode, Stream};
-pub use users::IdentityDirectory;
+pub use users::{IdentityDirectory, SignUp};

@@ -97,6 +97,7 @@ impl Commands {
                 name,
                 unit_price,
                 retired: product.aggregate().retired,
+                version: product.version(),
             };
             let guards = product.guard().into_iter().collect();
             self.order_attempt(who, ctx, order_id, (source, false), guards, |_| {

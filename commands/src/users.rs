@@ -6,7 +6,7 @@ use auth::{Principal, Role};
 use chrono::Utc;
 use cqrs_es::Aggregate;
 use domain::user::UserCommand;
-use domain::{Email, PersonName, ShippingAddress, User};
+use domain::{Email, Locale, PersonName, ShippingAddress, User};
 use eventlog::{Reservation, Reservations, Source};
 use uuid::Uuid;
 
@@ -16,6 +16,27 @@ use crate::{CommandContext, CommandError, Commands};
 /// A reservation older than this whose user never registered was left by a
 /// process that died mid-registration; it may be reclaimed.
 const ORPHANED_RESERVATION: Duration = Duration::from_secs(30);
+
+/// What a new user signs up with.
+#[derive(Debug, Clone)]
+pub struct SignUp {
+    pub email: Email,
+    pub name: PersonName,
+    pub locale: Locale,
+    pub marketing_consent: bool,
+}
+
+impl SignUp {
+    /// `email` and `name`, with the default locale and no marketing consent.
+    pub fn new(email: Email, name: PersonName) -> Self {
+        Self {
+            email,
+            name,
+            locale: Locale::default(),
+            marketing_consent: false,
+        }
+    }
+}
 
 impl Commands {
     /// Signs up a new user with a unique e-mail address (anyone). With an
@@ -28,10 +49,15 @@ impl Commands {
     pub async fn register(
         &self,
         ctx: &CommandContext,
-        email: Email,
-        name: PersonName,
+        sign_up: SignUp,
         who: Option<&Principal>,
     ) -> Result<Done, CommandError> {
+        let SignUp {
+            email,
+            name,
+            locale,
+            marketing_consent,
+        } = sign_up;
         let identity = match who.map(|p| (p.identity(), p.user_id(), p.role)) {
             Some((Some(_), Some(user), _)) => {
                 return Err(CommandError::IdentityTaken(user.to_string()))
@@ -49,6 +75,8 @@ impl Commands {
             name: name.clone(),
             at: Utc::now(),
             identity: identity.clone(),
+            locale: locale.clone(),
+            marketing_consent,
         };
         if identity.is_none() && self.users.claims_emails_in_the_append() {
             match self

@@ -9,9 +9,15 @@ pub const EVENT_VERSION_1: &str = "1";
 pub trait EventName {
     /// The stored `event_type`.
     fn name(&self) -> &'static str;
-    /// The stored `event_version`.
+    /// The stored `event_version`: the type's current version
+    /// ([`crate::upcast::CURRENT`]).
     fn version(&self) -> &'static str {
-        EVENT_VERSION_1
+        match crate::upcast::current_version(self.name()) {
+            1 => EVENT_VERSION_1,
+            2 => "2",
+            3 => "3",
+            _ => "4",
+        }
     }
 }
 
@@ -83,15 +89,33 @@ pub enum UndecodableEvent {
     /// The payload does not match any event of its aggregate.
     #[error("{0}")]
     Payload(String),
+    /// The stored version is one this release cannot read.
+    #[error(transparent)]
+    Version(#[from] crate::upcast::UnreadableVersion),
 }
 
 impl Event {
-    /// Decodes the payload of an event of `aggregate_type`.
+    /// Decodes a stored event: its payload, of `event_type@event_version`,
+    /// upcast to the current version, into its aggregate's event enum.
     ///
     /// # Errors
-    /// [`UndecodableEvent`] for an unknown aggregate type or a payload that
-    /// is none of its events.
+    /// [`UndecodableEvent`] for an unknown aggregate type, a version this
+    /// release cannot read, or a payload that is none of its events.
     pub fn decode(
+        aggregate_type: &str,
+        event_type: &str,
+        event_version: &str,
+        payload: &serde_json::Value,
+    ) -> Result<Self, UndecodableEvent> {
+        if crate::upcast::chain(event_type, event_version)?.is_empty() {
+            return Self::decode_current(aggregate_type, payload);
+        }
+        let current = crate::upcast::upcast(event_type, event_version, payload.clone())?;
+        Self::decode_current(aggregate_type, &current)
+    }
+
+    /// Decodes a payload already at its type's current version.
+    fn decode_current(
         aggregate_type: &str,
         payload: &serde_json::Value,
     ) -> Result<Self, UndecodableEvent> {
@@ -133,16 +157,20 @@ mod tests {
     fn a_payload_decodes_by_its_aggregate_type() {
         let payload = serde_json::json!({"UserDeactivated": {"at": "2026-03-14T09:26:53Z"}});
         assert!(matches!(
-            Event::decode("User", &payload),
+            Event::decode("User", "UserDeactivated", "1", &payload),
             Ok(Event::User(crate::user::UserEvent::Deactivated { .. }))
         ));
         assert!(matches!(
-            Event::decode("Order", &payload),
+            Event::decode("Order", "UserDeactivated", "1", &payload),
             Err(UndecodableEvent::Payload(_))
         ));
         assert_eq!(
-            Event::decode("Invoice", &payload),
+            Event::decode("Invoice", "UserDeactivated", "1", &payload),
             Err(UndecodableEvent::UnknownAggregate("Invoice".into()))
         );
+        assert!(matches!(
+            Event::decode("User", "UserDeactivated", "2", &payload),
+            Err(UndecodableEvent::Version(_))
+        ));
     }
 }

@@ -24,6 +24,7 @@ mod money;
 pub mod order;
 pub mod payment;
 pub mod product;
+pub mod upcast;
 pub mod user;
 mod values;
 
@@ -35,7 +36,7 @@ pub use payment::Payment;
 pub use product::Product;
 pub use user::User;
 pub use values::{
-    Carrier, Email, PersonName, ProductName, Reason, ShippingAddress, Sku, TrackingNumber,
+    Carrier, Email, Locale, PersonName, ProductName, Reason, ShippingAddress, Sku, TrackingNumber,
     ValidationError,
 };
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::event::domain_event;
-use crate::{DomainError, Email, EventName, PersonName, ShippingAddress};
+use crate::{DomainError, Email, EventName, Locale, PersonName, ShippingAddress};
 
 /// What a user can be asked to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +21,10 @@ pub enum UserCommand {
         name: PersonName,
         at: DateTime<Utc>,
         identity: Option<String>,
+        /// Preferred language.
+        locale: Locale,
+        /// Whether the user agreed to marketing messages.
+        marketing_consent: bool,
     },
     /// Change the name and/or the shipping address (a PATCH).
     UpdateProfile {
@@ -37,12 +41,16 @@ pub enum UserCommand {
 /// What happened to a user.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum UserEvent {
+    /// Version 2 added `locale` and `marketing_consent` (v1 events are
+    /// upcast to `en` and no consent).
     #[serde(rename = "UserRegistered")]
     Registered {
         user_id: Uuid,
         email: Email,
         name: PersonName,
         at: DateTime<Utc>,
+        locale: Locale,
+        marketing_consent: bool,
     },
     #[serde(rename = "UserNameChanged")]
     NameChanged { name: PersonName, at: DateTime<Utc> },
@@ -84,6 +92,11 @@ pub struct User {
     pub name: Option<PersonName>,
     pub shipping_address: Option<ShippingAddress>,
     pub active: bool,
+    /// Preferred language (`en` for users registered before it was asked).
+    #[serde(default)]
+    pub locale: Locale,
+    #[serde(default)]
+    pub marketing_consent: bool,
     /// The identity provider identity the user signed up with.
     #[serde(default)]
     pub identity: Option<String>,
@@ -109,6 +122,8 @@ impl User {
                 name,
                 at,
                 identity,
+                locale,
+                marketing_consent,
             } => {
                 if self.exists() {
                     return Err(DomainError::conflict(
@@ -121,6 +136,8 @@ impl User {
                     email,
                     name,
                     at,
+                    locale,
+                    marketing_consent,
                 }];
                 if let Some(identity) = identity.filter(|i| !i.is_empty()) {
                     events.push(UserEvent::IdentityLinked { identity, at });
@@ -185,11 +202,15 @@ impl User {
                 user_id,
                 email,
                 name,
+                locale,
+                marketing_consent,
                 ..
             } => {
                 self.id = Some(user_id);
                 self.email = Some(email);
                 self.name = Some(name);
+                self.locale = locale;
+                self.marketing_consent = marketing_consent;
                 self.active = true;
             }
             UserEvent::NameChanged { name, .. } => self.name = Some(name),
@@ -216,6 +237,8 @@ mod tests {
             email: Email::parse("ada@example.com").unwrap(),
             name: PersonName::parse("name", "Ada").unwrap(),
             at: t0(),
+            locale: Locale::default(),
+            marketing_consent: false,
         }
     }
 
@@ -230,6 +253,7 @@ mod tests {
             email,
             name,
             at,
+            ..
         } = registered()
         else {
             unreachable!()
@@ -242,6 +266,8 @@ mod tests {
                 name,
                 at,
                 identity: None,
+                locale: Locale::default(),
+                marketing_consent: false,
             })
             .then_expect_events(vec![registered()]);
     }
@@ -253,6 +279,7 @@ mod tests {
             email,
             name,
             at,
+            ..
         } = registered()
         else {
             unreachable!()
@@ -266,6 +293,8 @@ mod tests {
                 name,
                 at,
                 identity: Some(identity.clone()),
+                locale: Locale::default(),
+                marketing_consent: false,
             })
             .then_expect_events(vec![
                 registered(),
@@ -280,6 +309,7 @@ mod tests {
             email,
             name,
             at,
+            ..
         } = registered()
         else {
             unreachable!()
@@ -292,6 +322,8 @@ mod tests {
                 name,
                 at,
                 identity: None,
+                locale: Locale::default(),
+                marketing_consent: false,
             },
             "user_already_registered",
         );

@@ -325,3 +325,45 @@ mod tests {
         assert_eq!(ok.line2, None);
     }
 }
+
+/// A preferred language tag (BCP 47 shape: `en`, `de-AT`, `pt-BR`): 2..=35
+/// ASCII letters, digits and hyphens, starting with a letter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Locale(String);
+
+impl Locale {
+    /// Validates `raw` (trimmed) as a language tag.
+    ///
+    /// # Errors
+    /// `invalid_locale`.
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, ValidationError> {
+        let s = raw.trim();
+        let shaped = (2..=35).contains(&s.len())
+            && s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !s.contains("--")
+            && !s.ends_with('-');
+        if !shaped {
+            return Err(ValidationError::new(
+                field,
+                "invalid_locale",
+                "must be a language tag such as en, de-AT or pt-BR",
+            ));
+        }
+        Ok(Self(s.to_string()))
+    }
+
+    /// The tag.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// `en`: for users who named none (and events written before
+/// `UserRegistered` v2).
+impl Default for Locale {
+    fn default() -> Self {
+        Self("en".into())
+    }
+}

@@ -23,6 +23,7 @@
 //! - `testing` (feature `testing`): a fresh Postgres database or SQLite file per test.
 
 mod cache;
+pub mod census;
 mod db;
 mod emails;
 mod error;

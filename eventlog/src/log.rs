@@ -90,7 +90,12 @@ struct Envelope {
 impl From<Envelope> for StoredEvent {
     fn from(e: Envelope) -> Self {
         Self {
-            event: domain::Event::decode(&e.aggregate_type, &e.payload),
+            event: domain::Event::decode(
+                &e.aggregate_type,
+                &e.event_type,
+                &e.event_version,
+                &e.payload,
+            ),
             position: e.position,
             transaction_id: e.transaction_id,
             event_id: e.event_id,

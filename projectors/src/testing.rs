@@ -88,10 +88,8 @@ impl Shop {
         let n = self.next();
         let email = Email::parse(&format!("user{n}@example.com")).expect("email");
         let name = PersonName::parse("name", &format!("User {n}")).expect("name");
-        let done = ok(self
-            .commands
-            .register(&Self::ctx(), email, name, None)
-            .await);
+        let sign_up = commands::SignUp::new(email, name);
+        let done = ok(self.commands.register(&Self::ctx(), sign_up, None).await);
         let id = Uuid::parse_str(&done.id).expect("a user id");
         if self.rng.gen_bool(0.3) {
             let address = ShippingAddress::parse("Main St 1", None, "Berlin", "10115", "DE")

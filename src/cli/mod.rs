@@ -77,6 +77,25 @@ pub enum Command {
         #[command(subcommand)]
         action: ProjectionsAction,
     },
+    /// Inspect the event log.
+    Events {
+        #[command(subcommand)]
+        action: EventsAction,
+    },
+}
+
+/// Operator commands for the event log.
+#[derive(Debug, Subcommand)]
+pub enum EventsAction {
+    /// Per event type and version: how many, first and last position, and
+    /// how this release reads it (current, an upcaster chain, or not at all).
+    Census {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 /// Operator commands for projections.
@@ -122,6 +141,7 @@ impl Command {
             Self::Saga(_) => "saga",
             Self::Seed(_) => "seed",
             Self::Projections { .. } => "projections",
+            Self::Events { .. } => "events",
             Self::Healthcheck(_) => "healthcheck",
         }
     }
@@ -205,6 +225,12 @@ impl Command {
                 tasks::seed(a).await
             }
             Self::Projections { action } => crate::projections::operate(action, role).await,
+            Self::Events {
+                action: EventsAction::Census { json, target },
+            } => {
+                let _telemetry = target.log.init(role)?;
+                tasks::census(&target, json).await
+            }
             Self::Openapi => writeln!(std::io::stdout(), "{}", command_api::openapi::document())
                 .context("cannot write"),
             Self::GraphqlSchema => {

@@ -44,3 +44,29 @@ pub(super) async fn seed(a: SeedArgs) -> anyhow::Result<()> {
     store.close().await;
     Ok(())
 }
+
+/// Prints the store's census: per type@version, count, positions and how
+/// this release reads it.
+pub(super) async fn census(target: &super::Target, json: bool) -> anyhow::Result<()> {
+    let db = target.open().await?;
+    let rows = eventlog::census::census(&db).await?;
+    db.close().await;
+    let mut out = std::io::stdout();
+    if json {
+        let text = serde_json::to_string_pretty(&rows)?;
+        return writeln!(out, "{text}").context("cannot write");
+    }
+    writeln!(
+        out,
+        "{:<30} {:>7} {:>10} {:>12} {:>12}  read as",
+        "event type", "version", "count", "first", "last"
+    )?;
+    for r in &rows {
+        writeln!(
+            out,
+            "{:<30} {:>7} {:>10} {:>12} {:>12}  {}",
+            r.event_type, r.event_version, r.count, r.first_position, r.last_position, r.read_as
+        )?;
+    }
+    Ok(())
+}

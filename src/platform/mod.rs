@@ -174,6 +174,10 @@ pub async fn run(settings: &Settings, roles: Roles) -> anyhow::Result<()> {
         "the relay needs --kafka-brokers (or SHOPSTREAM_KAFKA_BROKERS)"
     );
     let db = settings.store.open(&settings.data).await?;
+    // Refuse to start on events this release cannot read (an older binary
+    // after a newer one wrote): naming each type@version, its count and
+    // first position.
+    eventlog::census::check_readable(&db).await?;
     let read_db = crate::projections::open(&settings.data, &settings.store).await?;
     // The API and the saga share repositories, so each sees the other's
     // appends in its aggregate cache.

@@ -213,6 +213,8 @@ impl Seeder<'_> {
                 email: Email::parse(&format!("customer{seed}.{i}@example.com")).map_err(bad)?,
                 name: PersonName::parse("name", &format!("Customer {i}")).map_err(bad)?,
                 at,
+                locale: domain::Locale::default(),
+                marketing_consent: i % 3 == 0,
             };
             self.w.push("User", &id.to_string(), 1, &event, at)?;
             self.customers.push((id, at));

@@ -110,6 +110,8 @@ impl Seeder<'_> {
                 unit_price: price,
                 quantity,
                 at,
+                // Seeded products have one event: their creation.
+                catalog_version: Some(1),
             };
             self.push_order(o, &added, at)?;
         }

@@ -14,6 +14,7 @@ mod outage;
 mod saga;
 mod tls;
 mod traces;
+mod versions;
 
 use serde_json::json;
 

@@ -59,6 +59,8 @@ impl World {
                 name: PersonName::parse("name", "Saga").expect("name"),
                 at: Utc::now(),
                 identity: None,
+                locale: domain::Locale::default(),
+                marketing_consent: false,
             },
         )
         .await;
@@ -87,6 +89,7 @@ impl World {
                 currency: eur,
             },
             retired: false,
+            version: 1,
         };
         exec(
             &c.orders,

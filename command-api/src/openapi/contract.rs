@@ -30,6 +30,9 @@ pub const EMAIL_PATTERN: &str = r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,30}(\.[A-Za-
 /// SKUs `Sku::parse` accepts.
 pub const SKU_PATTERN: &str = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
 
+/// Language tags `Locale::parse` accepts (`en`, `de-AT`, `pt-BR`).
+pub const LOCALE_PATTERN: &str = r"^[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9]+)*$";
+
 /// ISO 3166-1 alpha-2 (either case).
 pub const COUNTRY_PATTERN: &str = r"^[A-Za-z]{2}$";
 
@@ -75,6 +78,16 @@ fn field_rules() -> Vec<(&'static str, &'static str, Value)> {
             json!({"type": "string", "minLength": 6, "maxLength": 254, "pattern": EMAIL_PATTERN}),
         ),
         ("RegisterUser", "name", text(200)),
+        (
+            "RegisterUser",
+            "locale",
+            json!({"type": ["string", "null"], "minLength": 2, "maxLength": 35, "pattern": LOCALE_PATTERN}),
+        ),
+        (
+            "RegisterUser",
+            "marketing_consent",
+            json!({"type": ["boolean", "null"], "enum": [true, false, null]}),
+        ),
         ("UpdateUser", "name", text(200)),
         ("UpdateUser", "shipping_address", reference("AddressBody")),
         ("AddressBody", "line1", text(200)),
@@ -224,6 +237,18 @@ mod tests {
         }
         for bad in ["", "a@b", "a..b@c.de", "a@-b.de", ".a@b.de", "a@b.de."] {
             assert!(!matches(EMAIL_PATTERN, bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn locale_pattern_is_the_parser() {
+        for ok in ["en", "de-AT", "pt-BR", "zh-Hant-TW", "x1"] {
+            assert!(matches(LOCALE_PATTERN, ok), "{ok:?}");
+            assert!(domain::Locale::parse("locale", ok).is_ok(), "{ok:?}");
+        }
+        for bad in ["", "1en", "en-", "en--US", "e n", "de_AT", "é"] {
+            assert!(!matches(LOCALE_PATTERN, bad), "{bad:?}");
+            assert!(domain::Locale::parse("locale", bad).is_err(), "{bad:?}");
         }
     }
 

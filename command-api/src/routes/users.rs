@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::response::Response;
-use commands::Commands;
-use domain::{Email, PersonName, ShippingAddress};
+use commands::{Commands, SignUp};
+use domain::{Email, Locale, PersonName, ShippingAddress};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -25,6 +25,13 @@ pub struct RegisterUser {
     /// Display name, 1..=200 characters.
     #[schema(example = "Ada Lovelace")]
     pub name: String,
+    /// Preferred language tag (`en`, `de-AT`, `pt-BR`); `en` when absent.
+    #[schema(example = "en")]
+    #[serde(default)]
+    pub locale: Option<String>,
+    /// Whether the user agrees to marketing messages; `false` when absent.
+    #[serde(default)]
+    pub marketing_consent: Option<bool>,
 }
 
 /// A shipping address.
@@ -71,10 +78,19 @@ pub async fn register(
     let mut f = Fields::default();
     let email = f.take(Email::parse(&body.email));
     let name = f.take(PersonName::parse("name", &body.name));
+    let locale = match &body.locale {
+        Some(raw) => f.take(Locale::parse("locale", raw)),
+        None => Some(Locale::default()),
+    };
     f.finish()?;
-    let (email, name) = (valid(email)?, valid(name)?);
+    let sign_up = SignUp {
+        email: valid(email)?,
+        name: valid(name)?,
+        locale: valid(locale)?,
+        marketing_consent: body.marketing_consent.unwrap_or(false),
+    };
     let who = who.map(|Caller(p)| p);
-    let done = commands.register(&ctx, email, name, who.as_ref()).await?;
+    let done = commands.register(&ctx, sign_up, who.as_ref()).await?;
     Ok(accepted(done, Some("/v1/users")))
 }
 

@@ -164,6 +164,7 @@ impl Order {
             unit_price: product.unit_price,
             quantity,
             at,
+            catalog_version: Some(product.version),
         }])
     }
 

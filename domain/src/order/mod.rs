@@ -35,6 +35,8 @@ pub struct ProductFacts {
     pub name: ProductName,
     pub unit_price: Money,
     pub retired: bool,
+    /// The product's version: which catalog entry the price is from.
+    pub version: u64,
 }
 
 /// A payment offered as proof that an order is paid.
@@ -101,7 +103,9 @@ pub enum OrderEvent {
         currency: Currency,
         at: DateTime<Utc>,
     },
-    /// The unit price and name are the catalog's at this moment.
+    /// The unit price and name are the catalog's at this moment; version 2
+    /// added `catalog_version`, the product version they are from (`None`
+    /// for events written before it).
     #[serde(rename = "OrderItemAdded")]
     ItemAdded {
         sku: Sku,
@@ -109,6 +113,7 @@ pub enum OrderEvent {
         unit_price: Money,
         quantity: u32,
         at: DateTime<Utc>,
+        catalog_version: Option<u64>,
     },
     #[serde(rename = "OrderItemQuantityChanged")]
     ItemQuantityChanged {

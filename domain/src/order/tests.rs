@@ -32,6 +32,7 @@ fn product(s: &str, price: i64) -> ProductFacts {
         name: ProductName::parse("name", "Tee").unwrap(),
         unit_price: eur(price),
         retired: false,
+        version: 1,
     }
 }
 
@@ -42,6 +43,7 @@ fn added(s: &str, price: i64, quantity: u32) -> OrderEvent {
         unit_price: eur(price),
         quantity,
         at: t0(),
+        catalog_version: Some(1),
     }
 }
 

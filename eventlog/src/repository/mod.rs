@@ -152,19 +152,25 @@ where
         let store = match db {
             Database::Postgres(pool) => {
                 let repo = PostgresEventRepository::new(pool.clone());
-                Store::Postgres(if snapshot_every > 0 {
-                    PersistedEventStore::new_snapshot_store(repo, snapshot_every)
-                } else {
-                    PersistedEventStore::new_event_store(repo)
-                })
+                Store::Postgres(
+                    if snapshot_every > 0 {
+                        PersistedEventStore::new_snapshot_store(repo, snapshot_every)
+                    } else {
+                        PersistedEventStore::new_event_store(repo)
+                    }
+                    .with_upcasters(vec![Box::new(Upcasting)]),
+                )
             }
             Database::Sqlite(pool) => {
                 let repo = SqliteEventRepository::new(pool.clone());
-                Store::Sqlite(if snapshot_every > 0 {
-                    PersistedEventStore::new_snapshot_store(repo, snapshot_every)
-                } else {
-                    PersistedEventStore::new_event_store(repo)
-                })
+                Store::Sqlite(
+                    if snapshot_every > 0 {
+                        PersistedEventStore::new_snapshot_store(repo, snapshot_every)
+                    } else {
+                        PersistedEventStore::new_event_store(repo)
+                    }
+                    .with_upcasters(vec![Box::new(Upcasting)]),
+                )
             }
         };
         Self {
@@ -290,5 +296,32 @@ where
         let sink = cqrs_es::event_sink::EventSink::default();
         working.handle(command, services, &sink).await?;
         Ok(sink.collect().await)
+    }
+}
+
+/// The domain's upcasters ([`domain::upcast`]) for aggregate loads: older
+/// stored versions are brought to the current one before cqrs-es decodes
+/// them, exactly as [`crate::StoredEvent`] does for everyone else.
+struct Upcasting;
+
+impl cqrs_es::persist::EventUpcaster for Upcasting {
+    fn can_upcast(&self, event_type: &str, event_version: &str) -> bool {
+        domain::upcast::chain(event_type, event_version).is_ok_and(|steps| !steps.is_empty())
+    }
+
+    fn upcast(
+        &self,
+        mut event: cqrs_es::persist::SerializedEvent,
+    ) -> cqrs_es::persist::SerializedEvent {
+        let payload = std::mem::take(&mut event.payload);
+        match domain::upcast::upcast(&event.event_type, &event.event_version, payload.clone()) {
+            Ok(current) => {
+                event.payload = current;
+                event.event_version =
+                    domain::upcast::current_version(&event.event_type).to_string();
+            }
+            Err(_) => event.payload = payload,
+        }
+        event
     }
 }

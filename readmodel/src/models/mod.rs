@@ -174,7 +174,12 @@ pub(crate) mod test_events {
             sequence: position,
             event_type: event_type.into(),
             event_version: "1".into(),
-            event: domain::Event::decode(aggregate_type, &json!({ event_type: body })),
+            event: domain::Event::decode(
+                aggregate_type,
+                event_type,
+                "1",
+                &json!({ event_type: body }),
+            ),
             payload: json!({ event_type: body }),
             metadata: json!({}),
             recorded_at: Utc

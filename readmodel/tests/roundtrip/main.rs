@@ -57,7 +57,7 @@ fn stored<E: Serialize + EventName>(
         sequence: position,
         event_type: event.name().into(),
         event_version: event.version().into(),
-        event: domain::Event::decode(aggregate_type, &payload),
+        event: domain::Event::decode(aggregate_type, event.name(), event.version(), &payload),
         payload,
         metadata: serde_json::json!({}),
         recorded_at: at(u32::try_from(position).expect("a small position")),
@@ -84,6 +84,8 @@ fn story() -> Vec<StoredEvent> {
                 email: Email::parse("ada@example.com").expect("email"),
                 name: PersonName::parse("name", "Ada").expect("name"),
                 at: at(1),
+                locale: domain::Locale::default(),
+                marketing_consent: false,
             },
         ),
         stored(
@@ -116,6 +118,7 @@ fn story() -> Vec<StoredEvent> {
                 unit_price: eur(500),
                 quantity: 2,
                 at: at(4),
+                catalog_version: Some(1),
             },
         ),
         stored(
@@ -128,6 +131,7 @@ fn story() -> Vec<StoredEvent> {
                 unit_price: eur(250),
                 quantity: 1,
                 at: at(5),
+                catalog_version: Some(3),
             },
         ),
         stored(
@@ -202,6 +206,31 @@ fn story() -> Vec<StoredEvent> {
             },
         ),
     ]
+}
+
+/// `events` as a release before `UserRegistered` v2 and `OrderItemAdded`
+/// v2 stored them: without the fields those versions added, at version 1,
+/// decoded again at the boundary (which upcasts them).
+fn as_v1(events: &[StoredEvent]) -> Vec<StoredEvent> {
+    let added = [
+        ("UserRegistered", &["locale", "marketing_consent"][..]),
+        ("OrderItemAdded", &["catalog_version"][..]),
+    ];
+    events
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            if let Some((name, fields)) = added.iter().find(|(n, _)| *n == e.event_type) {
+                let inner = e.payload[*name].as_object_mut().expect("fields");
+                for field in *fields {
+                    inner.remove(*field);
+                }
+                e.event_version = "1".into();
+                e.event = domain::Event::decode(&e.aggregate_type, &e.event_type, "1", &e.payload);
+            }
+            e
+        })
+        .collect()
 }
 
 /// Folds `events` into a fresh live generation 1 of `P` and stores it.
@@ -401,4 +430,52 @@ async fn analytics_round_trips_postgres() {
     let t = TestDatabase::postgres().await;
     analytics_round_trip(&t).await;
     t.drop_database().await;
+}
+
+/// Version-1 events (as older releases stored them) fold to the same
+/// read-model rows as the current versions, except what v2 added.
+async fn v1_events_fold_like_v2(v1: &TestDatabase, v2: &TestDatabase) {
+    let (old, new) = (read_db(v1).await, read_db(v2).await);
+    let story = story();
+    let old_story = as_v1(&story);
+    assert!(
+        old_story.iter().all(|e| e.event.is_ok()),
+        "v1 events decode"
+    );
+    fold_and_store::<CustomerView>(&old, &old_story).await;
+    fold_and_store::<CustomerView>(&new, &story).await;
+    fold_and_store::<OrderViewProjection>(&old, &old_story).await;
+    fold_and_store::<OrderViewProjection>(&new, &story).await;
+    let customer = |db: ReadDb| async move {
+        let row = customer::CustomerRow::get(db.pool(), &USER.to_string())
+            .await
+            .expect("read")
+            .expect("the customer");
+        (row.email.clone(), row.doc.get().expect("doc").clone())
+    };
+    assert_eq!(customer(old.clone()).await, customer(new.clone()).await);
+    let order = |db: ReadDb| async move {
+        let row = orders::OrderRow::get(db.pool(), &ORDER.to_string())
+            .await
+            .expect("read")
+            .expect("the order");
+        (row.total_minor, row.doc.get().expect("doc").clone())
+    };
+    assert_eq!(order(old).await, order(new).await);
+}
+
+#[tokio::test]
+async fn v1_events_fold_like_v2_sqlite() {
+    v1_events_fold_like_v2(&TestDatabase::sqlite().await, &TestDatabase::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn v1_events_fold_like_v2_postgres() {
+    let (a, b) = (
+        TestDatabase::postgres().await,
+        TestDatabase::postgres().await,
+    );
+    v1_events_fold_like_v2(&a, &b).await;
+    a.drop_database().await;
+    b.drop_database().await;
 }

@@ -135,7 +135,7 @@ mod tests {
     fn event() -> StoredEvent {
         let payload = serde_json::json!({"OrderPlaced": {"item_count": 1}});
         StoredEvent {
-            event: domain::Event::decode("Order", &payload),
+            event: domain::Event::decode("Order", "OrderPlaced", "1", &payload),
             position: 42,
             transaction_id: 7,
             event_id: uuid::Uuid::from_u128(9),
@@ -193,6 +193,35 @@ mod tests {
         };
         let w = message(watermark_value(c), watermark_headers(c));
         assert_eq!(decode(&w).unwrap(), Record::Watermark(c));
+    }
+
+    #[test]
+    fn consumers_upcast_old_versions_like_the_store_does() {
+        let mut e = event();
+        e.aggregate_type = "User".into();
+        e.event_type = "UserRegistered".into();
+        e.event_version = "1".into();
+        e.payload = serde_json::json!({"UserRegistered": {
+            "user_id": "0f3c2a4e-8d1b-4c5e-9a7f-2b6d8e1c3a50", "email": "ada@example.com",
+            "name": "Ada", "at": "2025-03-14T09:26:53Z"}});
+        let m = message(serde_json::to_string(&e).unwrap(), event_headers(&e));
+        let Ok(Record::Event(decoded)) = decode(&m) else {
+            panic!("not an event record")
+        };
+        let Ok(domain::Event::User(domain::user::UserEvent::Registered { locale, .. })) =
+            &decoded.event
+        else {
+            panic!("not upcast: {:?}", decoded.event)
+        };
+        assert_eq!(locale.as_str(), "en");
+        // A version this release cannot read is an unreadable event, named.
+        e.event_version = "9".into();
+        let m = message(serde_json::to_string(&e).unwrap(), event_headers(&e));
+        let Ok(Record::Event(decoded)) = decode(&m) else {
+            panic!("not an event record")
+        };
+        let error = decoded.typed().unwrap_err();
+        assert!(error.contains("UserRegistered@9 cannot be read"), "{error}");
     }
 
     #[test]
