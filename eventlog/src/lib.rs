@@ -24,6 +24,7 @@
 
 mod cache;
 pub mod census;
+pub mod copy;
 mod db;
 mod emails;
 mod error;

@@ -117,6 +117,28 @@ pub struct SagaRoleArgs {
     pub saga: SagaArgs,
 }
 
+/// `store copy`.
+#[derive(Debug, Clone, Args)]
+pub struct StoreCopyArgs {
+    /// The store to copy into: empty, or holding what a stopped copy of
+    /// the same source wrote (`postgres://…` or `sqlite://PATH`).
+    #[arg(long)]
+    pub to: String,
+
+    /// Events per batch (each one transaction in the target).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub batch: u32,
+
+    /// Stop once the target holds this many events (a copy in stages;
+    /// rerun without it to finish).
+    #[arg(long)]
+    pub stop_after: Option<u64>,
+
+    /// The source: --database-url (default: the embedded SQLite file).
+    #[command(flatten)]
+    pub target: Target,
+}
+
 /// `token`.
 #[derive(Debug, Clone, Args)]
 pub struct TokenArgs {

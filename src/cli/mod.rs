@@ -82,6 +82,22 @@ pub enum Command {
         #[command(subcommand)]
         action: EventsAction,
     },
+    /// Move the whole store.
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
+}
+
+/// Operator commands for the store as a whole.
+#[derive(Debug, Subcommand)]
+pub enum StoreAction {
+    /// Copy every event (ids, sequences, times, log order), the idempotency
+    /// keys, e-mail and identity reservations and the saga's state from the
+    /// store of --database-url (default: the embedded SQLite file) into an
+    /// empty one; rerun to resume a stopped or killed copy; verifies count
+    /// and checksum at the end. Read models are rebuilt on the target.
+    Copy(StoreCopyArgs),
 }
 
 /// Operator commands for the event log.
@@ -142,6 +158,7 @@ impl Command {
             Self::Seed(_) => "seed",
             Self::Projections { .. } => "projections",
             Self::Events { .. } => "events",
+            Self::Store { .. } => "store",
             Self::Healthcheck(_) => "healthcheck",
         }
     }
@@ -230,6 +247,12 @@ impl Command {
             } => {
                 let _telemetry = target.log.init(role)?;
                 tasks::census(&target, json).await
+            }
+            Self::Store {
+                action: StoreAction::Copy(a),
+            } => {
+                let _telemetry = a.target.log.init(role)?;
+                tasks::store_copy(&a).await
             }
             Self::Openapi => writeln!(std::io::stdout(), "{}", command_api::openapi::document())
                 .context("cannot write"),

@@ -70,3 +70,53 @@ pub(super) async fn census(target: &super::Target, json: bool) -> anyhow::Result
     }
     Ok(())
 }
+
+/// Copies the store of `a.target` into `a.to`, then verifies both.
+pub(super) async fn store_copy(a: &super::StoreCopyArgs) -> anyhow::Result<()> {
+    let from = a.target.open().await?;
+    let mut to_args = a.target.store.clone();
+    to_args.database_url = Some(a.to.clone());
+    anyhow::ensure!(
+        to_args.url(&a.target.data) != a.target.store.url(&a.target.data),
+        "--to names the source store itself"
+    );
+    let to = to_args.open(&a.target.data).await?;
+    let options = eventlog::copy::CopyOptions {
+        batch: a.batch,
+        stop_after: a.stop_after,
+    };
+    let report = eventlog::copy::copy(&from, &to, options).await;
+    from.close().await;
+    to.close().await;
+    let report = report?;
+    let mut out = std::io::stdout();
+    if report.resumed > 0 {
+        writeln!(
+            out,
+            "resumed after {} events already in the target",
+            report.resumed
+        )?;
+    }
+    if report.stopped {
+        writeln!(
+            out,
+            "stopped with {} events in the target (--stop-after); rerun to finish",
+            report.events
+        )?;
+        return Ok(());
+    }
+    for (table, rows) in &report.side_rows {
+        writeln!(out, "{table}: {rows} rows copied")?;
+    }
+    writeln!(
+        out,
+        "{} events copied and verified (checksum {})",
+        report.events,
+        report.checksum.as_deref().unwrap_or("-")
+    )?;
+    writeln!(
+        out,
+        "serve from the target: its projectors build the read models from the log"
+    )?;
+    Ok(())
+}

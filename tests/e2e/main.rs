@@ -12,6 +12,7 @@ mod kafka;
 mod oidc;
 mod outage;
 mod saga;
+mod store_copy;
 mod tls;
 mod traces;
 mod versions;

@@ -1,0 +1,218 @@
+//! Outgrowing the embedded default: a seeded SQLite store copied into
+//! PostgreSQL with `shopstream store copy` (in two stages, the second
+//! resuming the first), then served from PostgreSQL: every GraphQL answer
+//! equals the embedded one, idempotency keys replay, and new commands
+//! continue the streams where they were.
+
+use std::time::Duration;
+
+use eventlog::testing::TestDatabase;
+use serde_json::{json, Value};
+
+use crate::helpers::{cli, run_cli, Server};
+
+/// The answers compared across the two stores.
+const QUERY: &str = "{
+  customers(first: 100, orderBy: EMAIL_ASC) { nodes { id email name status orderCount
+    lifetimeSpend { amountMinor currency } } }
+  orders(first: 100) { nodes { id customerId status itemCount total { amountMinor currency }
+    payment { status } } }
+  analytics {
+    revenue(from: \"2000-01-01\", to: \"2100-01-01\", granularity: MONTH, currency: \"EUR\") {
+      bucket amount { amountMinor } }
+    ordersByStatus { status count }
+    newCustomers(from: \"2000-01-01\", to: \"2100-01-01\")
+  }
+}";
+
+async fn answers(server: &Server, admin: &str) -> Value {
+    let (status, body) = server.graphql(Some(admin), None, QUERY, Value::Null).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.get("errors").is_none(), "{body}");
+    body["data"].clone()
+}
+
+#[tokio::test]
+async fn an_embedded_store_moves_to_postgres_and_carries_on() {
+    let data = tempfile::tempdir().expect("tempdir");
+    run_cli(
+        data.path(),
+        &[
+            "seed",
+            "--customers",
+            "12",
+            "--orders",
+            "30",
+            "--days",
+            "30",
+        ],
+    );
+    let embedded = Server::start(data.path(), None).await;
+    let admin = run_cli(data.path(), &["token", "--sub", "ops", "--role", "admin"]);
+    // A command with an idempotency key, whose answer must replay after the move.
+    let create = || {
+        embedded
+            .client()
+            .post(format!("{}/v1/products", embedded.base()))
+            .bearer_auth(&admin)
+            .header("Idempotency-Key", "move-1")
+            .json(&json!({"sku": "MOVE-1", "name": "Moving box",
+                          "unit_price": {"amount_minor": 500, "currency": "EUR"}}))
+    };
+    let first = create().send().await.expect("request");
+    assert_eq!(first.status().as_u16(), 201);
+    let first: Value = first.json().await.expect("body");
+    // Wait until the embedded read models hold everything, then remember them.
+    let (_, _) = embedded
+        .graphql(
+            Some(&admin),
+            first["position"].as_i64(),
+            "{ __typename }",
+            Value::Null,
+        )
+        .await;
+    let before = answers(&embedded, &admin).await;
+    assert!(before["customers"]["nodes"]
+        .as_array()
+        .is_some_and(|c| c.len() == 12));
+    embedded.stop().await;
+
+    let pg = TestDatabase::postgres().await;
+    let staged = run_cli(
+        data.path(),
+        &[
+            "store",
+            "copy",
+            "--to",
+            &pg.url,
+            "--batch",
+            "50",
+            "--stop-after",
+            "120",
+        ],
+    );
+    assert!(staged.contains("stopped with 120 events"), "{staged}");
+    let done = run_cli(
+        data.path(),
+        &["store", "copy", "--to", &pg.url, "--batch", "50"],
+    );
+    assert!(done.contains("resumed after 120 events"), "{done}");
+    assert!(done.contains("copied and verified (checksum "), "{done}");
+    assert!(done.contains("idempotency_keys: 1 rows copied"), "{done}");
+    // Copying again finds everything there already, and verifies it.
+    let again = run_cli(data.path(), &["store", "copy", "--to", &pg.url]);
+    assert!(again.contains("copied and verified"), "{again}");
+
+    // Another store's events are never mixed into a non-empty target.
+    let other = tempfile::tempdir().expect("tempdir");
+    run_cli(
+        other.path(),
+        &["seed", "--customers", "2", "--orders", "1", "--seed", "7"],
+    );
+    let refused = cli(other.path(), &["store", "copy", "--to", &pg.url]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("not a prefix of the source"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    // Served from PostgreSQL, the read models are rebuilt from the copied log.
+    let moved = Server::start(data.path(), Some(&pg.url)).await;
+    let mut after = Value::Null;
+    for _ in 0..100 {
+        after = answers(&moved, &admin).await;
+        if after == before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        after, before,
+        "the moved store answers as the embedded one did"
+    );
+    // The idempotency key replays its first answer.
+    let replay = moved
+        .client()
+        .post(format!("{}/v1/products", moved.base()))
+        .bearer_auth(&admin)
+        .header("Idempotency-Key", "move-1")
+        .json(&json!({"sku": "MOVE-1", "name": "Moving box",
+                      "unit_price": {"amount_minor": 500, "currency": "EUR"}}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(replay.status().as_u16(), 201);
+    assert!(replay.headers().contains_key("idempotent-replayed"));
+    assert_eq!(
+        replay.json::<Value>().await.expect("body")["id"],
+        first["id"]
+    );
+    // New commands continue the streams: the product's next version.
+    let resp = moved
+        .client()
+        .patch(format!("{}/v1/products/MOVE-1", moved.base()))
+        .bearer_auth(&admin)
+        .header("If-Match", format!("\"{}\"", first["version"]))
+        .json(&json!({"name": "Moving box XL"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status().as_u16(), 200);
+    let next: Value = resp.json().await.expect("body");
+    assert_eq!(
+        next["version"].as_u64(),
+        first["version"].as_u64().map(|v| v + 1)
+    );
+    moved.stop().await;
+    pg.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_killed_copy_resumes_where_it_stopped() {
+    let data = tempfile::tempdir().expect("tempdir");
+    run_cli(
+        data.path(),
+        &["seed", "--customers", "100", "--orders", "400"],
+    );
+    let pg = TestDatabase::postgres().await;
+    // One event per transaction: the copy is surely mid-way when killed.
+    let mut child = std::process::Command::new(crate::helpers::BIN)
+        .args([
+            "store",
+            "copy",
+            "--to",
+            &pg.url,
+            "--batch",
+            "1",
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .env_remove("SHOPSTREAM_DATABASE_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // Kill it once some batches are in.
+    let target = sqlx::PgPool::connect(&pg.url).await.expect("target");
+    for _ in 0..600 {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+            .fetch_one(&target)
+            .await
+            .unwrap_or(0);
+        if n >= 50 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    target.close().await;
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    let done = run_cli(data.path(), &["store", "copy", "--to", &pg.url]);
+    assert!(
+        done.contains("resumed after "),
+        "killed before its first batch? {done}"
+    );
+    assert!(done.contains("copied and verified"), "{done}");
+    pg.drop_database().await;
+}
