@@ -55,6 +55,24 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// The `VALUES` list of a multi-row insert: `rows` tuples of one numbered
+/// parameter per entry of `casts`, each followed by its cast (`""` for none):
+/// `values_rows(2, &["", "::json"])` is `($1, $2::json), ($3, $4::json)`.
+pub fn values_rows(rows: usize, casts: &[&str]) -> String {
+    let width = casts.len();
+    (0..rows)
+        .map(|r| {
+            let params: Vec<String> = casts
+                .iter()
+                .enumerate()
+                .map(|(c, cast)| format!("${}{cast}", r * width + c + 1))
+                .collect();
+            format!("({})", params.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Pooled connections idle longer than this are pinged before use.
 pub const IDLE_CHECK: Duration = Duration::from_secs(1);
 
@@ -135,6 +153,16 @@ impl Database {
         }
     }
 
+    /// The casts of a row of parameters on this backend: PostgreSQL's for
+    /// the columns that need one (`::json`, `::uuid`, `::timestamptz`),
+    /// none for SQLite.
+    pub fn casts<'a>(&self, postgres: &[&'a str]) -> Vec<&'a str> {
+        match self {
+            Self::Postgres(_) => postgres.to_vec(),
+            Self::Sqlite(_) => vec![""; postgres.len()],
+        }
+    }
+
     /// Applies the migrations in `migrations/postgres` or `migrations/sqlite`.
     ///
     /// # Errors
@@ -190,5 +218,14 @@ mod tests {
     fn redacts_passwords() {
         assert_eq!(super::redact("mysql://u:p@h/db"), "mysql://u:***@h/db");
         assert_eq!(super::redact("nope"), "nope");
+    }
+
+    #[test]
+    fn values_rows_numbers_parameters_row_by_row() {
+        assert_eq!(
+            super::values_rows(2, &["", "::json"]),
+            "($1, $2::json), ($3, $4::json)"
+        );
+        assert_eq!(super::values_rows(1, &[""; 3]), "($1, $2, $3)");
     }
 }

@@ -32,28 +32,12 @@ pub const IMPORT_CHUNK: usize = 2000;
 /// [`StoreError::Database`], e.g. a sequence already taken.
 pub async fn import(db: &Database, events: &[ImportedEvent]) -> Result<(), StoreError> {
     // PostgreSQL needs the text parameters cast; SQLite stores text.
-    let (json, time) = (db.dialect("::json", ""), db.dialect("::timestamptz", ""));
+    let casts = db.casts(&["", "", "", "", "", "::json", "::json", "::timestamptz"]);
     for chunk in events.chunks(IMPORT_CHUNK) {
-        let tuples: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let b = i * 8;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}{json}, ${}{json}, ${}{time})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7,
-                    b + 8
-                )
-            })
-            .collect();
         let sql = format!(
             "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
              event_version, payload, metadata, recorded_at) VALUES {}",
-            tuples.join(", ")
+            crate::values_rows(chunk.len(), &casts)
         );
         let stamp = |t: &DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
         on_pool!(db, |pool| {

@@ -42,7 +42,7 @@ pub use sqlx;
 #[cfg(feature = "testing")]
 pub use sqlx::{PgPool, SqlitePool};
 
-pub use db::{sqlite_write_turn, Backend, Database, DatabaseOptions, IDLE_CHECK};
+pub use db::{sqlite_write_turn, values_rows, Backend, Database, DatabaseOptions, IDLE_CHECK};
 pub use emails::{EmailRegistry, Reservation, Reservations};
 pub use error::{is_unreachable, StoreError};
 pub use health::{Health, HealthState};

@@ -112,28 +112,11 @@ pub async fn raw_read_model_inserts(url: &str, rows: usize) -> anyhow::Result<f6
     while done < rows {
         let mut tx = pool.begin().await?;
         for _ in 0..2 {
-            let mut sql = String::from(
-                "INSERT INTO bench_order_view (order_id, customer_id, status, currency, total_minor, item_count, created_at, updated_at, doc) VALUES ",
-            );
             let n = 500;
-            for i in 0..n {
-                let b = i * 9;
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!(
-                    "(${},${},${},${},${},${},${},${},${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7,
-                    b + 8,
-                    b + 9
-                ));
-            }
+            let sql = format!(
+                "INSERT INTO bench_order_view (order_id, customer_id, status, currency, total_minor, item_count, created_at, updated_at, doc) VALUES {}",
+                eventlog::values_rows(n, &[""; 9])
+            );
             let mut q = sqlx::query(&sql);
             for _ in 0..n {
                 q = q

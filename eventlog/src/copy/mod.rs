@@ -148,32 +148,21 @@ async fn common_prefix(
 
 /// Appends `events` to `to` in one transaction, keeping their ids and times.
 async fn insert(to: &Database, events: &[StoredEvent]) -> Result<(), CopyError> {
-    let (json, uuid, time) = (
-        to.dialect("::json", ""),
-        to.dialect("::uuid", ""),
-        to.dialect("::timestamptz", ""),
-    );
-    let tuples: Vec<String> = (0..events.len())
-        .map(|i| {
-            let b = i * 9;
-            format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}{json}, ${}{json}, ${}{uuid}, ${}{time})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                b + 8,
-                b + 9
-            )
-        })
-        .collect();
+    let casts = to.casts(&[
+        "",
+        "",
+        "",
+        "",
+        "",
+        "::json",
+        "::json",
+        "::uuid",
+        "::timestamptz",
+    ]);
     let sql = format!(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
          payload, metadata, event_id, recorded_at) VALUES {}",
-        tuples.join(", ")
+        crate::values_rows(events.len(), &casts)
     );
     let stamp = |e: &StoredEvent| e.recorded_at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
     // SQLite's trigger assigns ids and times to new rows: put the source's back.
