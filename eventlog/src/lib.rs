@@ -22,6 +22,7 @@
 //! - `import`: [`import`]: the bulk path (seeding), many events per statement.
 //! - `testing` (feature `testing`): a fresh Postgres database or SQLite file per test.
 
+pub mod archive;
 mod cache;
 pub mod census;
 pub mod copy;

@@ -112,6 +112,24 @@ pub enum EventsAction {
         #[command(flatten)]
         target: Target,
     },
+    /// Write every event to an NDJSON archive (gzip when the name ends in
+    /// `.gz`; `-` for stdout), closed by its count and checksum.
+    Export {
+        /// The archive to write.
+        #[arg(long)]
+        to: std::path::PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Check an archive's count and checksum, append its events to an empty
+    /// store (or resume into one holding a prefix of it), and verify the store.
+    Import {
+        /// The archive to read (a file: it is read twice).
+        #[arg(long)]
+        from: std::path::PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 /// Operator commands for projections.
@@ -242,12 +260,7 @@ impl Command {
                 tasks::seed(a).await
             }
             Self::Projections { action } => crate::projections::operate(action, role).await,
-            Self::Events {
-                action: EventsAction::Census { json, target },
-            } => {
-                let _telemetry = target.log.init(role)?;
-                tasks::census(&target, json).await
-            }
+            Self::Events { action } => tasks::events(action, role).await,
             Self::Store {
                 action: StoreAction::Copy(a),
             } => {

@@ -45,12 +45,42 @@ pub(super) async fn seed(a: SeedArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `events census|export|import`.
+pub(super) async fn events(action: super::EventsAction, role: &str) -> anyhow::Result<()> {
+    use super::EventsAction;
+    let (EventsAction::Census { target, .. }
+    | EventsAction::Export { target, .. }
+    | EventsAction::Import { target, .. }) = &action;
+    let _telemetry = target.log.init(role)?;
+    let db = target.open().await?;
+    let result = match &action {
+        EventsAction::Census { json, .. } => census(&db, *json).await,
+        EventsAction::Export { to, .. } => {
+            let (count, checksum) = eventlog::archive::export(&db, to, 1000).await?;
+            // stdout may be the archive itself: the summary goes to stderr.
+            eprintln!("{count} events exported (checksum {checksum})");
+            Ok(())
+        }
+        EventsAction::Import { from, .. } => {
+            let r = eventlog::archive::import(&db, from, 1000).await?;
+            if r.resumed > 0 {
+                println!("resumed after {} events already in the store", r.resumed);
+            }
+            println!(
+                "{} events imported and verified (checksum {})",
+                r.events, r.checksum
+            );
+            Ok(())
+        }
+    };
+    db.close().await;
+    result
+}
+
 /// Prints the store's census: per type@version, count, positions and how
 /// this release reads it.
-pub(super) async fn census(target: &super::Target, json: bool) -> anyhow::Result<()> {
-    let db = target.open().await?;
-    let rows = eventlog::census::census(&db).await?;
-    db.close().await;
+async fn census(db: &eventlog::Database, json: bool) -> anyhow::Result<()> {
+    let rows = eventlog::census::census(db).await?;
     let mut out = std::io::stdout();
     if json {
         let text = serde_json::to_string_pretty(&rows)?;

@@ -216,3 +216,95 @@ async fn a_killed_copy_resumes_where_it_stopped() {
     assert!(done.contains("copied and verified"), "{done}");
     pg.drop_database().await;
 }
+
+#[tokio::test]
+async fn an_archive_round_trips_and_a_damaged_one_is_refused() {
+    let data = tempfile::tempdir().expect("tempdir");
+    run_cli(
+        data.path(),
+        &["seed", "--customers", "10", "--orders", "20"],
+    );
+    let gz = data.path().join("events.ndjson.gz");
+    let out = cli(
+        data.path(),
+        &["events", "export", "--to", gz.to_str().expect("path")],
+    );
+    assert!(out.status.success());
+    let summary = String::from_utf8_lossy(&out.stderr);
+    let exported = summary
+        .lines()
+        .find(|l| l.contains("events exported"))
+        .expect("a summary")
+        .to_string();
+
+    let pg = TestDatabase::postgres().await;
+    let import = |file: &std::path::Path| {
+        cli(
+            data.path(),
+            &[
+                "events",
+                "import",
+                "--from",
+                file.to_str().expect("path"),
+                "--database-url",
+                &pg.url,
+            ],
+        )
+    };
+    let done = import(&gz);
+    let stdout = String::from_utf8_lossy(&done.stdout);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let checksum = |s: &str| {
+        s.split("checksum ")
+            .nth(1)
+            .map(|c| c.trim_end_matches(')').to_string())
+    };
+    assert_eq!(
+        checksum(stdout.trim()),
+        checksum(&exported),
+        "{stdout} / {exported}"
+    );
+    // Importing again finds every event there already.
+    let again = import(&gz);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("resumed after"));
+
+    // A plain archive, truncated or altered, is refused by a fresh store.
+    let plain = data.path().join("events.ndjson");
+    let out = cli(
+        data.path(),
+        &["events", "export", "--to", plain.to_str().expect("path")],
+    );
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(&plain).expect("archive");
+    let lines: Vec<&str> = text.lines().collect();
+    let truncated = data.path().join("truncated.ndjson");
+    std::fs::write(&truncated, lines[..lines.len() - 1].join("\n")).expect("write");
+    let altered = data.path().join("altered.ndjson");
+    std::fs::write(&altered, text.replacen("Customer 1", "Customer X", 1)).expect("write");
+    for (file, why) in [(&truncated, "truncated"), (&altered, "checksum")] {
+        let fresh = TestDatabase::postgres().await;
+        let out = cli(
+            data.path(),
+            &[
+                "events",
+                "import",
+                "--from",
+                file.to_str().expect("path"),
+                "--database-url",
+                &fresh.url,
+            ],
+        );
+        assert!(!out.status.success(), "{why}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(why),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        fresh.drop_database().await;
+    }
+    pg.drop_database().await;
+}

@@ -147,7 +147,7 @@ async fn common_prefix(
 }
 
 /// Appends `events` to `to` in one transaction, keeping their ids and times.
-async fn insert(to: &Database, events: &[StoredEvent]) -> Result<(), CopyError> {
+pub(crate) async fn insert(to: &Database, events: &[StoredEvent]) -> Result<(), CopyError> {
     let casts = to.casts(&[
         "",
         "",
@@ -218,34 +218,55 @@ async fn verify(source: &EventLog, target: &EventLog, batch: u32) -> Result<Stri
     Ok(a)
 }
 
+/// The checksum of a sequence of events: SHA-256 over each one's id,
+/// stream, sequence, type, version, payload, metadata and time, in order.
+#[derive(Default)]
+pub struct Checksum {
+    hash: Sha256,
+    count: u64,
+}
+
+impl Checksum {
+    /// Adds the next event.
+    pub fn add(&mut self, e: &StoredEvent) {
+        let line = format!(
+            "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\n",
+            e.event_id,
+            e.aggregate_type,
+            e.aggregate_id,
+            e.sequence,
+            e.event_type,
+            e.event_version,
+            e.payload,
+            e.metadata,
+            e.recorded_at.timestamp_micros()
+        );
+        self.hash.update(line.as_bytes());
+        self.count += 1;
+    }
+
+    /// The hex digest and the number of events.
+    pub fn finish(self) -> (String, u64) {
+        let digest = self.hash.finalize();
+        (
+            digest.iter().map(|b| format!("{b:02x}")).collect(),
+            self.count,
+        )
+    }
+}
+
 /// The checksum of a whole log, in log order, and its count.
 ///
 /// # Errors
 /// Database errors.
 pub async fn checksum(log: &EventLog, batch: u32) -> Result<(String, u64), StoreError> {
-    let mut hash = Sha256::new();
-    let (mut after, mut n) = (Cursor::START, 0u64);
+    let mut sum = Checksum::default();
+    let mut after = Cursor::START;
     loop {
         let chunk = log.read_from(after, batch).await?;
         let Some(last) = chunk.last() else { break };
         after = last.cursor();
-        for e in &chunk {
-            let line = format!(
-                "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\n",
-                e.event_id,
-                e.aggregate_type,
-                e.aggregate_id,
-                e.sequence,
-                e.event_type,
-                e.event_version,
-                e.payload,
-                e.metadata,
-                e.recorded_at.timestamp_micros()
-            );
-            hash.update(line.as_bytes());
-        }
-        n += chunk.len() as u64;
+        chunk.iter().for_each(|e| sum.add(e));
     }
-    let digest = hash.finalize();
-    Ok((digest.iter().map(|b| format!("{b:02x}")).collect(), n))
+    Ok(sum.finish())
 }
