@@ -9,6 +9,7 @@
 //!
 //! Benchmarks report numbers; they assert nothing.
 
+mod distributed;
 mod flood;
 mod load;
 mod procs;
@@ -47,7 +48,7 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Run only these groups (repeatable): commands, graphql, freshness,
-    /// rebuild, analytics, flood.
+    /// rebuild, analytics, flood, distributed.
     #[arg(long)]
     only: Vec<String>,
 }
@@ -81,6 +82,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.runs("rebuild") || args.runs("analytics") {
         rebuild_and_analytics(&args, &mut report).await?;
+    }
+    if args.runs("distributed") {
+        distributed::run(&args, &mut report).await?;
     }
     if args.runs("flood") {
         flood::connection_flood(&mut report, if args.quick { 1_500 } else { 3_000 }).await?;

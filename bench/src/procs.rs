@@ -99,14 +99,27 @@ impl Shopstream {
     /// Starts `shopstream ARGS` on a free port (embedded SQLite when `url`
     /// is None) and waits until it answers.
     pub async fn start(args: &[&str], url: Option<&str>, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_on("--listen", args, url, extra).await
+    }
+
+    /// [`Shopstream::start`] for a role whose HTTP port is `listen_flag`
+    /// (`--operations-listen` for projectors, which serve no API).
+    pub async fn start_on(
+        listen_flag: &str,
+        args: &[&str],
+        url: Option<&str>,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let port = free_port()?;
         let data = tempfile_dir::Dir::new()?;
         let mut cmd = Command::new(bin("shopstream")?);
         cmd.args(args)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args([listen_flag, &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
             .arg(&data.0)
-            .args(["--jwt-secret", SECRET])
+            // An environment variable, not a flag: roles without tokens
+            // (relay, projectors) refuse flags they do not use.
+            .env("SHOPSTREAM_JWT_SECRET", SECRET)
             .args(extra)
             .env("RUST_LOG", "error")
             // The load comes from one address and a few tokens: measure
@@ -168,9 +181,10 @@ pub fn cli(args: &[&str], url: &str) -> anyhow::Result<String> {
     let data = tempfile_dir::Dir::new()?;
     let out = Command::new(bin("shopstream")?)
         .args(args)
-        .args(["--database-url", url, "--jwt-secret", SECRET])
+        .args(["--database-url", url])
         .arg("--data-dir")
         .arg(&data.0)
+        .env("SHOPSTREAM_JWT_SECRET", SECRET)
         .env("RUST_LOG", "error")
         .output()?;
     if !out.status.success() {

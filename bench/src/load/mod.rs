@@ -85,6 +85,8 @@ where
 pub struct Api {
     client: reqwest::Client,
     base: String,
+    /// Where GraphQL is (the same process, unless the query API runs alone).
+    query_base: String,
     auth: Arc<Authenticator>,
     admin: String,
 }
@@ -99,9 +101,17 @@ impl Api {
                 .build()
                 .unwrap_or_default(),
             base: base.to_string(),
+            query_base: base.to_string(),
             auth: Arc::new(auth),
             admin,
         }
+    }
+
+    /// The same client, reading GraphQL from `query_base`.
+    #[must_use]
+    pub fn querying(mut self, query_base: &str) -> Self {
+        self.query_base = query_base.to_string();
+        self
     }
 
     fn customer_token(&self, id: &str) -> String {

@@ -18,7 +18,7 @@ impl Api {
     ) -> (bool, Value) {
         let mut req = self
             .client
-            .post(format!("{}/graphql", self.base))
+            .post(format!("{}/graphql", self.query_base))
             .bearer_auth(&self.admin)
             .json(&json!({"query": query, "variables": variables}));
         if let Some(p) = token {

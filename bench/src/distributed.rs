@@ -1,0 +1,178 @@
+//! The documented distributed deployment, measured process by process: the
+//! relay, two Kafka-fed projector processes, the command API and the query
+//! API as separate processes (plus tansu and PostgreSQL). Commands/s at 16
+//! clients beside raw INSERTs, freshness with and without the token, the
+//! relay's throughput against the append rate, each process's peak RSS;
+//! then one projector is killed and the time until freshness is back under
+//! target is measured.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::load::{self, Api, Latencies};
+use crate::procs::{self, peak_rss_mib, Broker, Shopstream};
+use crate::report::Report;
+use crate::{Args, SECRET};
+
+/// Freshness (with the token, p99) the deployment should stay under.
+const TARGET: Duration = Duration::from_millis(100);
+
+/// Good probes in a row that count as "back under target".
+const STREAK: usize = 5;
+
+/// The log's head and the relay's checkpoint: appended vs published.
+async fn head_and_published(pool: &sqlx::PgPool) -> (i64, i64) {
+    let head = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+        .fetch_one(pool)
+        .await
+        .unwrap_or(0);
+    let published = sqlx::query_scalar("SELECT COALESCE(MAX(cursor_position), 0) FROM relay_checkpoint")
+        .fetch_one(pool)
+        .await
+        .unwrap_or(0);
+    (head, published)
+}
+
+/// One with-token freshness probe: its latency, if it saw its write.
+async fn probe(api: &Api) -> Option<Duration> {
+    let (with_token, _) = api.freshness(1).await;
+    with_token.samples.first().copied()
+}
+
+pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
+    let broker = match Broker::start().await {
+        Ok(b) => b,
+        Err(e) => {
+            report.note(&format!("distributed group skipped: {e}"));
+            return Ok(());
+        }
+    };
+    let db = procs::fresh_database(&args.postgres, "distributed").await?;
+    procs::cli(&["migrate"], &db.url)?;
+    let kafka = [
+        "--kafka-brokers",
+        &broker.address(),
+        "--kafka-partitions",
+        "6",
+    ];
+    let url = Some(db.url.as_str());
+    let relay = Shopstream::start(&["relay"], url, &kafka).await?;
+    let projector_a = Shopstream::start_on("--operations-listen", &["project"], url, &kafka).await?;
+    let projector_b = Shopstream::start_on("--operations-listen", &["project"], url, &kafka).await?;
+    let commands = Shopstream::start(&["commands"], url, &[]).await?;
+    let query = Shopstream::start(&["query"], url, &[]).await?;
+    let api = Api::new(commands.base(), SECRET).querying(query.base());
+    let pool = sqlx::PgPool::connect(&db.url).await?;
+    let dur = Duration::from_secs(args.seconds);
+
+    let skus = api.catalog(50).await?;
+    let (head0, published0) = head_and_published(&pool).await;
+    let started = Instant::now();
+    let load = api.command_load(&skus, 16, dur).await;
+    let raw = load::raw_inserts(&db.url, 16, dur).await?;
+    // The relay's share of the same window, plus a moment to drain.
+    let (head1, published_at_end) = head_and_published(&pool).await;
+    let window = started.elapsed().as_secs_f64().max(1e-9);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, published1) = head_and_published(&pool).await;
+    report.row(
+        "distributed",
+        "commands, 16 clients (command API alone, relay and projectors beside)",
+        json!({
+            "commands_per_s": load.rate(), "p50_ms": load.p(50.0), "p99_ms": load.p(99.0),
+            "errors": load.errors, "failures": load.failures,
+            "raw_inserts_per_s": raw.rate(), "ratio": load.rate() / raw.rate().max(1e-9),
+        }),
+    );
+    report.row(
+        "distributed",
+        "relay: events published vs appended during the command load",
+        json!({
+            "appended_per_s": (head1 - head0) as f64 / window,
+            "published_per_s": (published_at_end - published0) as f64 / window,
+            "lag_at_end_events": head1 - published_at_end,
+            "lag_2s_later_events": head1 - published1,
+        }),
+    );
+
+    let max = load.rate();
+    let paced_rate = if max > 1.0 { max / 2.0 } else { 100.0 };
+    let background = api.paced_load(skus.clone(), paced_rate);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (with_token, without) = api.freshness(args.probes).await;
+    report.row(
+        "distributed",
+        &format!("freshness under {paced_rate:.0} commands/s"),
+        json!({
+            "with_token_p50_ms": with_token.p(50.0), "with_token_p99_ms": with_token.p(99.0),
+            "without_token_p50_ms": without.p(50.0), "without_token_p99_ms": without.p(99.0),
+            "probes": with_token.samples.len() + without.samples.len(),
+            "errors": with_token.errors + without.errors,
+        }),
+    );
+    for (what, process) in [
+        ("relay", &relay),
+        ("projector a", &projector_a),
+        ("projector b", &projector_b),
+        ("command API", &commands),
+        ("query API", &query),
+    ] {
+        report.memory(
+            &format!("distributed: {what} under load"),
+            peak_rss_mib(process.pid()),
+        );
+    }
+
+    // One projector dies (SIGKILL) under the same load: how long until the
+    // survivor has its partitions and freshness is back under target (or
+    // under the p99 before the kill, where that was above the target)?
+    let threshold = TARGET.max(Duration::from_secs_f64(with_token.p(99.0) / 1000.0));
+    drop(projector_a);
+    let killed = Instant::now();
+    let (mut streak, mut since, mut recovered, mut probes) = (0, None, None, Latencies::default());
+    while killed.elapsed() < Duration::from_secs(120) {
+        match probe(&api).await {
+            Some(latency) if latency <= threshold => {
+                probes.samples.push(latency);
+                since.get_or_insert(killed.elapsed());
+                streak += 1;
+                if streak >= STREAK {
+                    recovered = since;
+                    break;
+                }
+            }
+            other => {
+                if let Some(latency) = other {
+                    probes.samples.push(latency);
+                } else {
+                    probes.errors += 1;
+                }
+                (streak, since) = (0, None);
+            }
+        }
+    }
+    let done = background.stop().await;
+    report.row(
+        "distributed",
+        "one projector killed under load: freshness back under target (5 probes in a row)",
+        json!({
+            "recovered_after_s": recovered.map(|d| d.as_secs_f64()),
+            "target_ms": threshold.as_secs_f64() * 1000.0,
+            "probes": probes.samples.len(), "failed_probes": probes.errors,
+            "worst_probe_ms": probes.p(100.0),
+            "background_commands_per_s": done.rate(), "background_errors": done.errors,
+        }),
+    );
+    report.memory(
+        "distributed: surviving projector after the takeover",
+        peak_rss_mib(projector_b.pid()),
+    );
+    pool.close().await;
+    for process in [query, commands, projector_b, relay] {
+        process.stop();
+    }
+    db.drop().await;
+    drop(broker);
+    Ok(())
+}
