@@ -27,10 +27,11 @@ async fn head_and_published(pool: &sqlx::PgPool) -> (i64, i64) {
         .fetch_one(pool)
         .await
         .unwrap_or(0);
-    let published = sqlx::query_scalar("SELECT COALESCE(MAX(cursor_position), 0) FROM relay_checkpoint")
-        .fetch_one(pool)
-        .await
-        .unwrap_or(0);
+    let published =
+        sqlx::query_scalar("SELECT COALESCE(MAX(cursor_position), 0) FROM relay_checkpoint")
+            .fetch_one(pool)
+            .await
+            .unwrap_or(0);
     (head, published)
 }
 
@@ -58,8 +59,10 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     ];
     let url = Some(db.url.as_str());
     let relay = Shopstream::start(&["relay"], url, &kafka).await?;
-    let projector_a = Shopstream::start_on("--operations-listen", &["project"], url, &kafka).await?;
-    let projector_b = Shopstream::start_on("--operations-listen", &["project"], url, &kafka).await?;
+    let projector_a =
+        Shopstream::start_on("--operations-listen", &["project"], url, &kafka).await?;
+    let projector_b =
+        Shopstream::start_on("--operations-listen", &["project"], url, &kafka).await?;
     let commands = Shopstream::start(&["commands"], url, &[]).await?;
     let query = Shopstream::start(&["query"], url, &[]).await?;
     let api = Api::new(commands.base(), SECRET).querying(query.base());
