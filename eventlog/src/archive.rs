@@ -44,7 +44,7 @@ enum Line {
 }
 
 fn io(e: std::io::Error) -> CopyError {
-    CopyError::Mismatch(format!("archive: {e}"))
+    CopyError::Archive(e.to_string())
 }
 
 fn gzipped(path: &Path) -> bool {
@@ -120,7 +120,7 @@ fn open(path: &Path) -> Result<std::io::Lines<Box<dyn BufRead>>, CopyError> {
     let mut lines = reader.lines();
     let head: Head = match lines.next() {
         Some(l) => serde_json::from_str(&l.map_err(io)?)
-            .map_err(|e| CopyError::Mismatch(format!("not a {FORMAT} archive: {e}")))?,
+            .map_err(|e| CopyError::Archive(format!("not a {FORMAT} archive: {e}")))?,
         None => return Err(CopyError::Mismatch("the archive is empty".into())),
     };
     if head.format != FORMAT || head.version != 1 {

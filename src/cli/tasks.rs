@@ -106,8 +106,12 @@ pub(super) async fn store_copy(a: &super::StoreCopyArgs) -> anyhow::Result<()> {
     let from = a.target.open().await?;
     let mut to_args = a.target.store.clone();
     to_args.database_url = Some(a.to.clone());
+    let (from_url, to_url) = (
+        a.target.store.url(&a.target.data),
+        to_args.url(&a.target.data),
+    );
     anyhow::ensure!(
-        to_args.url(&a.target.data) != a.target.store.url(&a.target.data),
+        !same_store(&from_url, &to_url),
         "--to names the source store itself"
     );
     let to = to_args.open(&a.target.data).await?;
@@ -149,4 +153,20 @@ pub(super) async fn store_copy(a: &super::StoreCopyArgs) -> anyhow::Result<()> {
         "serve from the target: its projectors build the read models from the log"
     )?;
     Ok(())
+}
+
+/// Whether two store URLs name the same store: the same SQLite file however
+/// spelled, or the same URL.
+fn same_store(a: &str, b: &str) -> bool {
+    let file = |u: &str| {
+        u.strip_prefix("sqlite://")
+            .map(|p| p.split('?').next().unwrap_or(p).to_string())
+    };
+    match (file(a), file(b)) {
+        (Some(x), Some(y)) => {
+            let canonical = |p: &str| std::fs::canonicalize(p).ok();
+            x == y || (canonical(&x).is_some() && canonical(&x) == canonical(&y))
+        }
+        _ => a == b,
+    }
 }

@@ -77,6 +77,12 @@ async fn an_embedded_store_moves_to_postgres_and_carries_on() {
         .is_some_and(|c| c.len() == 12));
     embedded.stop().await;
 
+    // The source itself, however spelled, is not a target.
+    let itself = format!("sqlite://{}/./shopstream.db", data.path().display());
+    let refused = cli(data.path(), &["store", "copy", "--to", &itself]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("the source store itself"));
+
     let pg = TestDatabase::postgres().await;
     let staged = run_cli(
         data.path(),

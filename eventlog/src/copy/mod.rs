@@ -49,6 +49,8 @@ pub enum CopyError {
     NotAPrefix(String),
     #[error("verification failed: {0}")]
     Mismatch(String),
+    #[error("the archive: {0}")]
+    Archive(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
