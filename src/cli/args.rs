@@ -6,7 +6,7 @@ use clap::Args;
 
 use crate::config::{
     AuthArgs, CommandArgs, DataDir, EdgeArgs, GraphqlArgs, HttpLimitsArgs, KafkaArgs, ListenArgs,
-    LogArgs, OperationsArgs, RepositoryArgs, SagaArgs, Settings, StoreArgs,
+    LogArgs, OperationsArgs, ProviderArgs, RepositoryArgs, SagaArgs, Settings, StoreArgs,
 };
 
 /// The store an operator command works on.
@@ -39,6 +39,8 @@ pub struct ApiArgs {
     pub listen: ListenArgs,
     #[command(flatten)]
     pub auth: AuthArgs,
+    #[command(flatten)]
+    pub provider: ProviderArgs,
     #[command(flatten)]
     pub edge: EdgeArgs,
 }
@@ -244,6 +246,7 @@ impl ApiArgs {
         let mut s = base.settings();
         s.listen = Some(self.listen.listen);
         s.auth = Some(self.auth);
+        s.provider = Some(self.provider);
         s.edge = Some(self.edge);
         s
     }

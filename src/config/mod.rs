@@ -4,7 +4,8 @@
 //! `cli`), and gathers them into one [`Settings`] for the platform.
 //!
 //! # Layout
-//! - `store`: [`DataDir`], [`StoreArgs`] (the event store), [`AuthArgs`] (the token secret).
+//! - `store`: [`DataDir`], [`StoreArgs`] (the event store), [`AuthArgs`] (the token secret),
+//!   [`ProviderArgs`] (an identity provider's tokens, for the roles with an API).
 //! - `http`: [`ListenArgs`], [`OperationsArgs`], [`HttpLimitsArgs`], [`EdgeArgs`] (CORS, proxies).
 //! - `service`: [`LogArgs`], [`CommandArgs`], [`RepositoryArgs`], [`GraphqlArgs`], [`SagaArgs`].
 //! - `kafka`: [`KafkaArgs`], as librdkafka properties.
@@ -19,7 +20,7 @@ use std::net::SocketAddr;
 pub use http::{EdgeArgs, HttpLimitsArgs, ListenArgs, OperationsArgs};
 pub use kafka::KafkaArgs;
 pub use service::{CommandArgs, GraphqlArgs, LogArgs, RepositoryArgs, SagaArgs};
-pub use store::{AuthArgs, DataDir, StoreArgs};
+pub use store::{AuthArgs, DataDir, ProviderArgs, StoreArgs};
 
 /// What one process runs with: every group its role takes; the groups of
 /// roles it does not run are absent.
@@ -32,6 +33,8 @@ pub struct Settings {
     /// The public address (roles with an API).
     pub listen: Option<SocketAddr>,
     pub auth: Option<AuthArgs>,
+    /// The identity provider's settings (roles with an API).
+    pub provider: Option<ProviderArgs>,
     pub edge: Option<EdgeArgs>,
     pub kafka: Option<KafkaArgs>,
     pub repositories: Option<RepositoryArgs>,
@@ -55,6 +58,7 @@ impl Settings {
             operations,
             listen: None,
             auth: None,
+            provider: None,
             edge: None,
             kafka: None,
             repositories: None,

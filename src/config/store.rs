@@ -51,7 +51,11 @@ pub struct AuthArgs {
     #[arg(long, env = "SHOPSTREAM_MAX_TOKEN_LIFETIME", default_value = "30d",
           value_parser = humantime::parse_duration)]
     pub max_token_lifetime: Duration,
+}
 
+/// An identity provider whose tokens the APIs accept besides their own.
+#[derive(Debug, Clone, Args)]
+pub struct ProviderArgs {
     /// Also accept an identity provider's tokens (RS256, ES256, EdDSA):
     /// its issuer URL; the JWKS is found by OIDC discovery
     /// (`<issuer>/.well-known/openid-configuration`), and `iss` is required.
@@ -186,33 +190,6 @@ impl AuthArgs {
     pub fn authenticator(&self, data: &DataDir) -> anyhow::Result<auth::Authenticator> {
         Ok(auth::Authenticator::new(self.secret(data)?).with_max_lifetime(self.max_token_lifetime))
     }
-
-    /// The identity provider, when `--oidc-issuer` or `--jwks-url` is set.
-    ///
-    /// # Errors
-    /// When its HTTP client cannot be built.
-    pub fn provider(&self) -> anyhow::Result<Option<std::sync::Arc<auth::Provider>>> {
-        // Empty values (an unset variable in compose) count as unset.
-        let set = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
-        let (issuer, jwks_url) = (set(&self.oidc_issuer), set(&self.jwks_url));
-        if issuer.is_none() && jwks_url.is_none() {
-            return Ok(None);
-        }
-        let settings = auth::ProviderSettings {
-            issuer,
-            jwks_url,
-            audience: set(&self.jwt_audience),
-            roles_claim: self.roles_claim.clone(),
-            role_mapping: self.role_mappings.clone(),
-            refetch_interval: self.jwks_refetch_interval,
-            refresh_interval: self.jwks_refresh_interval,
-            max_lifetime: self.max_token_lifetime,
-            http_timeout: Duration::from_secs(5),
-        };
-        auth::Provider::new(settings)
-            .map(Some)
-            .map_err(|e| anyhow::anyhow!(e))
-    }
 }
 
 fn load_or_create_secret(path: &Path) -> anyhow::Result<String> {
@@ -247,6 +224,38 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
         Ok(mut f) => f.write_all(contents.as_bytes()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+impl ProviderArgs {
+    /// The identity provider, when `--oidc-issuer` or `--jwks-url` is set.
+    ///
+    /// # Errors
+    /// When its HTTP client cannot be built.
+    pub fn provider(
+        &self,
+        max_lifetime: Duration,
+    ) -> anyhow::Result<Option<std::sync::Arc<auth::Provider>>> {
+        // Empty values (an unset variable in compose) count as unset.
+        let set = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+        let (issuer, jwks_url) = (set(&self.oidc_issuer), set(&self.jwks_url));
+        if issuer.is_none() && jwks_url.is_none() {
+            return Ok(None);
+        }
+        let settings = auth::ProviderSettings {
+            issuer,
+            jwks_url,
+            audience: set(&self.jwt_audience),
+            roles_claim: self.roles_claim.clone(),
+            role_mapping: self.role_mappings.clone(),
+            refetch_interval: self.jwks_refetch_interval,
+            refresh_interval: self.jwks_refresh_interval,
+            max_lifetime,
+            http_timeout: Duration::from_secs(5),
+        };
+        auth::Provider::new(settings)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!(e))
     }
 }
 

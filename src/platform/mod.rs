@@ -124,13 +124,9 @@ fn authenticator(
     db: &eventlog::Database,
 ) -> anyhow::Result<(auth::Authenticator, Option<JoinHandle<()>>)> {
     let auth = settings.authenticator()?;
-    let Some(provider) = settings
-        .auth
-        .as_ref()
-        .map(|a| a.provider())
-        .transpose()?
-        .flatten()
-    else {
+    let max_lifetime = auth.max_lifetime();
+    let provider = settings.provider.as_ref().map(|p| p.provider(max_lifetime));
+    let Some(provider) = provider.transpose()?.flatten() else {
         return Ok((auth, None));
     };
     let refresh = provider.spawn_refresh();

@@ -249,6 +249,26 @@ fn token_refuses_a_short_secret_and_help_documents_every_flag() {
     ] {
         assert!(text.contains(flag), "--help does not mention {flag}");
     }
+    // Each subcommand shows the flags it uses: the APIs the identity
+    // provider's, `token` none of them.
+    for (args, has) in [
+        (&["serve", "--help"][..], true),
+        (&["query", "--help"][..], true),
+        (&["commands", "--help"][..], true),
+        (&["token", "--help"][..], false),
+        (&["project", "--help"][..], false),
+    ] {
+        let help = helpers::cli(data.path(), args);
+        let text = String::from_utf8_lossy(&help.stdout);
+        for flag in [
+            "--oidc-issuer",
+            "--jwks-url",
+            "--jwt-audience",
+            "--roles-claim",
+        ] {
+            assert_eq!(text.contains(flag), has, "{args:?} and {flag}");
+        }
+    }
     let migrate = helpers::cli(data.path(), &["migrate"]);
     assert!(
         migrate.status.success(),
