@@ -21,6 +21,7 @@ mod local;
 pub mod origins;
 pub mod provider;
 pub mod rate;
+mod roles;
 
 pub use authenticator::{authenticate, Authenticator, Identities, IdentityLookup};
 pub use local::{Claims, LocalTokens, TokenError, DEFAULT_MAX_TOKEN_LIFETIME};

@@ -335,7 +335,11 @@ impl Provider {
         let issuer = claims.get("iss").and_then(Value::as_str).unwrap_or("");
         Ok(Verified {
             sub: sub.to_string(),
-            role: role_of(&claims, &self.settings),
+            role: crate::roles::role_of(
+                &claims,
+                &self.settings.roles_claim,
+                &self.settings.role_mapping,
+            ),
             identity: format!("{issuer}#{sub}"),
         })
     }
@@ -384,39 +388,6 @@ fn usable_key(jwk: &Jwk) -> Option<Key> {
     Some(Key { decoding, alg })
 }
 
-/// The most privileged platform role the token's roles claim maps to;
-/// a signed-in caller without one is a customer.
-fn role_of(claims: &Value, settings: &ProviderSettings) -> Role {
-    let mut value = claims;
-    for part in settings.roles_claim.split('.') {
-        match value.get(part) {
-            Some(v) => value = v,
-            None => return Role::Customer,
-        }
-    }
-    let names: Vec<&str> = match value {
-        Value::String(s) => s.split_whitespace().collect(),
-        Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
-    };
-    let mapped = names.iter().filter_map(|name| {
-        settings
-            .role_mapping
-            .iter()
-            .find(|(from, _)| from == name)
-            .map(|(_, role)| *role)
-            .or_else(|| name.parse().ok())
-    });
-    mapped
-        .max_by_key(|role| match role {
-            Role::Admin => 3,
-            Role::Service => 2,
-            Role::Analyst => 1,
-            Role::Customer => 0,
-        })
-        .unwrap_or(Role::Customer)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,30 +404,6 @@ mod tests {
             max_lifetime: Duration::from_secs(3600),
             http_timeout: Duration::from_secs(1),
         }
-    }
-
-    #[test]
-    fn roles_come_from_a_dotted_claim_path_and_the_mapping() {
-        let claims = serde_json::json!({
-            "realm_access": {"roles": ["offline_access", "shop-admin"]},
-            "scope": "openid analyst profile",
-        });
-        let keycloak = settings(
-            "realm_access.roles",
-            vec![("shop-admin".into(), Role::Admin)],
-        );
-        assert_eq!(role_of(&claims, &keycloak), Role::Admin);
-        assert_eq!(role_of(&claims, &settings("scope", vec![])), Role::Analyst);
-        assert_eq!(
-            role_of(&claims, &settings("realm_access.roles", vec![])),
-            Role::Customer
-        );
-        assert_eq!(
-            role_of(&claims, &settings("missing.path", vec![])),
-            Role::Customer
-        );
-        let both = serde_json::json!({"roles": ["customer", "service"]});
-        assert_eq!(role_of(&both, &settings("roles", vec![])), Role::Service);
     }
 
     #[test]

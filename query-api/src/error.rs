@@ -3,6 +3,7 @@
 //! never with SQL or other internals.
 
 use async_graphql::{Error, ErrorExtensions};
+use axum::response::{IntoResponse, Response};
 
 /// `UNAUTHENTICATED`: no valid token.
 pub fn unauthenticated(message: &str) -> Error {
@@ -60,4 +61,38 @@ pub fn auth(e: auth::AuthError) -> Error {
             Error::new(m).extend_with(|_, e| e.set("code", "UNAVAILABLE"))
         }
     }
+}
+
+/// A problem document for the HTTP-level refusals of `/graphql`.
+pub(crate) fn refusal(status: axum::http::StatusCode, code: &str, detail: &str) -> Response {
+    let body = serde_json::json!({
+        "type": format!("urn:shopstream:problem:{code}"),
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    let mut response = (status, axum::Json(body)).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}
+
+/// The refusal of a WebSocket upgrade whose token is not accepted: `401`
+/// with `WWW-Authenticate`, or `503` while tokens cannot be checked.
+pub(crate) fn auth_refusal(e: auth::AuthError) -> Response {
+    use axum::http::{header, HeaderValue, StatusCode};
+    if let auth::AuthError::Unavailable(m) = e {
+        return refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "authentication_unavailable",
+            &m,
+        );
+    }
+    let mut response = refusal(StatusCode::UNAUTHORIZED, "unauthenticated", &e.to_string());
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
 }

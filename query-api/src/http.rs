@@ -67,22 +67,6 @@ fn negotiate(headers: &HeaderMap) -> Option<Media> {
     }
 }
 
-/// A problem document for the HTTP-level refusals of `/graphql`.
-fn refusal(status: axum::http::StatusCode, code: &str, detail: &str) -> Response {
-    let body = serde_json::json!({
-        "type": format!("urn:shopstream:problem:{code}"),
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "status": status.as_u16(),
-        "detail": detail,
-    });
-    let mut response = (status, axum::Json(body)).into_response();
-    response.headers_mut().insert(
-        axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static("application/problem+json"),
-    );
-    response
-}
-
 pub(crate) async fn graphql(
     State(s): State<Arc<QueryState>>,
     peer: Option<axum::Extension<auth::rate::PeerAddr>>,
@@ -90,7 +74,7 @@ pub(crate) async fn graphql(
     request: GraphQLRequest,
 ) -> Response {
     let Some(media) = negotiate(&headers) else {
-        return refusal(
+        return error::refusal(
             axum::http::StatusCode::NOT_ACCEPTABLE,
             "not_acceptable",
             "GraphQL answers are application/graphql-response+json or application/json",
@@ -110,7 +94,7 @@ pub(crate) async fn graphql(
             essence == "application/json" || essence == "application/graphql-response+json"
         });
     if !json_body {
-        return refusal(
+        return error::refusal(
             axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "a GraphQL POST must be Content-Type: application/json",
@@ -315,7 +299,7 @@ pub(crate) async fn graphql_ws(
         headers.get(axum::http::header::ORIGIN),
         headers.get(axum::http::header::HOST),
     ) {
-        return refusal(
+        return error::refusal(
             axum::http::StatusCode::FORBIDDEN,
             "origin_not_allowed",
             "this origin may not open the GraphQL WebSocket (--cors-origin)",
@@ -324,25 +308,7 @@ pub(crate) async fn graphql_ws(
     let from_header = if headers.contains_key(axum::http::header::AUTHORIZATION) {
         match authenticate(&s.auth, &headers).await {
             Ok(p) => Some(p),
-            Err(auth::AuthError::Unavailable(m)) => {
-                return refusal(
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                    "authentication_unavailable",
-                    &m,
-                )
-            }
-            Err(e) => {
-                let mut response = refusal(
-                    axum::http::StatusCode::UNAUTHORIZED,
-                    "unauthenticated",
-                    &e.to_string(),
-                );
-                response.headers_mut().insert(
-                    axum::http::header::WWW_AUTHENTICATE,
-                    axum::http::HeaderValue::from_static("Bearer"),
-                );
-                return response;
-            }
+            Err(e) => return error::auth_refusal(e),
         }
     } else {
         None
