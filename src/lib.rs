@@ -8,6 +8,8 @@
 //!   in the data directory.
 //! - `platform`: one start-up and one shutdown for whichever roles a process runs.
 //! - `projections`: the projection role, `projections status|rebuild`, the admin endpoint.
+//! - `admin`: the admin endpoints (projection status, rebuilds over HTTP).
+//! - `rebuilds`: rebuilds started over HTTP (admin), with their progress and diff.
 //! - `saga`: the order–payment saga and the simulated payment provider.
 //! - `seed`: realistic, deterministic demo data (`shopstream seed`).
 //! - `healthcheck`: `shopstream healthcheck`, the container's probe of its own `/livez`.
@@ -58,10 +60,12 @@ fn release_freed_memory() {
     });
 }
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod healthcheck;
 pub mod platform;
 pub mod projections;
+pub mod rebuilds;
 pub mod saga;
 pub mod seed;

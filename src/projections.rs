@@ -1,18 +1,14 @@
 //! The projection role and its operator commands: running the tailers,
-//! `projections status`, `projections rebuild`, and the admin endpoint.
+//! `projections status`, `projections rebuild`, and `/metrics`.
 
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use auth::{authenticate, Authenticator, Role};
 use axum::extract::State;
-use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
-use command_api::error::ApiError;
+use axum::Router;
 use eventlog::{Database, EventLog};
 use projectors::rebuild::{self, Options, Progress};
 use readmodel::{ReadDb, Wake};
@@ -88,41 +84,6 @@ pub fn start_kafka(kafka: &relay::kafka::KafkaSettings, db: &ReadDb, commits: &W
     let (stop, stopped) = watch::channel(false);
     let tasks = relay::spawn_all(kafka, db, commits, &stopped);
     Running { stop, tasks }
-}
-
-#[derive(Clone)]
-struct AdminState {
-    auth: Arc<Authenticator>,
-    log: EventLog,
-    db: ReadDb,
-}
-
-/// `GET /v1/admin/projections` (admin): the status of every projection.
-pub fn admin_router(auth: Authenticator, store: &Database, db: &ReadDb) -> Router {
-    let state = AdminState {
-        auth: Arc::new(auth),
-        log: EventLog::new(store.clone()),
-        db: db.clone(),
-    };
-    Router::new()
-        .route("/v1/admin/projections", get(status_handler))
-        .with_state(state)
-}
-
-async fn status_handler(State(s): State<AdminState>, parts: Parts) -> Response {
-    let result = async {
-        let principal = authenticate(&s.auth, &parts.headers).await?;
-        principal.require(&[Role::Admin])?;
-        let status = readmodel::status::all(&s.log, &s.db)
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        Ok::<_, ApiError>(Json(serde_json::json!({ "projections": status })))
-    }
-    .await;
-    match result {
-        Ok(json) => json.into_response(),
-        Err(e) => e.into_response(),
-    }
 }
 
 #[derive(Clone)]

@@ -36,7 +36,6 @@ use axum::routing::{get, patch, post, put};
 use axum::{middleware, Router};
 use eventlog::{Database, EventLog, IdempotencyStore};
 use tokio::net::TcpListener;
-use utoipa_scalar::{Scalar, Servable};
 
 use crate::auth::{Authenticator, Secret};
 use crate::idempotency::IdempotencyState;
@@ -244,9 +243,9 @@ fn router(
         .nest("/v1", v1)
         .route("/livez", get(health::livez))
         .route("/openapi.json", get(openapi_json))
-        .merge(Scalar::with_url("/docs", openapi::api()))
         .fallback(request_id::not_found)
         .with_state(state)
+        .merge(web::docs())
         .route("/readyz", get(health::readyz).with_state(readiness))
         .merge(extra)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES));

@@ -14,6 +14,8 @@ CREATE TABLE order_view_g{g}
 );
 CREATE INDEX order_view_g{g}_customer_idx ON order_view_g{g} (customer_id, created_at, order_id);
 CREATE INDEX order_view_g{g}_status_idx ON order_view_g{g} (status);
+-- The live feed of changed orders (subscription orderFeed).
+CREATE INDEX order_view_g{g}_updated_idx ON order_view_g{g} (updated_at);
 
 CREATE TABLE order_payments_g{g}
 (

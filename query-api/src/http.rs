@@ -5,14 +5,13 @@
 
 use std::sync::Arc;
 
-use async_graphql::http::GraphiQLSource;
 use async_graphql::Data;
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use auth::authenticate;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 
 use crate::limits::{self, ConnectionSubscriptions};
 use crate::schema::Viewer;
@@ -353,13 +352,7 @@ pub(crate) async fn graphql_ws(
 
 pub(crate) async fn graphiql(State(s): State<Arc<QueryState>>) -> Response {
     if s.config.introspection {
-        Html(
-            GraphiQLSource::build()
-                .endpoint("/graphql")
-                .subscription_endpoint("/graphql/ws")
-                .finish(),
-        )
-        .into_response()
+        web::graphiql_page()
     } else {
         (
             axum::http::StatusCode::NOT_FOUND,

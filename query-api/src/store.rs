@@ -89,6 +89,19 @@ impl Store {
         orders::store::page(self.counted(), customer_id, status, after, limit).await
     }
 
+    /// Orders changed at or after `since` (see [`orders::store::changed_since`]).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn orders_changed_since(
+        &self,
+        customer_id: Option<&str>,
+        since: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<OrderRow>, sqlx::Error> {
+        orders::store::changed_since(self.counted(), customer_id, since, limit).await
+    }
+
     /// Orders per current status.
     ///
     /// # Errors
@@ -150,5 +163,13 @@ impl Store {
     /// Database errors.
     pub async fn funnel(&self, from: &str, to: &str) -> Result<Vec<StageRow>, sqlx::Error> {
         analytics::store::funnel(self.counted(), from, to).await
+    }
+
+    /// The currencies analytics has seen.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn currencies(&self) -> Result<Vec<String>, sqlx::Error> {
+        analytics::store::currencies(self.counted()).await
     }
 }

@@ -20,7 +20,7 @@ pub(super) fn print(
             "\nshopstream command API\n\n  REST API      http://{addr}/v1\n  API docs      http://{addr}/docs\n  Health        http://{addr}/livez  http://{addr}/readyz\n\n"
         ),
         Roles::QUERY => format!(
-            "\nshopstream query API\n\n  GraphQL       http://{addr}/graphql\n  Subscriptions ws://{addr}/graphql/ws\n\n"
+            "\nshopstream query API\n\n  GraphQL       http://{addr}/graphql\n  Subscriptions ws://{addr}/graphql/ws\n  Console       http://{addr}/console\n\n"
         ),
         Roles::RELAY => {
             let (brokers, topic) = kafka.map_or(("-", "-"), |k| (&k.brokers[..], &k.topic[..]));
@@ -59,6 +59,7 @@ fn platform(
          \n  REST API      {base}/v1\
          \n  API docs      {base}/docs   (OpenAPI document: {base}/openapi.json)\
          \n  GraphQL       {base}/graphql{graphiql}\
+         \n  Console       {base}/console   (analytics, operations, customers, live orders)\
          \n  Health        {base}/livez  {base}/readyz\
          \n  Projections   {base}/v1/admin/projections (admin)   read models: customer_view, order_view, analytics\
          \n  Metrics       {base}/metrics\

@@ -3,6 +3,7 @@
 
 mod browser;
 mod connections;
+mod console;
 mod crash;
 mod edge;
 mod fuzz;
@@ -16,6 +17,7 @@ mod store_copy;
 mod tls;
 mod traces;
 mod versions;
+mod webdriver;
 
 use serde_json::json;
 

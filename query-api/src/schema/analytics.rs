@@ -270,6 +270,15 @@ impl Analytics {
         Ok(o)
     }
 
+    /// The currencies with revenue or orders, in code order (what a
+    /// dashboard's currency selector offers).
+    async fn currencies(&self, ctx: &Context<'_>) -> Result<Vec<String>> {
+        ctx.data::<Store>()?
+            .currencies()
+            .await
+            .map_err(|e| internal(&e))
+    }
+
     /// Customers registered in the period.
     async fn new_customers(
         &self,

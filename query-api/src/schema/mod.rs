@@ -1,17 +1,17 @@
 //! The schema: queries over the customer, order and analytics views.
 
 pub mod analytics;
+pub mod operations;
 pub mod subscription;
 pub mod types;
 
 use async_graphql::connection::{Connection, Edge};
-use async_graphql::{
-    Context, EmptyMutation, Enum, InputObject, Object, Result, Schema, SimpleObject, ID,
-};
+use async_graphql::{Context, EmptyMutation, Enum, InputObject, Object, Result, Schema, ID};
 use auth::{Principal, Role};
 use chrono::{DateTime, Utc};
 
 use self::analytics::Analytics;
+use self::operations::{ProjectionInfo, ViewerInfo};
 use self::types::{
     decode_cursor, encode_cursor, order_page, page_size, Customer, Order, OrderStatus,
 };
@@ -88,19 +88,6 @@ pub struct CustomersFilter {
     pub status: Option<String>,
     pub email_prefix: Option<String>,
     pub registered_after: Option<DateTime<Utc>>,
-}
-
-/// One projection's state, for operators.
-#[derive(SimpleObject, Debug, Clone)]
-pub struct ProjectionInfo {
-    pub name: String,
-    pub version: Option<i64>,
-    pub code_version: i64,
-    pub state: String,
-    pub position: i64,
-    pub lag_events: i64,
-    pub lag_seconds: f64,
-    pub error: Option<String>,
 }
 
 /// The query root.
@@ -216,24 +203,12 @@ impl Query {
 
     /// The read models' projections (admin).
     async fn projections(&self, ctx: &Context<'_>) -> Result<Vec<ProjectionInfo>> {
-        require(ctx, &[Role::Admin])?;
-        let source = ctx.data::<StatusSource>()?;
-        let status = readmodel::status::all(&source.log, &source.db)
-            .await
-            .map_err(|e| internal(&e))?;
-        Ok(status
-            .into_iter()
-            .map(|s| ProjectionInfo {
-                name: s.name,
-                version: s.live_version,
-                code_version: s.code_version,
-                state: s.state,
-                position: s.position,
-                lag_events: s.lag_events,
-                lag_seconds: s.lag_seconds,
-                error: s.error,
-            })
-            .collect())
+        operations::projections(ctx).await
+    }
+
+    /// The caller (any authenticated role).
+    async fn viewer(&self, ctx: &Context<'_>) -> Result<ViewerInfo> {
+        operations::viewer_info(ctx)
     }
 }
 

@@ -109,6 +109,16 @@ pub async fn new_customers(pool: &AnyPool, from: &str, to: &str) -> Result<i64, 
     Ok(n.first().map_or(0, |(n,)| *n))
 }
 
+/// The currencies analytics has seen, in code order.
+///
+/// # Errors
+/// Database errors.
+pub async fn currencies(pool: &AnyPool) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT DISTINCT currency FROM analytics_daily ORDER BY currency")
+        .fetch_all(pool)
+        .await
+}
+
 /// Orders per funnel stage in `[from, to]`.
 ///
 /// # Errors

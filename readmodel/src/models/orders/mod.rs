@@ -22,7 +22,8 @@ pub struct OrderViewProjection;
 
 impl Projection for OrderViewProjection {
     const NAME: &'static str = "order_view";
-    const VERSION: i64 = 1;
+    // 2: an index on `updated_at` (the live order feed).
+    const VERSION: i64 = 2;
     const SCHEMA: &'static str = include_str!("../../../../migrations/projections/order_view.sql");
     const CHECKSUM_ORDER: &'static [(&'static str, &'static str)] =
         &[("order_view", "order_id"), ("order_payments", "payment_id")];

@@ -52,6 +52,39 @@ pub async fn page(
     binds.fetch(pool, &sql).await
 }
 
+/// Orders changed at or after `since` (all, or one customer's), oldest
+/// change first, at most `limit`; with `since` = `None`, the `limit` most
+/// recently changed, oldest first.
+///
+/// # Errors
+/// Database errors.
+pub async fn changed_since(
+    pool: &AnyPool,
+    customer_id: Option<&str>,
+    since: Option<&str>,
+    limit: i64,
+) -> Result<Vec<OrderRow>, sqlx::Error> {
+    let mut binds = Binds::default();
+    let mut clauses = Vec::new();
+    if let Some(c) = customer_id {
+        clauses.push(format!("customer_id = {}", binds.push(c)));
+    }
+    if let Some(t) = since {
+        clauses.push(format!("updated_at >= {}", binds.push(t)));
+    }
+    let direction = if since.is_some() { "ASC" } else { "DESC" };
+    let sql = format!(
+        "SELECT {} FROM order_view {} ORDER BY updated_at {direction}, order_id {direction} LIMIT {limit}",
+        OrderRow::columns(),
+        Binds::filter(&clauses)
+    );
+    let mut rows: Vec<OrderRow> = binds.fetch(pool, &sql).await?;
+    if since.is_none() {
+        rows.reverse();
+    }
+    Ok(rows)
+}
+
 /// Orders per current status.
 ///
 /// # Errors
