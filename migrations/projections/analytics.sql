@@ -30,6 +30,20 @@ CREATE TABLE analytics_products_g{g}
     PRIMARY KEY (day, sku, currency, name)
 );
 
+-- The same per month (`YYYY-MM`): a range's whole months are read here and
+-- only the days at its edges from analytics_products (a year's top products
+-- read ~12 rows per product instead of ~365).
+CREATE TABLE analytics_products_monthly_g{g}
+(
+    month         text    NOT NULL,
+    sku           text    NOT NULL,
+    currency      text    NOT NULL,
+    name          text    NOT NULL,
+    quantity      integer NOT NULL DEFAULT 0,
+    revenue_minor integer NOT NULL DEFAULT 0,
+    PRIMARY KEY (month, sku, currency, name)
+);
+
 -- Payment outcomes: initiated, captured, failed (with the reason), refunded.
 CREATE TABLE analytics_payments_g{g}
 (

@@ -22,6 +22,8 @@ use readmodel::{
 use serde::Serialize;
 use uuid::Uuid;
 
+mod rollup;
+
 const USER: Uuid = Uuid::from_u128(0x6f1c_1e8e_3b0a_4c59_9a34_0d2b_1f7c_9e01);
 const ORDER: Uuid = Uuid::from_u128(0x0a4b_9d5e_8c21_4f6e_b1a3_2c7d_9e0f_1a22);
 const PAYMENT: Uuid = Uuid::from_u128(0x9e8d_7c6b_5a49_4382_a716_1514_1312_1110);

@@ -21,6 +21,11 @@ pub struct State {
     pub daily: Counters,
     pub customers: Counters,
     pub products: Counters,
+    /// `products` per month: what a range's whole months read.
+    pub products_monthly: Counters,
+    /// Whether the generation being written has the roll-up table (one
+    /// built at version 1 does not, until it is rebuilt).
+    pub rollup: bool,
     pub payments: Counters,
     pub funnel: Counters,
 }
@@ -46,6 +51,12 @@ impl Default for State {
                 &["day", "sku", "currency", "name"],
                 &["quantity", "revenue_minor"],
             ),
+            products_monthly: Counters::new(
+                "analytics_products_monthly",
+                &["month", "sku", "currency", "name"],
+                &["quantity", "revenue_minor"],
+            ),
+            rollup: true,
             payments: Counters::new(
                 "analytics_payments",
                 &["day", "outcome", "reason"],
@@ -115,11 +126,17 @@ fn fold_order(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
         OrderEvent::Paid { .. } => {
             let memo = s.memo(id, e)?.clone();
             s.daily.add(&[&d, &memo.currency], "orders_paid", 1);
+            let month = d.get(..7).unwrap_or(&d);
             for (sku, (price, qty)) in &memo.lines {
                 let name = memo.names.get(sku).map_or("", String::as_str);
-                let key = [d.as_str(), sku.as_str(), memo.currency.as_str(), name];
-                s.products.add(&key, "quantity", *qty);
-                s.products.add(&key, "revenue_minor", price * qty);
+                for (counters, when) in [
+                    (&mut s.products, d.as_str()),
+                    (&mut s.products_monthly, month),
+                ] {
+                    let key = [when, sku.as_str(), memo.currency.as_str(), name];
+                    counters.add(&key, "quantity", *qty);
+                    counters.add(&key, "revenue_minor", price * qty);
+                }
             }
             s.funnel.add(&[&d, "paid"], "count", 1);
         }
@@ -198,6 +215,10 @@ mod tests {
             &vec![2, 1000]
         );
         assert_eq!(row(&state.products, &[d, "B", "EUR", "Mug"]), &vec![1, 250]);
+        assert_eq!(
+            row(&state.products_monthly, &["2026-03", "A", "EUR", "Tee"]),
+            &vec![2, 1000]
+        );
         for stage in ["created", "placed", "paid", "shipped", "delivered"] {
             assert_eq!(row(&state.funnel, &[d, stage]), &vec![1], "{stage}");
         }

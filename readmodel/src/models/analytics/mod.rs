@@ -1,6 +1,7 @@
 //! `analytics`: additive counters by recorded day — revenue (captured −
 //! refunded) and order counts per currency, new customers, quantity and
-//! revenue per product (counted when paid), payment outcomes, the funnel.
+//! revenue per product (counted when paid; also rolled up per month),
+//! payment outcomes, the funnel.
 //!
 //! # Layout
 //! - `types`: its rows and documents (shared with the query side).
@@ -23,12 +24,14 @@ pub struct Analytics;
 
 impl Projection for Analytics {
     const NAME: &'static str = "analytics";
-    const VERSION: i64 = 1;
+    // 2: the monthly product roll-up (`analytics_products_monthly`).
+    const VERSION: i64 = 2;
     const SCHEMA: &'static str = include_str!("../../../../migrations/projections/analytics.sql");
     const CHECKSUM_ORDER: &'static [(&'static str, &'static str)] = &[
         ("analytics_daily", "day, currency"),
         ("analytics_customers", "day"),
         ("analytics_products", "day, sku, currency, name"),
+        ("analytics_products_monthly", "month, sku, currency, name"),
         ("analytics_payments", "day, outcome, reason"),
         ("analytics_funnel", "day, stage"),
         ("analytics_orders", "order_id"),
