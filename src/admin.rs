@@ -1,6 +1,7 @@
 //! The admin endpoints beside the command API: `GET /v1/admin/projections`
-//! (every projection's status) and the rebuilds started over HTTP
-//! ([`crate::rebuilds`]).
+//! (every projection's status), `GET /v1/admin/relay` (the relay running
+//! in this process, if any: its role, checkpoint and lag behind the store)
+//! and the rebuilds started over HTTP ([`crate::rebuilds`]).
 
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ struct AdminState {
     log: EventLog,
     db: ReadDb,
     jobs: rebuilds::Jobs,
+    relay: Option<relay::RelayStatus>,
 }
 
 impl AdminState {
@@ -35,13 +37,19 @@ impl AdminState {
 
 /// The admin endpoints: `GET /v1/admin/projections` (the status of every
 /// projection) and the rebuilds started over HTTP (`crate::rebuilds`).
-pub fn admin_router(auth: Authenticator, store: &Database, db: &ReadDb) -> Router {
+pub fn admin_router(
+    auth: Authenticator,
+    store: &Database,
+    db: &ReadDb,
+    relay: Option<relay::RelayStatus>,
+) -> Router {
     let state = AdminState {
         auth: Arc::new(auth),
         store: store.clone(),
         log: EventLog::new(store.clone()),
         db: db.clone(),
         jobs: rebuilds::Jobs::default(),
+        relay,
     };
     Router::new()
         .route("/v1/admin/projections", get(status_handler))
@@ -49,6 +57,7 @@ pub fn admin_router(auth: Authenticator, store: &Database, db: &ReadDb) -> Route
             "/v1/admin/projections/{name}/rebuild",
             post(rebuild_handler),
         )
+        .route("/v1/admin/relay", get(relay_handler))
         .route("/v1/admin/rebuilds", get(rebuilds_handler))
         .route("/v1/admin/rebuilds/{id}", get(rebuild_job_handler))
         .with_state(state)
@@ -66,6 +75,27 @@ async fn status_handler(State(s): State<AdminState>, parts: Parts) -> Response {
                 .await
                 .map_err(|e| ApiError::internal(e.to_string()))?;
             Ok(Json(serde_json::json!({ "projections": status })).into_response())
+        }
+        .await,
+    )
+}
+
+/// `GET /v1/admin/relay`: `{"relay": null}` when no relay runs in this
+/// process (the relay's own process answers on its `/readyz`).
+async fn relay_handler(State(s): State<AdminState>, parts: Parts) -> Response {
+    answer(
+        async {
+            s.admin(&parts).await?;
+            let Some(relay) = &s.relay else {
+                return Ok(Json(serde_json::json!({ "relay": null })).into_response());
+            };
+            let head = s.log.head().await?;
+            let state = relay.get();
+            let lag = (head - state.checkpoint).max(0);
+            Ok(
+                Json(serde_json::json!({ "relay": state, "head": head, "lag_events": lag }))
+                    .into_response(),
+            )
         }
         .await,
     )

@@ -186,6 +186,7 @@ async fn answer(
     };
     request = request.data(limits::RateKey(key));
     request = request.data(Viewer(viewer));
+    request = request.data(crate::cache::Promised(reflected.position));
     let started = std::time::Instant::now();
     let mut response = s.schema.execute(request).await;
     let consistency = async_graphql::Value::from_json(serde_json::json!({

@@ -8,6 +8,7 @@
 //! - `schema`: the query root (`schema/mod.rs`), object types (`types.rs`), analytics (`analytics.rs`).
 //! - `store`: [`store::Store`], the read models' own queries, counted per request.
 //! - `consistency`: `X-Consistency-Token` (read your writes), waking on projection commits.
+//! - `cache`: analytics answers kept with the position they reflect (never older than a request is owed).
 //! - `error`: GraphQL errors with `extensions.code`.
 //! - `http`: the `/graphql` handlers: media types, status codes, the WebSocket, GraphiQL.
 //! - `limits`: input bounds checked before parsing; subscription caps.
@@ -15,6 +16,7 @@
 //! [`router`] mounts `POST /graphql` (and GraphiQL on `GET /graphql` when
 //! introspection is on).
 
+pub mod cache;
 pub mod consistency;
 pub mod error;
 mod http;
@@ -67,6 +69,9 @@ pub struct Config {
     pub rate: auth::rate::Limiter,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The identity provider the console signs in with (authorization code
+    /// with PKCE), if any.
+    pub console: Option<web::SignIn>,
 }
 
 impl Default for Config {
@@ -86,6 +91,7 @@ impl Default for Config {
             // Off unless configured (the binary's flag turns it on).
             rate: auth::rate::Limiter::new("graphql", 0),
             trusted_proxies: Vec::new(),
+            console: None,
         }
     }
 }
@@ -96,6 +102,7 @@ pub fn schema(store: Store, status: StatusSource, commits: Wake, config: &Config
         .data(store)
         .data(status)
         .data(commits)
+        .data(cache::Answers::default())
         .limit_depth(config.max_depth)
         .limit_complexity(config.max_complexity)
         .limit_directives(20)
@@ -129,6 +136,7 @@ pub fn router(
     config: Config,
 ) -> Router {
     let store = Store::new(read.pool().clone());
+    let console = config.console.clone();
     let status = StatusSource {
         log: eventlog::EventLog::new(store_db.clone()),
         db: read.clone(),
@@ -149,7 +157,7 @@ pub fn router(
         .route("/graphql/ws", get(graphql_ws))
         .with_state(state)
         .merge(web::graphiql_assets())
-        .merge(web::console())
+        .merge(web::console(console))
         // The GraphQL extractor reads the body itself: limit it here.
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_BODY_BYTES,

@@ -147,7 +147,11 @@ impl Settings {
             .graphql
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("no GraphQL settings"))?;
-        Ok(graphql.config(self.origins()?, self.trusted_proxies()))
+        let mut config = graphql.config(self.origins()?, self.trusted_proxies());
+        if let Some(provider) = &self.provider {
+            config.console = provider.console_sign_in().map_err(anyhow::Error::msg)?;
+        }
+        Ok(config)
     }
 
     /// The Kafka settings, when this role has Kafka configured.

@@ -92,6 +92,33 @@ pub struct ProviderArgs {
     #[arg(long, env = "SHOPSTREAM_JWKS_REFRESH_INTERVAL", default_value = "10m",
           value_parser = humantime::parse_duration)]
     pub jwks_refresh_interval: Duration,
+
+    /// The console's client at `--oidc-issuer`: a public client allowed the
+    /// authorization-code flow with PKCE, redirecting to
+    /// `<console origin>/console/`. When set, the console offers signing in
+    /// there (besides pasting a token).
+    #[arg(long, env = "SHOPSTREAM_CONSOLE_CLIENT_ID")]
+    pub console_client_id: Option<String>,
+}
+
+impl ProviderArgs {
+    /// What the console signs in with, when `--console-client-id` is set.
+    ///
+    /// # Errors
+    /// `--console-client-id` without `--oidc-issuer`.
+    pub fn console_sign_in(&self) -> Result<Option<web::SignIn>, String> {
+        match (&self.console_client_id, &self.oidc_issuer) {
+            (None, _) => Ok(None),
+            (Some(client), Some(issuer)) if !client.trim().is_empty() => Ok(Some(web::SignIn {
+                issuer: issuer.trim_end_matches('/').to_string(),
+                client_id: client.trim().to_string(),
+            })),
+            (Some(_), Some(_)) => Err("--console-client-id is empty".into()),
+            (Some(_), None) => {
+                Err("--console-client-id needs --oidc-issuer (the console signs in there)".into())
+            }
+        }
+    }
 }
 
 fn parse_role_mapping(raw: &str) -> Result<(String, auth::Role), String> {

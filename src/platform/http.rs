@@ -35,7 +35,7 @@ pub(super) fn public(
     relay: Option<relay::RelayStatus>,
 ) -> anyhow::Result<Public> {
     let readyz = (roles == Roles::RELAY)
-        .then_some(relay)
+        .then(|| relay.clone())
         .flatten()
         .map(relay_readyz);
     let metrics = public_metrics(p, settings);
@@ -57,7 +57,7 @@ pub(super) fn public(
         let appended = p.wake.clone();
         config.on_append = Some(std::sync::Arc::new(move || appended.notify()));
         config.authenticator = Some(p.authenticator()?);
-        let admin = crate::admin::admin_router(p.authenticator()?, &p.db, &p.read_db);
+        let admin = crate::admin::admin_router(p.authenticator()?, &p.db, &p.read_db, relay);
         let extra = admin.merge(graphql.unwrap_or_default()).merge(metrics);
         Some(Server::Api(Box::new(command_api::build_with(
             p.db.clone(),

@@ -262,6 +262,12 @@ async fn operations(browser: &Browser, server: &Server, admin: &str) {
         diff.contains("order_view") && diff.contains("same"),
         "{diff}"
     );
+    let (s, relay) = server.get_auth("/v1/admin/relay", admin).await;
+    assert_eq!(
+        (s, &relay["relay"]),
+        (200, &Value::Null),
+        "no relay in this process"
+    );
     browser
         .screenshots("operations", "[data-testid=projections]")
         .await;

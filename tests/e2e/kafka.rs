@@ -655,6 +655,23 @@ async fn serve_with_kafka_runs_every_role_in_one_process() {
     let log = EventLog::new(t.db.clone());
     let db = ReadDb::connect(&t.url, 2).await.expect("read db");
     caught_up(&log, &db, Duration::from_secs(30)).await;
+
+    // The console's relay card: the in-process relay, active, caught up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let relay = loop {
+        let (s, relay) = server.get_auth("/v1/admin/relay", &admin).await;
+        assert_eq!(s, 200, "{relay}");
+        if relay["lag_events"] == 0 || std::time::Instant::now() > deadline {
+            break relay;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(relay["relay"]["role"], "active", "{relay}");
+    assert_eq!(relay["relay"]["kafka_reachable"], true, "{relay}");
+    assert_eq!(relay["relay"]["checkpoint"], relay["head"], "{relay}");
+    assert_eq!(relay["lag_events"], 0, "{relay}");
+    let (s, _) = server.get("/v1/admin/relay").await;
+    assert_eq!(s, 401, "admin only");
     server.stop().await;
     db.close().await;
     t.drop_database().await;

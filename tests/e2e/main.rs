@@ -1,6 +1,7 @@
 //! Black-box tests: the real `shopstream` binary, started as a user starts
 //! it, spoken to over HTTP.
 
+mod analytics_cache;
 mod browser;
 mod connections;
 mod console;

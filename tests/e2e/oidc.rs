@@ -95,13 +95,83 @@ fn ed_key(kid: &str) -> Key {
     }
 }
 
-/// The identity provider the test runs: discovery and JWKS over HTTP.
+/// The identity provider the test runs: discovery and JWKS over HTTP, and
+/// for the console's sign-in an authorization endpoint (which approves at
+/// once) and a token endpoint checking the PKCE verifier.
 #[derive(Clone)]
 struct Idp {
     issuer: Arc<Mutex<String>>,
     jwks: Arc<Mutex<Vec<Value>>>,
     up: Arc<AtomicBool>,
     jwks_hits: Arc<AtomicUsize>,
+    /// Issued codes.
+    codes: Arc<Mutex<std::collections::HashMap<String, Grant>>>,
+    /// The access token the token endpoint hands out.
+    issue: Arc<Mutex<Option<String>>>,
+    /// Codes exchanged with the right verifier.
+    exchanges: Arc<AtomicUsize>,
+}
+
+/// What an issued code was granted for: client id, redirect URI, S256 challenge.
+type Grant = (String, String, String);
+
+const CONSOLE_CLIENT: &str = "shop-console";
+
+/// `GET …/auth`: approves the request at once, sending the browser back
+/// with a code.
+async fn authorize(
+    State(idp): State<Idp>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let get = |k: &str| q.get(k).cloned().unwrap_or_default();
+    if get("response_type") != "code"
+        || get("client_id") != CONSOLE_CLIENT
+        || get("code_challenge_method") != "S256"
+        || get("code_challenge").len() != 43
+        || get("state").is_empty()
+    {
+        return (StatusCode::BAD_REQUEST, "invalid authorization request").into_response();
+    }
+    let code = uuid::Uuid::new_v4().to_string();
+    idp.codes.lock().expect("codes").insert(
+        code.clone(),
+        (get("client_id"), get("redirect_uri"), get("code_challenge")),
+    );
+    let back = format!("{}?code={code}&state={}", get("redirect_uri"), get("state"));
+    (StatusCode::FOUND, [(axum::http::header::LOCATION, back)]).into_response()
+}
+
+/// `POST …/token` (form): the code, once, for its client and redirect URI,
+/// with the verifier whose SHA-256 is the challenge.
+async fn token(State(idp): State<Idp>, body: String) -> Response {
+    let form: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect();
+    let get = |k: &str| form.get(k).cloned().unwrap_or_default();
+    let issued = idp.codes.lock().expect("codes").remove(&get("code"));
+    let verified = issued.is_some_and(|(client, redirect, challenge)| {
+        get("grant_type") == "authorization_code"
+            && client == get("client_id")
+            && redirect == get("redirect_uri")
+            && b64(&openssl::sha::sha256(get("code_verifier").as_bytes())) == challenge
+    });
+    let cors = [(axum::http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")];
+    if !verified {
+        return (
+            StatusCode::BAD_REQUEST,
+            cors,
+            Json(json!({"error": "invalid_grant"})),
+        )
+            .into_response();
+    }
+    idp.exchanges.fetch_add(1, Ordering::SeqCst);
+    let token = idp.issue.lock().expect("token").clone();
+    (
+        cors,
+        Json(json!({"access_token": token, "token_type": "Bearer", "expires_in": 300})),
+    )
+        .into_response()
 }
 
 async fn discovery(State(idp): State<Idp>) -> Response {
@@ -109,7 +179,11 @@ async fn discovery(State(idp): State<Idp>) -> Response {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
     let issuer = idp.issuer.lock().expect("issuer").clone();
-    Json(json!({"issuer": issuer, "jwks_uri": format!("{issuer}/jwks")})).into_response()
+    let cors = [(axum::http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")];
+    let doc = json!({"issuer": issuer, "jwks_uri": format!("{issuer}/jwks"),
+        "authorization_endpoint": format!("{issuer}/protocol/openid-connect/auth"),
+        "token_endpoint": format!("{issuer}/protocol/openid-connect/token")});
+    (cors, Json(doc)).into_response()
 }
 
 async fn jwks(State(idp): State<Idp>) -> Response {
@@ -128,6 +202,9 @@ impl Idp {
             jwks: Arc::new(Mutex::new(keys.iter().map(|k| k.jwk.clone()).collect())),
             up: Arc::new(AtomicBool::new(true)),
             jwks_hits: Arc::default(),
+            codes: Arc::default(),
+            issue: Arc::default(),
+            exchanges: Arc::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -142,6 +219,11 @@ impl Idp {
                 get(discovery),
             )
             .route("/realms/shop/jwks", get(jwks))
+            .route("/realms/shop/protocol/openid-connect/auth", get(authorize))
+            .route(
+                "/realms/shop/protocol/openid-connect/token",
+                axum::routing::post(token),
+            )
             .with_state(idp.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         idp
@@ -422,5 +504,83 @@ async fn a_provider_down_at_start_makes_the_service_unready_until_it_answers() {
     assert!(ready, "the service never became ready");
     let (status, problem) = server.post("/v1/users", Some(&token), body).await;
     assert_eq!(status, 201, "{problem}");
+    server.stop().await;
+}
+
+/// The console signs in at the provider: authorization code with PKCE
+/// (S256), the state checked, the token endpoint refusing a wrong
+/// verifier; the provider's admin then uses the console like a pasted token.
+#[tokio::test]
+async fn the_console_signs_in_at_the_identity_provider() {
+    let key = rsa_key("console-key");
+    let idp = Idp::start(&[&key]).await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let issuer = idp.issuer();
+    let server = Server::start_bin(
+        BIN,
+        &[
+            "serve",
+            "--oidc-issuer",
+            &issuer,
+            "--jwt-audience",
+            AUDIENCE,
+            "--roles-claim",
+            "realm_access.roles",
+            "--role-mapping",
+            "shop-admin=admin",
+            "--console-client-id",
+            CONSOLE_CLIENT,
+        ],
+        data.path(),
+        None,
+    )
+    .await;
+    *idp.issue.lock().expect("token") =
+        Some(sign(&key, &idp.claims("console-operator", &["shop-admin"])));
+    let browser = crate::webdriver::Browser::start().await;
+    browser.goto(&format!("{}/console", server.base())).await;
+    browser
+        .wait_for("#provider:not([hidden])")
+        .await
+        .click()
+        .await
+        .expect("sign in at the provider");
+    browser
+        .until(
+            "signed in as the provider's admin",
+            "const w = document.getElementById('who-text'); return !!w && w.textContent === 'admin · console-operator';",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        idp.exchanges.load(Ordering::SeqCst),
+        1,
+        "one code, exchanged with its verifier"
+    );
+    let url = browser.client.current_url().await.expect("url");
+    assert!(
+        url.query().is_none(),
+        "the code is gone from the address bar: {url}"
+    );
+    browser.wait_for("[data-testid=revenue-total]").await;
+    let errors = browser.errors().await;
+    assert!(errors.is_empty(), "{errors:#?}");
+    // A return this tab did not start (another state) signs nobody in.
+    browser
+        .wait_for("#signout")
+        .await
+        .click()
+        .await
+        .expect("sign out");
+    browser
+        .goto(&format!(
+            "{}/console/?code=forged&state=forged",
+            server.base()
+        ))
+        .await;
+    let refused = browser.text("main .error").await;
+    assert!(refused.contains("state mismatch"), "{refused}");
+    assert_eq!(idp.exchanges.load(Ordering::SeqCst), 1);
+    browser.close().await;
     server.stop().await;
 }

@@ -7,6 +7,7 @@ import { dashboard } from "./dashboard.js";
 import { operations, leave as leaveOperations } from "./operations.js";
 import { customers, customer, order, me } from "./customers.js";
 import { live, leave as leaveLive } from "./live.js";
+import * as provider from "./signin.js";
 
 const SECTIONS = {
   admin: [["#/dashboard", "Analytics"], ["#/operations", "Operations"], ["#/customers", "Customers"], ["#/live", "Live"]],
@@ -16,6 +17,7 @@ const SECTIONS = {
 };
 
 let viewer = null;
+let signInError = null;
 
 async function who() {
   if (!token()) return null;
@@ -40,6 +42,7 @@ function nav() {
 function welcome() {
   show(el("h1", {}, "shopstream console"),
     viewer && viewer.error ? errorBox(viewer.error) : null,
+    signInError ? errorBox(signInError) : null,
     el("p", {}, "Sign in with a bearer token: an admin or analyst token opens analytics, operations and customers; a customer token opens that customer's own orders."),
     el("p", { class: "muted" }, "Development: ", el("code", {}, "shopstream token --role admin"),
       " prints one. Also here: ", el("a", { href: "/docs" }, "REST reference"), " · ",
@@ -87,7 +90,24 @@ window.addEventListener("hashchange", () => {
   document.getElementById("view").focus({ preventScroll: true });
 });
 
-who().then((v) => {
-  viewer = v;
+async function boot() {
+  const idp = await provider.provider();
+  if (idp) {
+    const button = document.getElementById("provider");
+    button.hidden = false;
+    button.addEventListener("click", () => provider.start(idp).catch((e) => {
+      signInError = e;
+      route();
+    }));
+  }
+  try {
+    const back = await provider.finish(idp);
+    if (back) signIn(back.token);
+  } catch (e) {
+    signInError = e;
+  }
+  viewer = await who();
   route();
-});
+}
+
+boot();

@@ -43,6 +43,22 @@ function poison(list) {
     p.name + " stopped at position " + p.errorPosition + ": " + p.error));
 }
 
+function relayView(r) {
+  if (!r || !r.relay) return null;
+  const s = r.relay;
+  return el("section", { class: "card", "data-testid": "relay" },
+    el("h2", {}, "Relay (store → Kafka)"),
+    el("dl", { class: "facts" },
+      el("dt", {}, "Role"), el("dd", { class: "state " + (s.role === "active" ? "live" : "") }, s.role),
+      el("dt", {}, "Kafka"), el("dd", { class: s.kafka_reachable ? "state live" : "error" }, s.kafka_reachable ? "reachable" : "unreachable"),
+      el("dt", {}, "Published up to"), el("dd", {}, count(s.checkpoint)),
+      el("dt", {}, "Store head"), el("dd", {}, count(r.head)),
+      el("dt", {}, "Lag"), el("dd", { "data-testid": "relay-lag" }, count(r.lag_events)),
+      el("dt", {}, "In flight"), el("dd", {}, count(s.in_flight)),
+      el("dt", {}, "Published (this process)"), el("dd", {}, count(s.published)),
+      s.last_error ? [el("dt", {}, "Last error"), el("dd", { class: "error" }, s.last_error)] : null));
+}
+
 function jobView(j) {
   const pct = j.head > 0 ? Math.min(100, (100 * j.position) / j.head) : (j.state === "running" ? 0 : 100);
   return el("li", { class: "job " + j.state, "data-testid": "job-" + j.id },
@@ -81,10 +97,12 @@ export async function operations() {
   };
   const refresh = async () => {
     try {
-      const [data, list] = await Promise.all([gql(QUERY), rest("GET", "/v1/admin/rebuilds")]);
+      const [data, list, relay] = await Promise.all([gql(QUERY), rest("GET", "/v1/admin/rebuilds"),
+        rest("GET", "/v1/admin/relay")]);
       const rebuilds = list.status === 200 ? list.body.rebuilds : [];
       running = new Set(rebuilds.filter((j) => j.state === "running").map((j) => j.projection));
       status.replaceChildren(projectionsTable(data.projections, onRebuild, running), ...poison(data.projections),
+        relayView(relay.status === 200 ? relay.body : null) || "",
         el("p", { class: "muted" }, "Refreshed " + when(new Date().toISOString()) +
           (list.status === 200 ? "" : " · rebuilds are started on the command service")));
       jobs.replaceChildren(...rebuilds.map(jobView));

@@ -89,7 +89,7 @@ pub static GRAPHIQL: [Asset; 5] = [
 ];
 
 /// The console's files.
-pub static CONSOLE: [Asset; 9] = [
+pub static CONSOLE: [Asset; 10] = [
     own!("/console/console.css", CSS, "console/console.css"),
     own!("/console/app.js", JS, "console/app.js"),
     own!("/console/api.js", JS, "console/api.js"),
@@ -99,6 +99,7 @@ pub static CONSOLE: [Asset; 9] = [
     own!("/console/operations.js", JS, "console/operations.js"),
     own!("/console/customers.js", JS, "console/customers.js"),
     own!("/console/live.js", JS, "console/live.js"),
+    own!("/console/signin.js", JS, "console/signin.js"),
 ];
 
 /// Whether `Accept-Encoding` admits gzip.

@@ -27,10 +27,49 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' '
 img-src 'self' data:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; \
 object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
+/// The identity provider the console signs in with (the OAuth 2.0
+/// authorization-code flow with PKCE, as a public client).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignIn {
+    /// The issuer URL (discovery at `<issuer>/.well-known/openid-configuration`).
+    pub issuer: String,
+    pub client_id: String,
+}
+
+impl SignIn {
+    /// `scheme://host[:port]` of the issuer: the one other origin the
+    /// console's page may connect to (discovery and the token endpoint).
+    fn origin(&self) -> Option<String> {
+        let (scheme, rest) = self.issuer.split_once("://")?;
+        let host = rest.split(['/', '?', '#']).next()?;
+        let ok = |c: char| c.is_ascii_alphanumeric() || "-.:[]".contains(c);
+        ((scheme == "https" || scheme == "http") && !host.is_empty() && host.chars().all(ok))
+            .then(|| format!("{scheme}://{host}"))
+    }
+}
+
+/// [`CSP`], also allowing connections to `origin`.
+fn policy(origin: Option<&str>) -> String {
+    match origin {
+        Some(o) => CSP.replace("connect-src 'self';", &format!("connect-src 'self' {o};")),
+        None => CSP.to_string(),
+    }
+}
+
 /// An HTML page with the platform's security headers.
 fn page(html: &'static str) -> Response {
+    page_with(html, CSP.to_string())
+}
+
+fn page_with(html: &'static str, csp: String) -> Response {
     let mut response = ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response();
     secure(response.headers_mut());
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, v);
+    }
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -82,12 +121,29 @@ pub fn graphiql_assets() -> Router {
     serve(&assets::GRAPHIQL)
 }
 
-/// `/console`: the console's page and files.
-pub fn console() -> Router {
-    let index = || async { page(include_str!("../console/index.html")) };
+/// `/console`: the console's page and files, and `/console/config.json`
+/// (the identity provider it signs in with, or `null`).
+pub fn console(sign_in: Option<SignIn>) -> Router {
+    let csp = policy(sign_in.as_ref().and_then(SignIn::origin).as_deref());
+    let index = move || {
+        let csp = csp.clone();
+        async move { page_with(include_str!("../console/index.html"), csp) }
+    };
+    let config = serde_json::json!({ "signIn": sign_in }).to_string();
+    let config = move || {
+        let body = config.clone();
+        async move {
+            let mut r = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            secure(r.headers_mut());
+            r
+        }
+    };
     serve(&assets::CONSOLE)
-        .route("/console", get(index))
+        .route("/console", get(index.clone()))
         .route("/console/", get(index))
+        .route("/console/config.json", get(config))
 }
 
 #[cfg(test)]
@@ -110,7 +166,7 @@ mod tests {
 
     #[tokio::test]
     async fn pages_carry_the_policy_and_reference_only_embedded_files() {
-        for (router, path) in [(docs(), "/docs"), (console(), "/console")] {
+        for (router, path) in [(docs(), "/docs"), (console(None), "/console")] {
             let r = get_with(router, path, None).await;
             assert_eq!(r.status(), StatusCode::OK);
             assert_eq!(r.headers()[header::CONTENT_SECURITY_POLICY], CSP);
@@ -138,6 +194,33 @@ mod tests {
                 "{path} is referenced but not embedded"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn the_console_may_connect_to_its_identity_provider_only() {
+        let sign_in = SignIn {
+            issuer: "https://id.example.com:8443/realms/shop".into(),
+            client_id: "shop-console".into(),
+        };
+        let r = get_with(console(Some(sign_in)), "/console/", None).await;
+        let csp = r.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .expect("csp");
+        assert!(
+            csp.contains("connect-src 'self' https://id.example.com:8443;"),
+            "{csp}"
+        );
+        assert!(csp.contains("script-src 'self';"), "{csp}");
+        let hostile = SignIn {
+            issuer: "https://id.example.com; script-src *".into(),
+            client_id: "x".into(),
+        };
+        assert_eq!(hostile.origin(), None);
+        let config = get_with(console(None), "/console/config.json", None).await;
+        let body = axum::body::to_bytes(config.into_body(), 1024)
+            .await
+            .expect("body");
+        assert_eq!(&body[..], br#"{"signIn":null}"#);
     }
 
     #[tokio::test]

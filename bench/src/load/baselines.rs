@@ -62,13 +62,26 @@ pub async fn bare_handler_load(
     let app = axum::Router::new()
         .route("/customer/{id}", axum::routing::get(customer))
         .with_state(pool.clone());
+    let l = serve_and_load(app, &format!("/customer/{id}"), clients, dur).await?;
+    pool.close().await;
+    Ok(l)
+}
+
+/// Serves `app` on a loopback port and GETs `path` from `clients`
+/// concurrent clients for `dur`.
+pub(super) async fn serve_and_load(
+    app: axum::Router,
+    path: &str,
+    clients: usize,
+    dur: Duration,
+) -> anyhow::Result<Latencies> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
     let client = reqwest::Client::new();
-    let url = format!("http://{addr}/customer/{id}");
+    let url = format!("http://{addr}{path}");
     let l = run_clients(clients, dur, move |_| {
         let (client, url) = (client.clone(), url.clone());
         async move {
@@ -86,7 +99,6 @@ pub async fn bare_handler_load(
     })
     .await;
     server.abort();
-    pool.close().await;
     Ok(l)
 }
 

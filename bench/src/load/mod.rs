@@ -9,9 +9,11 @@ use rand::Rng;
 use serde_json::{json, Value};
 
 mod baselines;
+mod dashboard;
 mod queries;
 
 pub use baselines::{bare_handler_load, raw_inserts, raw_read_model_inserts};
+pub use dashboard::bare_dashboard_load;
 use queries::CUSTOMER;
 
 /// Latencies of one load step.

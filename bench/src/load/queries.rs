@@ -65,7 +65,7 @@ impl Api {
     pub async fn analytics_load(&self, clients: usize, dur: Duration) -> Latencies {
         let api = self.clone();
         let to = chrono::Utc::now().date_naive();
-        let from = to - chrono::Duration::days(365);
+        let from = to - chrono::Duration::days(364);
         run_clients(clients, dur, move |_| {
             let api = api.clone();
             let vars = json!({"from": from.to_string(), "to": to.to_string()});
@@ -181,7 +181,12 @@ pub(super) const CUSTOMER: &str =
 
 const VISIBLE: &str = "query($id: ID!) { customer(id: $id) { id } }";
 
-const ANALYTICS: &str = "query($from: NaiveDate!, $to: NaiveDate!) { analytics { \
-    revenue(from: $from, to: $to, granularity: MONTH, currency: \"EUR\") { bucket amount { amountMinor } } \
-    topProducts(from: $from, to: $to, by: REVENUE, limit: 10) { sku } \
-    funnel(from: $from, to: $to) { created placed paid } } }";
+/// The console's dashboard query (`web/console/dashboard.js`), for a year.
+const ANALYTICS: &str = "query($from: NaiveDate!, $to: NaiveDate!) { analytics { currencies \
+    revenue(from: $from, to: $to, granularity: MONTH, currency: \"EUR\") { bucket amount { amountMinor currency } } \
+    topProducts(from: $from, to: $to, by: REVENUE, limit: 10) { sku name quantity revenue { amountMinor currency } } \
+    funnel(from: $from, to: $to) { created placed paid shipped delivered cancelled } \
+    paymentOutcomes(from: $from, to: $to) { initiated authorized captured failed refunded successRate \
+      failuresByReason { reason count } } \
+    averageOrderValue(from: $from, to: $to, currency: \"EUR\") { amountMinor currency } \
+    newCustomers(from: $from, to: $to) } }";

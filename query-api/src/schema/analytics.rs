@@ -7,6 +7,7 @@ use async_graphql::{Context, Enum, Object, Result, SimpleObject};
 use chrono::{Datelike, NaiveDate};
 
 use super::types::Money;
+use crate::cache::cached;
 use crate::error::{bad_input, internal};
 use crate::store::Store;
 
@@ -122,9 +123,9 @@ async fn daily(
 ) -> Result<(String, Vec<readmodel::models::analytics::DailyRow>)> {
     let (f, t) = range(from, to)?;
     let c = self::currency(currency)?;
-    let rows = ctx
-        .data::<Store>()?
-        .daily(&f, &t, &c)
+    let store = ctx.data::<Store>()?;
+    let key = format!("daily {f} {t} {c}");
+    let rows = cached(ctx, key, store.daily(&f, &t, &c))
         .await
         .map_err(|e| internal(&e))?;
     Ok((c, rows))
@@ -173,11 +174,11 @@ impl Analytics {
             return Err(bad_input("limit must be between 1 and 100"));
         }
         let (f, t) = range(from, to)?;
-        let rows = ctx
-            .data::<Store>()?
-            .top_products(&f, &t, by == ProductRanking::Revenue, i64::from(limit))
-            .await
-            .map_err(|e| internal(&e))?;
+        let store = ctx.data::<Store>()?;
+        let by_revenue = by == ProductRanking::Revenue;
+        let key = format!("top {f} {t} {by_revenue} {limit}");
+        let top = store.top_products(&f, &t, by_revenue, i64::from(limit));
+        let rows = cached(ctx, key, top).await.map_err(|e| internal(&e))?;
         Ok(rows
             .into_iter()
             .map(|r| ProductSales {
@@ -194,9 +195,8 @@ impl Analytics {
 
     /// Orders per current status.
     async fn orders_by_status(&self, ctx: &Context<'_>) -> Result<Vec<OrdersByStatus>> {
-        let rows = ctx
-            .data::<Store>()?
-            .orders_by_status()
+        let store = ctx.data::<Store>()?;
+        let rows = cached(ctx, "status".into(), store.orders_by_status())
             .await
             .map_err(|e| internal(&e))?;
         Ok(rows
@@ -234,9 +234,9 @@ impl Analytics {
         to: NaiveDate,
     ) -> Result<PaymentOutcomes> {
         let (f, t) = range(from, to)?;
-        let rows = ctx
-            .data::<Store>()?
-            .payment_outcomes(&f, &t)
+        let store = ctx.data::<Store>()?;
+        let key = format!("payments {f} {t}");
+        let rows = cached(ctx, key, store.payment_outcomes(&f, &t))
             .await
             .map_err(|e| internal(&e))?;
         let mut o = PaymentOutcomes {
@@ -273,8 +273,8 @@ impl Analytics {
     /// The currencies with revenue or orders, in code order (what a
     /// dashboard's currency selector offers).
     async fn currencies(&self, ctx: &Context<'_>) -> Result<Vec<String>> {
-        ctx.data::<Store>()?
-            .currencies()
+        let store = ctx.data::<Store>()?;
+        cached(ctx, "currencies".into(), store.currencies())
             .await
             .map_err(|e| internal(&e))
     }
@@ -287,8 +287,9 @@ impl Analytics {
         to: NaiveDate,
     ) -> Result<i64> {
         let (f, t) = range(from, to)?;
-        ctx.data::<Store>()?
-            .new_customers(&f, &t)
+        let store = ctx.data::<Store>()?;
+        let key = format!("customers {f} {t}");
+        cached(ctx, key, store.new_customers(&f, &t))
             .await
             .map_err(|e| internal(&e))
     }
@@ -296,9 +297,9 @@ impl Analytics {
     /// Orders reaching each stage in the period.
     async fn funnel(&self, ctx: &Context<'_>, from: NaiveDate, to: NaiveDate) -> Result<Funnel> {
         let (f, t) = range(from, to)?;
-        let rows = ctx
-            .data::<Store>()?
-            .funnel(&f, &t)
+        let store = ctx.data::<Store>()?;
+        let key = format!("funnel {f} {t}");
+        let rows = cached(ctx, key, store.funnel(&f, &t))
             .await
             .map_err(|e| internal(&e))?;
         let get = |stage: &str| {
