@@ -307,6 +307,12 @@ async fn analytics_rows(args: &Args, report: &mut Report, url: &str) -> anyhow::
     let serve = Shopstream::start(&["serve"], Some(url), &[]).await?;
     let api = Api::new(serve.base(), SECRET);
     let a = api.analytics_load(16, dur).await;
+    // The same while sessions are written (every commit moves the
+    // positions requests promise, so kept answers are computed again).
+    let skus = api.catalog(20).await?;
+    let background = api.paced_load(skus, 50.0);
+    let busy = api.analytics_load(16, dur).await;
+    let written = background.stop().await;
     let rss = peak_rss_mib(serve.pid());
     serve.stop();
     let bare = load::bare_dashboard_load(url, true, 16, dur).await?;
@@ -319,6 +325,14 @@ async fn analytics_rows(args: &Args, report: &mut Report, url: &str) -> anyhow::
         "analytics",
         "dashboard query over a year (revenue by month, top 10 products, funnel, payments, AOV, new customers), 16 clients",
         row,
+    );
+    report.row(
+        "analytics",
+        "the same while 50 commands/s are written (answers recomputed after commits), 16 clients",
+        json!({
+            "requests_per_s": busy.rate(), "p50_ms": busy.p(50.0), "p99_ms": busy.p(99.0),
+            "errors": busy.errors, "commands_per_s": written.rate(), "command_errors": written.errors,
+        }),
     );
     report.memory("serve (postgres, ~1M events) under analytics load", rss);
     Ok(())

@@ -1,45 +1,79 @@
 //! Answers of the analytics reads kept in memory, each with the position
-//! it reflects (at least): a request may take an answer only when that
-//! position is at or past the position the request itself promises
-//! (`extensions.consistency.position`, which a consistency token raises),
-//! so a cached answer is never older than what the request is owed. When
-//! the projections move on, requests promise later positions and the old
-//! answers stop matching: the commit signal that moves the promised
-//! position is what invalidates, in this process and (through `LISTEN`)
-//! across processes. Bounded in entries; requests without a promised
-//! position (subscriptions) bypass it.
+//! it reflects (at least) and when it was computed. A request takes a kept
+//! answer when it reflects what the request would read anyway (its
+//! position is at or past the request's), or — when it is younger than
+//! [`MAX_AGE`] and at or past the request's consistency token, if any — an
+//! older one; the answer then says so: `extensions.consistency.position`
+//! becomes the lowest position of the answers it used. So a token is always
+//! honoured, a position is never claimed that the data does not reflect,
+//! and under a steady write load each answer is computed at most about
+//! once per [`MAX_AGE`] instead of once per request. When the projections
+//! move on (the commit signal, in this process and through `LISTEN` across
+//! processes), requests reflect later positions and older answers age out.
+//! Bounded in entries; requests without a position (subscriptions) bypass it.
 
 use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_graphql::Context;
 
-/// The position the current request's answer promises to reflect.
-#[derive(Debug, Clone, Copy)]
-pub struct Promised(pub i64);
+/// What the current request reads at (`reflected`), what it is owed (its
+/// consistency token, or 0), and the lowest position of the kept answers
+/// it used.
+#[derive(Debug, Clone)]
+pub struct Promised {
+    pub reflected: i64,
+    pub token: i64,
+    used: Arc<AtomicI64>,
+}
+
+impl Promised {
+    pub fn new(reflected: i64, token: Option<i64>) -> Self {
+        Self {
+            reflected,
+            token: token.unwrap_or(0),
+            used: Arc::new(AtomicI64::new(i64::MAX)),
+        }
+    }
+
+    /// The position the whole answer reflects: `reflected`, or lower when
+    /// an older kept answer was used.
+    pub fn position(&self) -> i64 {
+        self.reflected.min(self.used.load(Ordering::Relaxed))
+    }
+}
+
+/// How old a kept answer may be and still serve a request that reflects a
+/// later position (the answer then names its own, older position).
+pub const MAX_AGE: Duration = Duration::from_secs(1);
 
 /// Most answers kept.
 const ENTRIES: usize = 1024;
 
-type Entry = (i64, Arc<dyn Any + Send + Sync>);
+type Entry = (i64, Instant, Arc<dyn Any + Send + Sync>);
 
 /// The cache (one per schema).
 #[derive(Clone, Default)]
 pub struct Answers(Arc<Mutex<HashMap<String, Entry>>>);
 
 impl Answers {
-    fn get<V: Clone + Send + Sync + 'static>(&self, key: &str, at_least: i64) -> Option<V> {
+    /// A kept answer for `key` usable by `p`, and its position.
+    fn get<V: Clone + Send + Sync + 'static>(&self, key: &str, p: &Promised) -> Option<(i64, V)> {
         let map = self
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (position, value) = map.get(key)?;
-        if *position < at_least {
+        let (position, at, value) = map.get(key)?;
+        let current = *position >= p.reflected;
+        let recent = *position >= p.token && at.elapsed() < MAX_AGE;
+        if !(current || recent) {
             return None;
         }
-        value.downcast_ref::<V>().cloned()
+        value.downcast_ref::<V>().cloned().map(|v| (*position, v))
     }
 
     fn put<V: Send + Sync + 'static>(&self, key: String, position: i64, value: V) {
@@ -49,16 +83,16 @@ impl Answers {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if map.len() >= ENTRIES && !map.contains_key(&key) {
             // Drop what older positions computed; if that frees nothing, all.
-            let newest = map.values().map(|(p, _)| *p).max().unwrap_or(position);
-            map.retain(|_, (p, _)| *p >= newest);
+            let newest = map.values().map(|(p, ..)| *p).max().unwrap_or(position);
+            map.retain(|_, (p, ..)| *p >= newest);
             if map.len() >= ENTRIES {
                 map.clear();
             }
         }
         match map.get(&key) {
-            Some((p, _)) if *p > position => {}
+            Some((p, ..)) if *p > position => {}
             _ => {
-                map.insert(key, (position, Arc::new(value)));
+                map.insert(key, (position, Instant::now(), Arc::new(value)));
             }
         }
     }
@@ -74,8 +108,8 @@ impl Answers {
     }
 }
 
-/// `compute`'s answer for `key`, from the cache when one reflects at least
-/// what this request promises; computed (and kept) otherwise.
+/// `compute`'s answer for `key`: a kept one when usable (see the module),
+/// else computed and kept.
 ///
 /// # Errors
 /// As `compute`.
@@ -87,12 +121,13 @@ where
     let (Ok(answers), Ok(promised)) = (ctx.data::<Answers>(), ctx.data::<Promised>()) else {
         return compute.await;
     };
-    if let Some(v) = answers.get::<V>(&key, promised.0) {
+    if let Some((position, v)) = answers.get::<V>(&key, promised) {
+        promised.used.fetch_min(position, Ordering::Relaxed);
         return Ok(v);
     }
     let v = compute.await?;
-    // What was read reflects at least the promised position.
-    answers.put(key, promised.0, v.clone());
+    // What was read reflects at least the request's position.
+    answers.put(key, promised.reflected, v.clone());
     Ok(v)
 }
 
@@ -101,21 +136,60 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_answer_serves_requests_promising_no_more_than_it_reflects() {
+    fn a_kept_answer_never_falls_short_of_a_token() {
         let a = Answers::default();
         a.put("k".into(), 10, vec![1]);
-        assert_eq!(a.get::<Vec<i32>>("k", 10), Some(vec![1]));
-        assert_eq!(a.get::<Vec<i32>>("k", 9), Some(vec![1]));
-        assert_eq!(a.get::<Vec<i32>>("k", 11), None, "older than promised");
-        assert_eq!(a.get::<Vec<u8>>("k", 10), None, "another type");
+        let at = |reflected, token| Promised::new(reflected, token);
+        assert_eq!(a.get::<Vec<i32>>("k", &at(10, None)), Some((10, vec![1])));
+        assert_eq!(a.get::<Vec<i32>>("k", &at(9, Some(9))), Some((10, vec![1])));
+        // Later than the answer: a young answer serves, naming its position…
+        assert_eq!(a.get::<Vec<i32>>("k", &at(12, None)), Some((10, vec![1])));
+        assert_eq!(
+            a.get::<Vec<i32>>("k", &at(12, Some(10))),
+            Some((10, vec![1]))
+        );
+        // …never one older than the token.
+        assert_eq!(a.get::<Vec<i32>>("k", &at(12, Some(11))), None);
+        assert_eq!(a.get::<Vec<u8>>("k", &at(10, None)), None, "another type");
         a.put("k".into(), 5, vec![0]);
         assert_eq!(
-            a.get::<Vec<i32>>("k", 10),
-            Some(vec![1]),
+            a.get::<Vec<i32>>("k", &at(10, None)),
+            Some((10, vec![1])),
             "a later answer stays"
         );
         a.put("k".into(), 12, vec![2]);
-        assert_eq!(a.get::<Vec<i32>>("k", 11), Some(vec![2]));
+        assert_eq!(
+            a.get::<Vec<i32>>("k", &at(12, Some(12))),
+            Some((12, vec![2]))
+        );
+    }
+
+    #[test]
+    fn an_old_answer_serves_only_requests_at_its_position() {
+        let a = Answers::default();
+        a.0.lock().expect("lock").insert(
+            "k".into(),
+            (
+                10,
+                Instant::now() - MAX_AGE - Duration::from_millis(1),
+                Arc::new(1_i32),
+            ),
+        );
+        assert_eq!(
+            a.get::<i32>("k", &Promised::new(11, None)),
+            None,
+            "too old for a later request"
+        );
+        assert_eq!(a.get::<i32>("k", &Promised::new(10, None)), Some((10, 1)));
+    }
+
+    #[test]
+    fn the_answer_names_the_oldest_position_it_used() {
+        let p = Promised::new(20, None);
+        assert_eq!(p.position(), 20);
+        p.used.fetch_min(14, Ordering::Relaxed);
+        p.used.fetch_min(17, Ordering::Relaxed);
+        assert_eq!(p.position(), 14);
     }
 
     #[test]
@@ -125,9 +199,9 @@ mod tests {
             a.put(format!("k{i}"), i as i64 / 100, i);
         }
         assert!(a.len() <= ENTRIES);
-        assert_eq!(
-            a.get::<usize>(&format!("k{}", ENTRIES * 3 - 1), 0),
-            Some(ENTRIES * 3 - 1)
-        );
+        let last = format!("k{}", ENTRIES * 3 - 1);
+        let newest = (ENTRIES * 3 - 1) as i64 / 100;
+        let p = Promised::new(newest, None);
+        assert_eq!(a.get::<usize>(&last, &p), Some((newest, ENTRIES * 3 - 1)));
     }
 }

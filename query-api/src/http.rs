@@ -186,11 +186,14 @@ async fn answer(
     };
     request = request.data(limits::RateKey(key));
     request = request.data(Viewer(viewer));
-    request = request.data(crate::cache::Promised(reflected.position));
+    let promised = crate::cache::Promised::new(reflected.position, token);
+    request = request.data(promised.clone());
     let started = std::time::Instant::now();
     let mut response = s.schema.execute(request).await;
+    // Lower than `reflected` when a kept answer from an earlier position
+    // was used (never below the token).
     let consistency = async_graphql::Value::from_json(serde_json::json!({
-        "position": reflected.position,
+        "position": promised.position(),
         "stale": reflected.stale,
     }))
     .unwrap_or_default();

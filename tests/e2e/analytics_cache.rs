@@ -3,8 +3,8 @@
 //! as the consistency token sees it — through the process that ran the
 //! command (`serve`) and through a separate `query-api` process on the
 //! same PostgreSQL, whose cache only the commit signal (`LISTEN`) and the
-//! promised position can invalidate — and without a token the new figure
-//! shows as soon as the projections have committed it.
+//! promised position can invalidate — and without a token an older kept
+//! figure names its older position, and the new one shows within a second.
 
 use serde_json::{json, Value};
 
@@ -85,11 +85,18 @@ async fn cached_analytics_never_answer_older_than_the_token() {
     assert_eq!(s, 201, "{order}");
     expected += 1;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let written = order["position"].as_i64().expect("position");
     loop {
         let (n, body) = created(&reads, &admin, None).await;
         if n == expected {
             break;
         }
+        // A kept answer from before the order says it is from before it.
+        let claimed = body["extensions"]["consistency"]["position"].as_i64();
+        assert!(
+            claimed < Some(written),
+            "an old figure claims a later position: {body}"
+        );
         assert!(std::time::Instant::now() < deadline, "never moved: {body}");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
