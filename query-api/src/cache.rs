@@ -58,13 +58,18 @@ type Entry = (i64, Instant, Arc<dyn Any + Send + Sync>);
 
 /// The cache (one per schema).
 #[derive(Clone, Default)]
-pub struct Answers(Arc<Mutex<HashMap<String, Entry>>>);
+pub struct Answers {
+    entries: Arc<Mutex<HashMap<String, Entry>>>,
+    /// One computation per key at a time: the requests that miss together
+    /// wait for the first, then take its answer.
+    flights: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
 
 impl Answers {
     /// A kept answer for `key` usable by `p`, and its position.
     fn get<V: Clone + Send + Sync + 'static>(&self, key: &str, p: &Promised) -> Option<(i64, V)> {
         let map = self
-            .0
+            .entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (position, at, value) = map.get(key)?;
@@ -78,7 +83,7 @@ impl Answers {
 
     fn put<V: Send + Sync + 'static>(&self, key: String, position: i64, value: V) {
         let mut map = self
-            .0
+            .entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if map.len() >= ENTRIES && !map.contains_key(&key) {
@@ -97,9 +102,29 @@ impl Answers {
         }
     }
 
+    /// The turn to compute `key`.
+    fn flight(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut flights = self
+            .flights
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        flights.entry(key.to_string()).or_default().clone()
+    }
+
+    /// Forgets `key`'s turn when nobody else waits for it.
+    fn land(&self, key: &str) {
+        let mut flights = self
+            .flights
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if flights.get(key).is_some_and(|f| Arc::strong_count(f) == 1) {
+            flights.remove(key);
+        }
+    }
+
     /// Entries held (for tests).
     pub fn len(&self) -> usize {
-        self.0.lock().map(|m| m.len()).unwrap_or_default()
+        self.entries.lock().map(|m| m.len()).unwrap_or_default()
     }
 
     /// Whether nothing is held.
@@ -121,14 +146,29 @@ where
     let (Ok(answers), Ok(promised)) = (ctx.data::<Answers>(), ctx.data::<Promised>()) else {
         return compute.await;
     };
-    if let Some((position, v)) = answers.get::<V>(&key, promised) {
-        promised.used.fetch_min(position, Ordering::Relaxed);
+    let hit = |answers: &Answers| {
+        answers.get::<V>(&key, promised).map(|(position, v)| {
+            promised.used.fetch_min(position, Ordering::Relaxed);
+            v
+        })
+    };
+    if let Some(v) = hit(answers) {
         return Ok(v);
     }
-    let v = compute.await?;
-    // What was read reflects at least the request's position.
-    answers.put(key, promised.reflected, v.clone());
-    Ok(v)
+    let flight = answers.flight(&key);
+    let turn = flight.lock().await;
+    // Another request may have computed it while this one waited.
+    let result = match hit(answers) {
+        Some(v) => Ok(v),
+        None => compute.await.inspect(|v| {
+            // What was read reflects at least the request's position.
+            answers.put(key.clone(), promised.reflected, v.clone());
+        }),
+    };
+    drop(turn);
+    drop(flight);
+    answers.land(&key);
+    result
 }
 
 #[cfg(test)]
@@ -167,7 +207,7 @@ mod tests {
     #[test]
     fn an_old_answer_serves_only_requests_at_its_position() {
         let a = Answers::default();
-        a.0.lock().expect("lock").insert(
+        a.entries.lock().expect("lock").insert(
             "k".into(),
             (
                 10,
@@ -190,6 +230,48 @@ mod tests {
         p.used.fetch_min(14, Ordering::Relaxed);
         p.used.fetch_min(17, Ordering::Relaxed);
         assert_eq!(p.position(), 14);
+    }
+
+    #[tokio::test]
+    async fn requests_missing_together_compute_once() {
+        use async_graphql::{EmptyMutation, EmptySubscription, Object, Schema};
+        use std::sync::atomic::AtomicUsize;
+        struct Q;
+        #[Object]
+        impl Q {
+            async fn n(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+                let runs = ctx.data::<Arc<AtomicUsize>>()?.clone();
+                let v = cached(ctx, "n".into(), async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok::<i64, async_graphql::Error>(7)
+                })
+                .await?;
+                Ok(v)
+            }
+        }
+        let runs = Arc::new(AtomicUsize::new(0));
+        let answers = Answers::default();
+        let schema = Schema::build(Q, EmptyMutation, EmptySubscription)
+            .data(answers.clone())
+            .data(runs.clone())
+            .finish();
+        let requests = (0..16).map(|_| {
+            let r = async_graphql::Request::new("{ n }").data(Promised::new(3, None));
+            schema.execute(r)
+        });
+        for response in futures::future::join_all(requests).await {
+            assert!(response.errors.is_empty(), "{:?}", response.errors);
+        }
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            1,
+            "one computation for 16 requests"
+        );
+        assert!(
+            answers.flights.lock().expect("lock").is_empty(),
+            "no turn left behind"
+        );
     }
 
     #[test]
