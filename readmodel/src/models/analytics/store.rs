@@ -123,6 +123,10 @@ pub fn split(from: NaiveDate, to: NaiveDate) -> Split {
     }
 }
 
+/// What a product ranking selects, summed over its rows.
+const PRODUCT_SUMS: &str = "sku, MAX(name) AS name, currency, \
+    CAST(SUM(quantity) AS BIGINT) AS quantity, CAST(SUM(revenue_minor) AS BIGINT) AS revenue";
+
 fn ranking(by_revenue: bool) -> &'static str {
     if by_revenue {
         "revenue DESC, quantity DESC"
@@ -168,8 +172,7 @@ pub async fn top_products(
         ));
     }
     let sql = format!(
-        "SELECT sku, MAX(name) AS name, currency, CAST(SUM(quantity) AS BIGINT) AS quantity, \
-                CAST(SUM(revenue_minor) AS BIGINT) AS revenue \
+        "SELECT {PRODUCT_SUMS} \
          FROM ({}) t GROUP BY sku, currency ORDER BY {}, sku LIMIT {limit}",
         parts.join(" UNION ALL "),
         ranking(by_revenue)
@@ -196,8 +199,7 @@ pub async fn top_products_by_day(
     limit: i64,
 ) -> Result<Vec<ProductRow>, sqlx::Error> {
     let sql = format!(
-        "SELECT sku, MAX(name) AS name, currency, CAST(SUM(quantity) AS BIGINT) AS quantity, \
-                CAST(SUM(revenue_minor) AS BIGINT) AS revenue \
+        "SELECT {PRODUCT_SUMS} \
          FROM analytics_products WHERE day >= $1 AND day <= $2 \
          GROUP BY sku, currency ORDER BY {}, sku LIMIT {limit}",
         ranking(by_revenue)
