@@ -179,6 +179,12 @@ pub async fn operate(action: ProjectionsAction, role: &str) -> anyhow::Result<()
     let _telemetry = target.log.init(role)?;
     let store = target.open().await?;
     let db = open(&target.data, &target.store).await?;
+    let keys = match &action {
+        ProjectionsAction::Rebuild { .. } => {
+            Some(target.store.keyring(&target.data, &store).await?)
+        }
+        ProjectionsAction::Status { .. } => None,
+    };
     let result = match action {
         ProjectionsAction::Status { json, .. } => print_status(&store, &db, json).await,
         ProjectionsAction::Rebuild {
@@ -189,7 +195,11 @@ pub async fn operate(action: ProjectionsAction, role: &str) -> anyhow::Result<()
                 _ => readmodel::NAMES.iter().map(|n| (*n).to_string()).collect(),
             };
             match eventlog::census::check_readable(&store).await {
-                Ok(()) => rebuild_cmd(&store, &db, &names, verify).await,
+                Ok(()) => {
+                    // The customer view opens personal data with the keys.
+                    let db = keys.map_or_else(|| db.clone(), |k| db.clone().with_keys(k));
+                    rebuild_cmd(&store, &db, &names, verify).await
+                }
                 Err(e) => Err(e.into()),
             }
         }

@@ -269,7 +269,10 @@ async fn rebuild_and_analytics(args: &Args, report: &mut Report) -> anyhow::Resu
     let store = eventlog::Database::connect(&db.url, &eventlog::DatabaseOptions::default())
         .await
         .context("store")?;
-    let read = readmodel::ReadDb::connect(&db.url, 8).await?;
+    let keys = eventlog::Keyring::from_file(&store, procs::key_file())?;
+    let read = readmodel::ReadDb::connect(&db.url, 8)
+        .await?
+        .with_keys(keys);
     projectors::ensure_all(&read).await?;
     let log = eventlog::EventLog::new(store.clone());
     let head = log.head().await?;

@@ -120,6 +120,7 @@ impl Shopstream {
             // An environment variable, not a flag: roles without tokens
             // (relay, projectors) refuse flags they do not use.
             .env("SHOPSTREAM_JWT_SECRET", SECRET)
+            .env("SHOPSTREAM_DATA_PROTECTION_KEY_FILE", key_file())
             .args(extra)
             .env("RUST_LOG", "error")
             // The load comes from one address and a few tokens: measure
@@ -176,6 +177,15 @@ impl Drop for Shopstream {
     }
 }
 
+/// The data protection key file every process of this run shares (the
+/// first one to start creates it), as every process of one store must.
+pub fn key_file() -> &'static std::path::Path {
+    static FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        std::env::temp_dir().join(format!("shopstream-bench-{}.keys", std::process::id()))
+    })
+}
+
 /// Runs a `shopstream` subcommand against `url`; returns stdout.
 pub fn cli(args: &[&str], url: &str) -> anyhow::Result<String> {
     let data = tempfile_dir::Dir::new()?;
@@ -185,6 +195,7 @@ pub fn cli(args: &[&str], url: &str) -> anyhow::Result<String> {
         .arg("--data-dir")
         .arg(&data.0)
         .env("SHOPSTREAM_JWT_SECRET", SECRET)
+        .env("SHOPSTREAM_DATA_PROTECTION_KEY_FILE", key_file())
         .env("RUST_LOG", "error")
         .output()?;
     if !out.status.success() {

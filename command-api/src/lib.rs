@@ -53,6 +53,8 @@ pub const DEFAULT_AGGREGATE_CACHE: usize = 10_000;
 pub struct Config {
     /// HS256 secret for bearer tokens.
     pub jwt_secret: Secret,
+    /// The users' data keys (personal fields are sealed with them).
+    pub keys: eventlog::Keyring,
     /// Snapshot aggregates every N events (0: never).
     pub snapshot_every: usize,
     /// How long idempotency keys are kept (at least 24 h).
@@ -90,10 +92,11 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
-    /// Defaults around a secret.
-    pub fn new(jwt_secret: Secret) -> Self {
+    /// Defaults around a secret and the data keys.
+    pub fn new(jwt_secret: Secret, keys: eventlog::Keyring) -> Self {
         Self {
             jwt_secret,
+            keys,
             snapshot_every: 50,
             idempotency_retention: Duration::from_secs(48 * 3600),
             on_append: None,
@@ -161,6 +164,7 @@ pub fn build_with(db: Database, config: &Config, extra: Router) -> App {
                 &db,
                 config.snapshot_every,
                 config.aggregate_cache,
+                config.keys.clone(),
             ))
         }),
         auth: auth.clone(),
@@ -207,6 +211,7 @@ fn router(
         .route("/users", post(users::register))
         .route("/users/{id}", patch(users::update))
         .route("/users/{id}/deactivate", post(users::deactivate))
+        .route("/users/{id}/forget", post(users::forget))
         .route("/users/{id}/reactivate", post(users::reactivate))
         .route("/users/{id}/events", get(streams::user_events))
         .route("/products", post(products::create))

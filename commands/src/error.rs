@@ -96,6 +96,10 @@ impl From<eventlog::StoreError> for CommandError {
             eventlog::StoreError::Conflict | eventlog::StoreError::Stale => {
                 Self::ConcurrentModification
             }
+            eventlog::StoreError::Forgotten => Self::Rule(DomainError::conflict(
+                "user_forgotten",
+                "the user was forgotten",
+            )),
             e if e.is_unavailable() => Self::Unavailable(e.to_string()),
             other => Self::Internal(other.to_string()),
         }

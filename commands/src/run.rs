@@ -10,7 +10,7 @@ use auth::Principal;
 use cqrs_es::Aggregate;
 use domain::{Order, Payment, Product, User};
 use eventlog::{
-    Database, EmailRegistry, EventLog, Guard, Loaded, Repository, Reservations, Source,
+    Database, EmailRegistry, EventLog, Guard, Keyring, Loaded, Repository, Reservations, Source,
 };
 
 use crate::{CommandContext, CommandError};
@@ -44,6 +44,9 @@ pub struct Commands {
     /// Provider identities, one user each.
     pub identities: Reservations,
     pub log: EventLog,
+    /// The users' data keys: personal fields are sealed before a command
+    /// is decided.
+    pub keys: Keyring,
 }
 
 /// The bound every aggregate of the core meets.
@@ -59,8 +62,9 @@ impl<A> Stream for A where
 
 impl Commands {
     /// Repositories over `db`, snapshotting every `snapshot_every` events
-    /// (0: never), each caching up to `cache` aggregates (0: no cache).
-    pub fn new(db: &Database, snapshot_every: usize, cache: usize) -> Self {
+    /// (0: never), each caching up to `cache` aggregates (0: no cache),
+    /// sealing personal data with `keys`.
+    pub fn new(db: &Database, snapshot_every: usize, cache: usize, keys: Keyring) -> Self {
         let signal = eventlog::AppendSignal::for_database(db);
         Self {
             users: Repository::sharing(db, snapshot_every, cache, signal.clone()),
@@ -70,6 +74,7 @@ impl Commands {
             emails: EmailRegistry::new(db.clone()),
             identities: Reservations::identities(db.clone()),
             log: EventLog::new(db.clone()),
+            keys,
         }
     }
 

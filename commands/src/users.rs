@@ -6,7 +6,7 @@ use auth::{Principal, Role};
 use chrono::Utc;
 use cqrs_es::Aggregate;
 use domain::user::UserCommand;
-use domain::{Email, Locale, PersonName, ShippingAddress, User};
+use domain::{Email, Locale, PersonName, Personal, ShippingAddress, User};
 use eventlog::{Reservation, Reservations, Source};
 use uuid::Uuid;
 
@@ -69,6 +69,39 @@ impl Commands {
         };
         let user_id = Uuid::new_v4();
         let id = user_id.to_string();
+        // The index holds a keyed hash of the address; the events, the
+        // address and the name sealed with the new user's own key.
+        let index = self.keys.email_index(&email).await?;
+        let sealed_email = self.keys.seal(user_id, "email", email).await?;
+        let sealed_name = self.keys.seal(user_id, "name", name).await?;
+        let outcome = self
+            .register_sealed(
+                ctx,
+                user_id,
+                (sealed_email, sealed_name, &index),
+                identity,
+                locale,
+                marketing_consent,
+            )
+            .await;
+        if outcome.is_err() && self.users.load(&id).await.is_ok_and(|l| l.version() == 0) {
+            // The key of a user that never was.
+            self.keys.discard(user_id).await?;
+        }
+        outcome
+    }
+
+    /// Registration with the personal fields sealed and the address's index.
+    async fn register_sealed(
+        &self,
+        ctx: &CommandContext,
+        user_id: Uuid,
+        (email, name, index): (Personal<Email>, Personal<PersonName>, &str),
+        identity: Option<String>,
+        locale: Locale,
+        marketing_consent: bool,
+    ) -> Result<Done, CommandError> {
+        let id = user_id.to_string();
         let command = || UserCommand::Register {
             user_id,
             email: email.clone(),
@@ -79,10 +112,7 @@ impl Commands {
             marketing_consent,
         };
         if identity.is_none() && self.users.claims_emails_in_the_append() {
-            match self
-                .register_claiming(ctx, &id, command(), email.as_str())
-                .await
-            {
+            match self.register_claiming(ctx, &id, command(), index).await {
                 // The address is taken: the reservation path below says by
                 // whom (or reclaims an orphaned reservation).
                 Err(CommandError::ConcurrentModification) => {}
@@ -96,12 +126,9 @@ impl Commands {
             reserved.push((&self.identities, identity.as_str()));
         }
         let email_taken = |_| CommandError::EmailTaken;
-        let outcome = match self
-            .reserve(&self.emails, email.as_str(), &id, email_taken)
-            .await
-        {
+        let outcome = match self.reserve(&self.emails, index, &id, email_taken).await {
             Ok(()) => {
-                reserved.push((&self.emails, email.as_str()));
+                reserved.push((&self.emails, index));
                 self.run(User::TYPE, |source| {
                     Attempt::new(&self.users, &id, Mode::Create, None, ctx).decide(
                         source,
@@ -194,6 +221,23 @@ impl Commands {
         shipping_address: Option<ShippingAddress>,
     ) -> Result<Done, CommandError> {
         let id = user_id.to_string();
+        // Values are sealed only for a user that exists and that the
+        // caller may act for (no key is made for a stranger's id).
+        let known = read(&self.users, &id, Source::Cache, false)
+            .await?
+            .version()
+            > 0;
+        if !known || !who.may_act_for(Some(user_id), false) {
+            return Err(CommandError::NotFound(format!("user {id} not found")));
+        }
+        let name = match name {
+            Some(n) => Some(self.keys.seal(user_id, "name", n).await?),
+            None => None,
+        };
+        let shipping_address = match shipping_address {
+            Some(a) => Some(self.keys.seal(user_id, "shipping_address", a).await?),
+            None => None,
+        };
         self.run(User::TYPE, |source| {
             Attempt::new(&self.users, &id, Mode::Update, Some(who), ctx).decide(
                 source,
@@ -238,6 +282,50 @@ impl Commands {
             )
         })
         .await
+    }
+}
+
+impl Commands {
+    /// Forgets a user (admin): erases their data key, so every sealed value
+    /// of theirs (in the log, the read models, the Kafka records) can never
+    /// be read again; appends `UserForgotten`; frees their e-mail address
+    /// and identity for a new sign-up. A forget interrupted after the key
+    /// is erased completes when repeated.
+    ///
+    /// # Errors
+    /// [`CommandError::Forbidden`] for other roles; unknown users;
+    /// `user_already_forgotten` when it is repeated.
+    pub async fn forget(
+        &self,
+        who: &Principal,
+        ctx: &CommandContext,
+        user_id: Uuid,
+    ) -> Result<Done, CommandError> {
+        who.require(&[Role::Admin])?;
+        let id = user_id.to_string();
+        let loaded = read(&self.users, &id, Source::Store, false).await?;
+        if loaded.version() == 0 {
+            return Err(CommandError::NotFound(format!("user {id} not found")));
+        }
+        if loaded.aggregate().forgotten {
+            return Err(CommandError::Rule(domain::DomainError::conflict(
+                "user_already_forgotten",
+                "the user was forgotten already",
+            )));
+        }
+        self.keys.forget(user_id).await?;
+        let done = self
+            .run(User::TYPE, |source| {
+                Attempt::new(&self.users, &id, Mode::Update, Some(who), ctx).decide(
+                    source,
+                    |_| true,
+                    |_| Ok(UserCommand::Forget { at: Utc::now() }),
+                )
+            })
+            .await?;
+        self.emails.release_all(&id).await?;
+        self.identities.release_all(&id).await?;
+        Ok(done)
     }
 }
 

@@ -11,6 +11,7 @@
 //! - `money`: [`Currency`] (ISO 4217) and [`Money`] (integer minor units).
 //! - `values`: newtypes parsed at the edge: [`Email`], [`PersonName`], [`Sku`],
 //!   [`ProductName`], [`Reason`], [`ShippingAddress`], [`Carrier`], [`TrackingNumber`].
+//! - `personal`: [`Personal`], a personal value stored sealed with its owner's key.
 //! - `user`: the [`User`] aggregate.
 //! - `product`: the [`Product`] aggregate (the catalog that prices order lines).
 //! - `order`: the [`Order`] aggregate.
@@ -23,6 +24,7 @@ mod event;
 mod money;
 pub mod order;
 pub mod payment;
+mod personal;
 pub mod product;
 pub mod upcast;
 pub mod user;
@@ -33,6 +35,7 @@ pub use event::{Event, EventName, UndecodableEvent, EVENT_VERSION_1};
 pub use money::{Currency, Money, ISO_4217, MAX_AMOUNT_MINOR};
 pub use order::Order;
 pub use payment::Payment;
+pub use personal::{Personal, Sealed};
 pub use product::Product;
 pub use user::User;
 pub use values::{

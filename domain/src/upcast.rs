@@ -17,7 +17,12 @@ use serde_json::{Map, Value};
 
 /// The version each event type is written at today; types not listed
 /// are at version 1.
-pub const CURRENT: &[(&str, u32)] = &[("UserRegistered", 2), ("OrderItemAdded", 2)];
+pub const CURRENT: &[(&str, u32)] = &[
+    ("UserRegistered", 3),
+    ("UserNameChanged", 2),
+    ("UserShippingAddressChanged", 2),
+    ("OrderItemAdded", 2),
+];
 
 /// One step of an event type's schema: `from` → `from + 1`.
 #[derive(Debug)]
@@ -40,6 +45,24 @@ pub const UPCASTERS: &[Upcaster] = &[
         apply: user_registered_v2,
     },
     Upcaster {
+        event_type: "UserRegistered",
+        from: 2,
+        change: SEALED,
+        apply: personal_fields_may_be_sealed,
+    },
+    Upcaster {
+        event_type: "UserNameChanged",
+        from: 1,
+        change: SEALED,
+        apply: personal_fields_may_be_sealed,
+    },
+    Upcaster {
+        event_type: "UserShippingAddressChanged",
+        from: 1,
+        change: SEALED,
+        apply: personal_fields_may_be_sealed,
+    },
+    Upcaster {
         event_type: "OrderItemAdded",
         from: 1,
         change: "adds catalog_version (null: unknown before v2)",
@@ -55,6 +78,16 @@ fn user_registered_v2(fields: &mut Map<String, Value>) {
         .entry("marketing_consent")
         .or_insert(Value::Bool(false));
 }
+
+/// The change of the versions that seal personal fields.
+const SEALED: &str =
+    "personal fields may be sealed; plain values of older versions are read as they are";
+
+/// Older versions hold their personal fields in the clear, which the
+/// current version still reads ([`crate::Personal::Clear`]): nothing to
+/// change, but a release that predates sealing must not read the new
+/// version, so it is one.
+fn personal_fields_may_be_sealed(_: &mut Map<String, Value>) {}
 
 fn order_item_added_v2(fields: &mut Map<String, Value>) {
     fields.entry("catalog_version").or_insert(Value::Null);
@@ -194,7 +227,7 @@ mod tests {
 
     #[test]
     fn newer_or_malformed_versions_are_unreadable_and_say_so() {
-        for version in ["3", "0", "x", ""] {
+        for version in ["4", "0", "x", ""] {
             let e = chain("UserRegistered", version).unwrap_err();
             assert!(e
                 .to_string()
@@ -208,6 +241,26 @@ mod tests {
             describe("UserRegistered", "7"),
             "UNREADABLE by this release"
         );
+    }
+
+    #[test]
+    fn plain_personal_fields_of_older_versions_are_read_as_clear() {
+        let v3 = upcast("UserRegistered", "1", fixture("UserRegistered")).unwrap();
+        let event: crate::user::UserEvent = serde_json::from_value(v3.clone()).unwrap();
+        let crate::user::UserEvent::Registered { email, name, .. } = event else {
+            panic!("{v3}");
+        };
+        assert_eq!(email.clear().map(|e| e.as_str()), Some("ada@example.com"));
+        assert!(name.clear().is_some());
+        for (event_type, from) in [
+            ("UserRegistered", "2"),
+            ("UserNameChanged", "1"),
+            ("UserShippingAddressChanged", "1"),
+        ] {
+            let payload = json!({ event_type: {"name": "Ada", "at": "2026-01-01T00:00:00Z"} });
+            assert_eq!(upcast(event_type, from, payload.clone()).unwrap(), payload);
+            assert!(describe(event_type, from).contains("may be sealed"));
+        }
     }
 
     #[test]

@@ -124,6 +124,9 @@ impl Database {
                 // FULL: an acknowledged command survives power loss, not only a crash.
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(10))
+                // Deleted and overwritten content is zeroed, so a forgotten
+                // user's data key and read-model rows leave no trace in the file.
+                .pragma("secure_delete", "ON")
                 .foreign_keys(true);
             let pool = SqlitePoolOptions::new()
                 .max_connections(options.max_connections.min(8))

@@ -152,4 +152,20 @@ impl Reservations {
         });
         Ok(())
     }
+
+    /// Releases every key `user_id` holds (a forgotten user's address or
+    /// identity: free for a new sign-up). Returns how many it released.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`].
+    pub async fn release_all(&self, user_id: &str) -> Result<u64, StoreError> {
+        let sql = format!("DELETE FROM {} WHERE user_id = $1", self.table);
+        Ok(on_pool!(&self.db, |p| {
+            sqlx::query(&sql)
+                .bind(user_id)
+                .execute(p)
+                .await?
+                .rows_affected()
+        }))
+    }
 }

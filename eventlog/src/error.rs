@@ -21,6 +21,14 @@ pub enum StoreError {
     /// Any other failure inside postgres-es / sqlite-es.
     #[error("event store error: {0}")]
     Backend(String),
+    /// The user was forgotten: their data key is gone, nothing of theirs
+    /// can be sealed or read again.
+    #[error("the user was forgotten")]
+    Forgotten,
+    /// A data key or a sealed value cannot be opened, or the master key
+    /// file is unusable.
+    #[error("data protection: {0}")]
+    Protection(String),
     /// The database URL is not one shopstream can use.
     #[error("unsupported database URL '{0}': use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),

@@ -19,6 +19,7 @@
 //! - `cache`: the aggregate cache in front of the repository.
 //! - `idempotency`: [`IdempotencyStore`]: durable idempotency keys.
 //! - `emails`: [`Reservations`]: one user per e-mail address ([`EmailRegistry`]) and per provider identity.
+//! - `protect`: [`Keyring`]: per-user data keys sealing personal fields (crypto-shredding).
 //! - `import`: [`import`]: the bulk path (seeding), many events per statement.
 //! - `testing` (feature `testing`): a fresh Postgres database or SQLite file per test.
 
@@ -33,6 +34,7 @@ mod health;
 mod idempotency;
 mod import;
 mod log;
+pub mod protect;
 mod repository;
 mod signal;
 #[cfg(feature = "testing")]
@@ -50,5 +52,6 @@ pub use health::{Health, HealthState};
 pub use idempotency::{IdempotencyRecord, IdempotencyStore, KeyState};
 pub use import::{import, ImportedEvent, IMPORT_CHUNK};
 pub use log::{Cursor, EventLog, StoredEvent};
+pub use protect::{Keyring, MasterKeys};
 pub use repository::{Committed, Guard, Loaded, Repository, Source};
 pub use signal::{AppendSignal, EVENTS_CHANNEL};

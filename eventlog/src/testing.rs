@@ -3,7 +3,20 @@
 
 use std::path::PathBuf;
 
-use crate::{Database, DatabaseOptions};
+use crate::{Database, DatabaseOptions, Keyring, MasterKeys};
+
+/// The master key of every test keyring: keyrings of one test database
+/// made anywhere in a test (two "processes") open each other's keys.
+const TEST_MASTER_KEY: &str = "c2hvcHN0cmVhbSB0ZXN0IG1hc3RlciBrZXkgMzIgYnk";
+
+/// The data keys of `db` under the tests' master key.
+///
+/// # Panics
+/// Never: the key is a constant.
+pub fn keys(db: &Database) -> Keyring {
+    let masters = MasterKeys::parse(TEST_MASTER_KEY).expect("the test master key");
+    Keyring::new(db, masters)
+}
 
 /// The server tests create their databases on; override with
 /// `SHOPSTREAM_TEST_POSTGRES_URL`.
@@ -82,6 +95,11 @@ impl TestDatabase {
             name: None,
             _dir: Some(dir),
         }
+    }
+
+    /// The data keys of this database (see [`keys`]).
+    pub fn keys(&self) -> Keyring {
+        keys(&self.db)
     }
 
     /// Drops a Postgres test database (SQLite files vanish with the value).

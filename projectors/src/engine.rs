@@ -44,7 +44,7 @@ pub async fn apply_batch<P: Projection>(
         .filter(|e| P::handles(&e.event_type))
         .collect();
     let mut tx = db.begin_batch().await?;
-    if let Err((i, e)) = fold_into::<P>(&mut tx, g, &relevant).await? {
+    if let Err((i, e)) = fold_into::<P>(db, &mut tx, g, &relevant).await? {
         let event = relevant[i];
         drop(tx);
         // Keep everything before the poison event, then stop on it.
@@ -76,6 +76,12 @@ pub async fn apply_batch<P: Projection>(
     )
     .await?;
     tx.commit().await?;
+    if P::PERSONAL && relevant.iter().any(|e| e.event_type == "UserForgotten") {
+        // Best effort: the next checkpoint of the log does it too.
+        if let Err(e) = db.purge_log().await {
+            tracing::warn!(error = %e, "could not truncate the SQLite log after a forget");
+        }
+    }
     Ok(Applied {
         cursor: last.cursor(),
         events: fresh.len(),
@@ -83,16 +89,30 @@ pub async fn apply_batch<P: Projection>(
 }
 
 /// Loads, folds and saves `events` (all relevant to `P`) into generation
-/// `g` inside `tx`. `Ok(Err((i, e)))`: event `i` is poison and nothing was
-/// saved.
+/// `g` inside `tx`; for a projection of personal data, with sealed values
+/// opened by `db`'s keys first. `Ok(Err((i, e)))`: event `i` is poison and
+/// nothing was saved.
 ///
 /// # Errors
-/// Database errors.
+/// Database errors; a data key that cannot be unwrapped.
 pub async fn fold_into<P: Projection>(
+    db: &ReadDb,
     tx: &mut Tx<'_>,
     g: i64,
     events: &[&StoredEvent],
 ) -> Result<Result<(), (usize, FoldError)>, ProjectionError> {
+    let revealed = match db.keys() {
+        Some(keys) if P::PERSONAL => Some(keys.reveal_events(events).await?),
+        _ => None,
+    };
+    let opened: Vec<&StoredEvent>;
+    let events = match &revealed {
+        Some(r) => {
+            opened = r.iter().map(AsRef::as_ref).collect();
+            &opened[..]
+        }
+        None => events,
+    };
     let mut state = P::State::default();
     state.load(tx, Batch { g, events }).await?;
     for (i, event) in events.iter().enumerate() {

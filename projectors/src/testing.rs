@@ -45,7 +45,7 @@ impl Shop {
     /// A generator appending to `db`, deterministic in its choices for `seed`.
     pub fn new(db: &Database, seed: u64) -> Self {
         Self {
-            commands: Commands::new(db, 0, 0),
+            commands: Commands::new(db, 0, 0, eventlog::testing::keys(db)),
             admin: Principal::new("shop-generator", Role::Admin),
             rng: StdRng::seed_from_u64(seed),
             user_ids: Vec::new(),

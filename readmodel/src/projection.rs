@@ -46,6 +46,10 @@ pub trait Projection: Send + Sync + 'static {
     /// Tables and their key order, for checksums.
     const CHECKSUM_ORDER: &'static [(&'static str, &'static str)];
 
+    /// Whether the rows show personal data: the engine then opens sealed
+    /// values with their owners' keys before the fold.
+    const PERSONAL: bool = false;
+
     /// The rows one batch reads and writes.
     type State: WorkingSet;
 

@@ -87,6 +87,33 @@ pub enum Command {
         #[command(subcommand)]
         action: StoreAction,
     },
+    /// The data protection keys that seal personal data.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+/// Operator commands for the data protection keys.
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// How many users' data keys each master key wraps, whether the key
+    /// file holds it, and how many users were forgotten.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Put a new master key first in the key file (older keys stay, so what
+    /// they wrapped still opens) and re-wrap every data key with it. Safe
+    /// while the platform runs: processes reading the same file wrap new
+    /// keys with the new master within a second.
+    Rotate {
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 /// Operator commands for the store as a whole.
@@ -177,6 +204,7 @@ impl Command {
             Self::Projections { .. } => "projections",
             Self::Events { .. } => "events",
             Self::Store { .. } => "store",
+            Self::Keys { .. } => "keys",
             Self::Healthcheck(_) => "healthcheck",
         }
     }
@@ -261,6 +289,7 @@ impl Command {
             }
             Self::Projections { action } => crate::projections::operate(action, role).await,
             Self::Events { action } => tasks::events(action, role).await,
+            Self::Keys { action } => tasks::keys(action, role).await,
             Self::Store {
                 action: StoreAction::Copy(a),
             } => {

@@ -29,7 +29,8 @@ pub(super) async fn seed(a: SeedArgs) -> anyhow::Result<()> {
         days: a.days,
         end: chrono::Utc::now().date_naive(),
     };
-    let report = crate::seed::seed(&store, &options)
+    let keys = a.target.store.keyring(&a.target.data, &store).await?;
+    let report = crate::seed::seed(&store, &keys, &options)
         .await
         .context("seeding failed")?;
     writeln!(
@@ -97,6 +98,65 @@ async fn census(db: &eventlog::Database, json: bool) -> anyhow::Result<()> {
             "{:<30} {:>7} {:>10} {:>12} {:>12}  {}",
             r.event_type, r.event_version, r.count, r.first_position, r.last_position, r.read_as
         )?;
+    }
+    Ok(())
+}
+
+/// `keys status|rotate`.
+pub(super) async fn keys(action: super::KeysAction, role: &str) -> anyhow::Result<()> {
+    use super::KeysAction;
+    let (KeysAction::Status { target, .. } | KeysAction::Rotate { target }) = &action;
+    let _telemetry = target.log.init(role)?;
+    let db = target.open().await?;
+    let path = target.store.key_file(&target.data);
+    let result = async {
+        // The file must already open this store's keys: never rotate away
+        // from a key that cannot read them.
+        let keys = eventlog::Keyring::from_file(&db, &path)?;
+        keys.open().await?;
+        match &action {
+            KeysAction::Status { json, .. } => key_status(&keys, *json).await,
+            KeysAction::Rotate { .. } => {
+                let rotated = eventlog::MasterKeys::load(&path)?.with_new_current();
+                rotated.replace_file(&path)?;
+                let keys = eventlog::Keyring::from_file(&db, &path)?;
+                let mut rewrapped = keys.rewrap().await?;
+                // Processes that read the file a moment ago may still wrap
+                // a new user's key with the old master: catch those.
+                tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                rewrapped += keys.rewrap().await?;
+                writeln!(
+                    std::io::stdout(),
+                    "new master key {} is current; {rewrapped} data keys re-wrapped",
+                    rotated.ids()[0]
+                )?;
+                key_status(&keys, false).await
+            }
+        }
+    }
+    .await;
+    db.close().await;
+    result
+}
+
+/// Prints how many data keys each master key wraps.
+async fn key_status(keys: &eventlog::Keyring, json: bool) -> anyhow::Result<()> {
+    let rows = keys.census().await?;
+    let mut out = std::io::stdout();
+    if json {
+        let text = serde_json::to_string_pretty(&rows)?;
+        return writeln!(out, "{text}").context("cannot write");
+    }
+    writeln!(out, "{:<18} {:>10}  state", "master key", "data keys")?;
+    for r in &rows {
+        let state = match (&r.master_key, r.current, r.held) {
+            (None, ..) => "forgotten users (erased keys)",
+            (Some(_), true, _) => "current",
+            (Some(_), false, true) => "older, in the key file: run `keys rotate`",
+            (Some(_), false, false) => "NOT in the key file: these keys cannot be opened",
+        };
+        let name = r.master_key.as_deref().unwrap_or("-");
+        writeln!(out, "{name:<18} {:>10}  {state}", r.keys)?;
     }
     Ok(())
 }

@@ -117,11 +117,11 @@ impl Settings {
         Ok((r.snapshot_every, r.aggregate_cache))
     }
 
-    /// The command API's settings.
+    /// The command API's settings, sealing with `keys`.
     ///
     /// # Errors
     /// Without the auth and command groups, or as [`AuthArgs::secret`].
-    pub fn command_config(&self) -> anyhow::Result<command_api::Config> {
+    pub fn command_config(&self, keys: eventlog::Keyring) -> anyhow::Result<command_api::Config> {
         let auth = self
             .auth
             .as_ref()
@@ -130,7 +130,7 @@ impl Settings {
             .commands
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("no command settings"))?;
-        let mut config = command_api::Config::new(auth.secret(&self.data)?);
+        let mut config = command_api::Config::new(auth.secret(&self.data)?, keys);
         (config.snapshot_every, config.aggregate_cache) = self.repositories()?;
         config.limits = self.http_limits();
         config.max_token_lifetime = auth.max_token_lifetime;

@@ -9,7 +9,7 @@ use auth::{Secret, MIN_SECRET_LEN};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use clap::Args;
-use eventlog::{Database, DatabaseOptions};
+use eventlog::{Database, DatabaseOptions, Keyring, MasterKeys};
 use rand::RngCore;
 
 /// The data directory.
@@ -37,6 +37,13 @@ pub struct StoreArgs {
     #[arg(long, env = "SHOPSTREAM_DB_ACQUIRE_TIMEOUT", default_value = "2s",
           value_parser = humantime::parse_duration)]
     pub db_acquire_timeout: Duration,
+
+    /// The data protection master keys: every user's personal data is
+    /// sealed with a key of its own, stored wrapped by these
+    /// [default: generated once into <data-dir>/data-protection-key].
+    /// Every process of one store needs the same file.
+    #[arg(long, env = "SHOPSTREAM_DATA_PROTECTION_KEY_FILE")]
+    pub data_protection_key_file: Option<PathBuf>,
 }
 
 /// Bearer tokens.
@@ -176,6 +183,32 @@ impl StoreArgs {
         Database::connect(&url, &options)
             .await
             .context("cannot open the event store")
+    }
+
+    /// The master key file: the configured one or the data directory's.
+    pub fn key_file(&self, data: &DataDir) -> PathBuf {
+        self.data_protection_key_file
+            .clone()
+            .unwrap_or_else(|| data.data_dir.join("data-protection-key"))
+    }
+
+    /// The users' data keys in `db`, under the master key file (created
+    /// with one new key on first start), checked to open this store's keys.
+    ///
+    /// # Errors
+    /// When the file cannot be read or created, or holds none of the
+    /// master keys that wrapped the store's keys.
+    pub async fn keyring(&self, data: &DataDir, db: &Database) -> anyhow::Result<Keyring> {
+        let path = self.key_file(data);
+        MasterKeys::load_or_create(&path)?;
+        let keys = Keyring::from_file(db, &path)?;
+        keys.open().await.with_context(|| {
+            format!(
+                "the data protection keys of {} do not open this store's keys",
+                path.display()
+            )
+        })?;
+        Ok(keys)
     }
 
     /// Connects and applies the migrations.

@@ -52,8 +52,12 @@ pub(super) fn public(
         })
         .transpose()?;
     let server = if roles.commands {
-        let mut config = settings.command_config()?;
-        config.commands = p.commands.clone();
+        let commands = p
+            .commands
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("the command API needs the command core"))?;
+        let mut config = settings.command_config(commands.keys.clone())?;
+        config.commands = Some(commands);
         let appended = p.wake.clone();
         config.on_append = Some(std::sync::Arc::new(move || appended.notify()));
         config.authenticator = Some(p.authenticator()?);

@@ -174,16 +174,29 @@ pub async fn run(settings: &Settings, roles: Roles) -> anyhow::Result<()> {
     // after a newer one wrote): naming each type@version, its count and
     // first position.
     eventlog::census::check_readable(&db).await?;
-    let read_db = crate::projections::open(&settings.data, &settings.store).await?;
+    // The roles that seal or open personal data hold the data keys; the
+    // GraphQL service and the relay never need the master key file.
+    let keys = match roles.commands || roles.saga || roles.projectors {
+        true => Some(settings.store.keyring(&settings.data, &db).await?),
+        false => None,
+    };
+    let mut read_db = crate::projections::open(&settings.data, &settings.store).await?;
+    if let Some(keys) = &keys {
+        read_db = read_db.with_keys(keys.clone());
+    }
     // The API and the saga share repositories, so each sees the other's
     // appends in its aggregate cache.
     let commands = match roles.commands || roles.saga {
         true => {
             let (snapshot_every, cache) = settings.repositories()?;
+            let keys = keys
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("no data keys"))?;
             Some(Arc::new(commands::Commands::new(
                 &db,
                 snapshot_every,
                 cache,
+                keys,
             )))
         }
         false => None,

@@ -108,11 +108,18 @@ fn popular(rng: &mut StdRng, weights: &[f64], total: f64) -> usize {
     weights.len() - 1
 }
 
-/// Seeds `db`.
+/// Customers whose data keys are made together.
+const KEY_CHUNK: usize = 500;
+
+/// Seeds `db`, sealing the customers' personal data with `keys`.
 ///
 /// # Errors
 /// When the store refuses the inserts (e.g. it already holds these ids).
-pub async fn seed(db: &Database, o: &SeedOptions) -> anyhow::Result<SeedReport> {
+pub async fn seed(
+    db: &Database,
+    keys: &eventlog::Keyring,
+    o: &SeedOptions,
+) -> anyhow::Result<SeedReport> {
     let started = Instant::now();
     let start = o
         .end
@@ -127,6 +134,7 @@ pub async fn seed(db: &Database, o: &SeedOptions) -> anyhow::Result<SeedReport> 
             written: 0,
             signal: eventlog::AppendSignal::for_database(db),
         },
+        keys,
         rng: StdRng::seed_from_u64(o.seed),
         eur: Currency::parse("EUR").map_err(|e| anyhow::anyhow!("{e}"))?,
         start,
@@ -165,6 +173,7 @@ fn reason(text: &str) -> anyhow::Result<Reason> {
 /// what exists so far.
 struct Seeder<'a> {
     w: Writer<'a>,
+    keys: &'a eventlog::Keyring,
     rng: StdRng,
     eur: Currency,
     start: DateTime<Utc>,
@@ -205,21 +214,32 @@ impl Seeder<'_> {
 
     /// Customers register over the first part of the range.
     async fn customers(&mut self, n: usize, seed: u64) -> anyhow::Result<()> {
-        for i in 0..n {
-            let id = uuid(&mut self.rng);
-            let at = self.start + Duration::seconds(self.rng.gen_range(0..self.span.max(2) / 2));
-            let event = UserEvent::Registered {
-                user_id: id,
-                email: Email::parse(&format!("customer{seed}.{i}@example.com")).map_err(bad)?,
-                name: PersonName::parse("name", &format!("Customer {i}")).map_err(bad)?,
-                at,
-                locale: domain::Locale::default(),
-                marketing_consent: i % 3 == 0,
-            };
-            self.w.push("User", &id.to_string(), 1, &event, at)?;
-            self.customers.push((id, at));
-            self.w.flush_if_full().await?;
+        let ids: Vec<Uuid> = (0..n).map(|_| uuid(&mut self.rng)).collect();
+        for (chunk, ids) in ids.chunks(KEY_CHUNK).enumerate() {
+            // Their data keys, a few statements per chunk.
+            self.keys.prepare(ids).await?;
+            for (k, id) in ids.iter().enumerate() {
+                self.customer(*id, chunk * KEY_CHUNK + k, seed).await?;
+            }
         }
         Ok(())
+    }
+
+    /// Customer `i`, registering, sealed like a sign-up.
+    async fn customer(&mut self, id: Uuid, i: usize, seed: u64) -> anyhow::Result<()> {
+        let at = self.start + Duration::seconds(self.rng.gen_range(0..self.span.max(2) / 2));
+        let email = Email::parse(&format!("customer{seed}.{i}@example.com")).map_err(bad)?;
+        let name = PersonName::parse("name", &format!("Customer {i}")).map_err(bad)?;
+        let event = UserEvent::Registered {
+            user_id: id,
+            email: self.keys.seal(id, "email", email).await?,
+            name: self.keys.seal(id, "name", name).await?,
+            at,
+            locale: domain::Locale::default(),
+            marketing_consent: i % 3 == 0,
+        };
+        self.w.push("User", &id.to_string(), 1, &event, at)?;
+        self.customers.push((id, at));
+        self.w.flush_if_full().await
     }
 }

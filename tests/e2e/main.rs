@@ -296,7 +296,7 @@ async fn seed_is_deterministic_and_foldable() {
     let mut stories = Vec::new();
     for _ in 0..2 {
         let t = eventlog::testing::TestDatabase::sqlite().await;
-        let report = seed(&t.db, &options).await.expect("seed");
+        let report = seed(&t.db, &t.keys(), &options).await.expect("seed");
         let log = eventlog::EventLog::new(t.db.clone());
         let events = log
             .read_from(eventlog::Cursor::START, 100_000)
@@ -313,7 +313,8 @@ async fn seed_is_deterministic_and_foldable() {
         assert!(days.iter().all(|d| *d <= options.end));
         let db = readmodel::ReadDb::connect(&t.url, 2)
             .await
-            .expect("read db");
+            .expect("read db")
+            .with_keys(t.keys());
         for name in readmodel::NAMES {
             let mut progress = |_p: projectors::rebuild::Progress| {};
             let report = projectors::rebuild::rebuild(

@@ -12,7 +12,7 @@ use cqrs_es::Aggregate;
 use domain::order::{CustomerFacts, OrderCommand, OrderStatus, ProductFacts};
 use domain::payment::{PaymentCommand, PaymentStatus};
 use domain::user::UserCommand;
-use domain::{Currency, Email, Money, PersonName, ProductName, Reason, Sku};
+use domain::{Currency, Email, Money, PersonName, Personal, ProductName, Reason, Sku};
 use eventlog::testing::TestDatabase;
 use eventlog::{EventLog, Repository};
 use readmodel::ReadDb;
@@ -40,9 +40,12 @@ where
 impl World {
     async fn new(t: &TestDatabase) -> Self {
         Self {
-            commands: Arc::new(Commands::new(&t.db, 0, 100)),
+            commands: Arc::new(Commands::new(&t.db, 0, 100, t.keys())),
             log: EventLog::new(t.db.clone()),
-            db: ReadDb::connect(&t.url, 2).await.expect("read db"),
+            db: ReadDb::connect(&t.url, 2)
+                .await
+                .expect("read db")
+                .with_keys(t.keys()),
         }
     }
 
@@ -55,8 +58,10 @@ impl World {
             &user.to_string(),
             UserCommand::Register {
                 user_id: user,
-                email: Email::parse(&format!("{user}@example.com")).expect("email"),
-                name: PersonName::parse("name", "Saga").expect("name"),
+                email: Personal::Clear(
+                    Email::parse(&format!("{user}@example.com")).expect("email"),
+                ),
+                name: Personal::Clear(PersonName::parse("name", "Saga").expect("name")),
                 at: Utc::now(),
                 identity: None,
                 locale: domain::Locale::default(),

@@ -15,7 +15,7 @@ use crate::routes::{health, orders, payments, products, streams, users};
         license(name = "Apache-2.0")
     ),
     paths(
-        users::register, users::update, users::deactivate, users::reactivate,
+        users::register, users::update, users::deactivate, users::reactivate, users::forget,
         products::create, products::update, products::retire,
         orders::create, orders::add_item, orders::change_quantity, orders::remove_item,
         orders::place, orders::cancel, orders::mark_paid, orders::ship, orders::deliver,

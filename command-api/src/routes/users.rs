@@ -159,6 +159,24 @@ pub async fn reactivate(call: Invocation, Path(id): Path<String>) -> Result<Resp
     toggle(&call, &id, true).await
 }
 
+/// Forget a user (admin): their data key is erased, so their e-mail
+/// address, name and shipping address can never be read again from the
+/// log, the read models or any Kafka record; `UserForgotten` is appended
+/// and the address is free for a new sign-up. A second forget: `409
+/// user_already_forgotten`.
+#[utoipa::path(post, path = "/v1/users/{id}/forget", tag = "users",
+    params(("id" = String, Path, description = "User id")),
+    responses((status = 200, description = "Forgotten", body = Accepted), CommandErrors),
+    security(("bearer" = [])))]
+pub async fn forget(call: Invocation, Path(id): Path<String>) -> Result<Response, ApiError> {
+    call.principal.require(&[Role::Admin])?;
+    let user_id = path_uuid(&id, "user")?;
+    let done = (call.commands)
+        .forget(&call.principal, &call.ctx, user_id)
+        .await?;
+    Ok(accepted(done, None))
+}
+
 async fn toggle(call: &Invocation, id: &str, active: bool) -> Result<Response, ApiError> {
     call.principal.require(&[Role::Admin])?;
     let user_id = path_uuid(id, "user")?;

@@ -95,7 +95,8 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 /// Another command API over the same store: what a second process (with
 /// its own aggregate cache) is to the first.
 async fn spawn_on(db: eventlog::Database) -> TestApp {
-    let app = command_api::build(db.clone(), &Config::new(Secret::new(SECRET)));
+    let keys = eventlog::testing::keys(&db);
+    let app = command_api::build(db.clone(), &Config::new(Secret::new(SECRET), keys));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -1,6 +1,7 @@
 //! The tables beside the log that a moved store needs to carry on: the
-//! idempotency keys, the e-mail and identity reservations, the saga's
-//! payments and checkpoints.
+//! idempotency keys, the e-mail and identity reservations, the users' data
+//! keys (still wrapped: the target needs the same master key file), the
+//! saga's payments and checkpoints.
 
 use super::CopyError;
 use crate::db::on_pool;
@@ -43,6 +44,16 @@ const SIDE_TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("identity", Kind::Text),
             ("user_id", Kind::Text),
             ("reserved_at", Kind::Time),
+        ],
+    ),
+    (
+        "data_keys",
+        &[
+            ("subject", Kind::Text),
+            ("master_key", Kind::Text),
+            ("wrapped", Kind::Text),
+            ("created_at", Kind::Time),
+            ("forgotten_at", Kind::Time),
         ],
     ),
     (
@@ -105,6 +116,13 @@ pub(super) async fn tables(
         let mut n = 0u64;
         on_pool!(to, |p| {
             let mut tx = p.begin().await?;
+            if *table == "data_keys" {
+                // A process started on the (empty) target made an e-mail
+                // index key of its own: the source's hashes need the source's.
+                sqlx::query("DELETE FROM data_keys WHERE subject = 'email-index'")
+                    .execute(&mut *tx)
+                    .await?;
+            }
             for row in &rows {
                 let mut q = sqlx::query(&insert);
                 for value in row {

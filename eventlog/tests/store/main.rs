@@ -25,6 +25,7 @@ macro_rules! both_backends {
 }
 
 mod helpers;
+mod keys;
 mod late_commit;
 mod repository;
 mod side_tables;

@@ -84,7 +84,7 @@ pub enum CustomerSort {
 /// Filters of `customers`.
 #[derive(InputObject, Debug, Default)]
 pub struct CustomersFilter {
-    /// `active` or `deactivated`.
+    /// `active`, `deactivated` or `forgotten`.
     pub status: Option<String>,
     pub email_prefix: Option<String>,
     pub registered_after: Option<DateTime<Utc>>,

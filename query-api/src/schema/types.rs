@@ -111,7 +111,7 @@ impl Customer {
     async fn name(&self) -> &str {
         &self.0.name
     }
-    /// `active` or `deactivated`.
+    /// `active`, `deactivated` or `forgotten`.
     async fn status(&self) -> &str {
         &self.0.status
     }

@@ -37,6 +37,9 @@ pub(crate) const CHUNK: usize = 200;
 pub struct ReadDb {
     pool: AnyPool,
     postgres: bool,
+    /// The users' data keys, for the projections that show personal data
+    /// (`None`: such a projection stops on the first sealed value).
+    keys: Option<eventlog::Keyring>,
 }
 
 /// A value bound into SQL.
@@ -89,6 +92,7 @@ impl ReadDb {
         acquire_timeout: std::time::Duration,
     ) -> Result<Self, ProjectionError> {
         sqlx::any::install_default_drivers();
+        let postgres = url.starts_with("postgres");
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(acquire_timeout)
@@ -103,12 +107,51 @@ impl ReadDb {
                     Ok(true)
                 })
             })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if !postgres {
+                        // A forgotten user's rows leave no trace in the file.
+                        sqlx::query("PRAGMA secure_delete = ON")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(url)
             .await?;
         Ok(Self {
             pool,
-            postgres: url.starts_with("postgres"),
+            postgres,
+            keys: None,
         })
+    }
+
+    /// The same database, opening sealed personal data with `keys`.
+    #[must_use]
+    pub fn with_keys(mut self, keys: eventlog::Keyring) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// The users' data keys, when this process holds them.
+    pub fn keys(&self) -> Option<&eventlog::Keyring> {
+        self.keys.as_ref()
+    }
+
+    /// Writes SQLite's log back into the file and truncates it, so that
+    /// page images of overwritten rows (a forgotten user's) are gone from
+    /// disk too. Nothing on PostgreSQL.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn purge_log(&self) -> Result<(), ProjectionError> {
+        if !self.postgres {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
     }
 
     /// The pool.

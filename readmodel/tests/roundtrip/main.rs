@@ -83,8 +83,8 @@ fn story() -> Vec<StoredEvent> {
             USER,
             &UserEvent::Registered {
                 user_id: USER,
-                email: Email::parse("ada@example.com").expect("email"),
-                name: PersonName::parse("name", "Ada").expect("name"),
+                email: domain::Personal::Clear(Email::parse("ada@example.com").expect("email")),
+                name: domain::Personal::Clear(PersonName::parse("name", "Ada").expect("name")),
                 at: at(1),
                 locale: domain::Locale::default(),
                 marketing_consent: false,
@@ -95,7 +95,7 @@ fn story() -> Vec<StoredEvent> {
             "User",
             USER,
             &UserEvent::ShippingAddressChanged {
-                shipping_address: address(),
+                shipping_address: domain::Personal::Clear(address()),
                 at: at(2),
             },
         ),

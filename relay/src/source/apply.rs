@@ -125,7 +125,7 @@ async fn commit<P: Projection>(
         .filter(|e| P::handles(&e.event_type))
         .collect();
     let spans = projectors::engine::event_spans::<P>(relevant.iter().copied());
-    if let Err((i, e)) = fold_into::<P>(&mut tx, g, &relevant).await? {
+    if let Err((i, e)) = fold_into::<P>(db, &mut tx, g, &relevant).await? {
         return Err(ProjectionError::Poison {
             position: relevant[i].position,
             message: e.0,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use domain::order::OrderEvent;
 use domain::payment::PaymentEvent;
 use domain::user::UserEvent;
+use domain::Personal;
 use eventlog::StoredEvent;
 
 use crate::db::Rows;
@@ -80,6 +81,31 @@ fn recompute(order: &mut CustomerOrder) {
     order.item_count = order.lines.values().map(|(_, qty)| qty).sum();
 }
 
+/// What the view shows for a forgotten person's name and address.
+pub const FORGOTTEN: &str = "(forgotten)";
+
+/// A personal value as the view shows it: the value, or the placeholder
+/// once its owner is forgotten. A value still sealed means this process
+/// has no keys to open it: stop rather than show it wrongly.
+fn shown<T>(
+    value: &Personal<T>,
+    text: impl Fn(&T) -> String,
+    e: &StoredEvent,
+) -> Result<String, FoldError> {
+    match value {
+        Personal::Clear(v) => Ok(text(v)),
+        Personal::Forgotten => Ok(FORGOTTEN.to_string()),
+        Personal::Sealed(_) => Err(sealed(e)),
+    }
+}
+
+fn sealed(e: &StoredEvent) -> FoldError {
+    FoldError::new(format!(
+        "{} of user {} holds sealed personal data and this process has no data protection keys",
+        e.event_type, e.aggregate_id
+    ))
+}
+
 fn fold_user(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
     let id = e.aggregate_id.as_str();
     match user_event(e)? {
@@ -88,8 +114,8 @@ fn fold_user(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
                 id.to_string(),
                 Customer {
                     user_id: id.to_string(),
-                    email: email.as_str().to_string(),
-                    name: name.as_str().to_string(),
+                    email: shown(email, |v| v.as_str().to_string(), e)?,
+                    name: shown(name, |v| v.as_str().to_string(), e)?,
                     status: "active".into(),
                     registered_at: at(e),
                     order_count: 0,
@@ -101,14 +127,29 @@ fn fold_user(s: &mut State, e: &StoredEvent) -> Result<(), FoldError> {
                 },
             );
         }
-        UserEvent::NameChanged { name, .. } => s.customer(id, e)?.name = name.as_str().to_string(),
+        UserEvent::NameChanged { name, .. } => {
+            s.customer(id, e)?.name = shown(name, |v| v.as_str().to_string(), e)?;
+        }
         UserEvent::ShippingAddressChanged {
             shipping_address, ..
-        } => s.customer(id, e)?.shipping_address = Some(shipping_address.clone()),
+        } => {
+            s.customer(id, e)?.shipping_address = match shipping_address {
+                Personal::Clear(a) => Some(a.clone()),
+                Personal::Forgotten => None,
+                Personal::Sealed(_) => return Err(sealed(e)),
+            };
+        }
         UserEvent::Deactivated { .. } => s.customer(id, e)?.status = "deactivated".into(),
         UserEvent::Reactivated { .. } => s.customer(id, e)?.status = "active".into(),
         // Who signs in as the customer changes nothing the view shows.
         UserEvent::IdentityLinked { .. } => {}
+        UserEvent::Forgotten { .. } => {
+            let customer = s.customer(id, e)?;
+            customer.email = FORGOTTEN.to_string();
+            customer.name = FORGOTTEN.to_string();
+            customer.shipping_address = None;
+            customer.status = "forgotten".into();
+        }
     }
     Ok(())
 }

@@ -33,6 +33,8 @@ impl Projection for CustomerView {
     ];
     type State = State;
 
+    const PERSONAL: bool = true;
+
     fn handles(event_type: &str) -> bool {
         event_type.starts_with("User")
             || event_type.starts_with("Order")

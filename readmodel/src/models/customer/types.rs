@@ -13,7 +13,7 @@ pub struct Customer {
     pub user_id: String,
     pub email: String,
     pub name: String,
-    /// `active` or `deactivated`.
+    /// `active`, `deactivated` or `forgotten`.
     pub status: String,
     pub registered_at: String,
     pub order_count: i64,

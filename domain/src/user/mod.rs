@@ -8,17 +8,18 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::event::domain_event;
-use crate::{DomainError, Email, EventName, Locale, PersonName, ShippingAddress};
+use crate::{DomainError, Email, EventName, Locale, PersonName, Personal, ShippingAddress};
 
 /// What a user can be asked to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum UserCommand {
     /// Sign up; with an identity provider's token, linked to the caller's
     /// identity there (`<issuer>#<subject>`).
+    /// The personal fields come sealed with the user's data key.
     Register {
         user_id: Uuid,
-        email: Email,
-        name: PersonName,
+        email: Personal<Email>,
+        name: Personal<PersonName>,
         at: DateTime<Utc>,
         identity: Option<String>,
         /// Preferred language.
@@ -28,10 +29,13 @@ pub enum UserCommand {
     },
     /// Change the name and/or the shipping address (a PATCH).
     UpdateProfile {
-        name: Option<PersonName>,
-        shipping_address: Option<ShippingAddress>,
+        name: Option<Personal<PersonName>>,
+        shipping_address: Option<Personal<ShippingAddress>>,
         at: DateTime<Utc>,
     },
+    /// Forget the person (admin): their data key is deleted by the
+    /// application; the stream records it and takes no command after.
+    Forget { at: DateTime<Utc> },
     /// Freeze the account (admin).
     Deactivate { at: DateTime<Utc> },
     /// Unfreeze the account (admin).
@@ -42,21 +46,26 @@ pub enum UserCommand {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum UserEvent {
     /// Version 2 added `locale` and `marketing_consent` (v1 events are
-    /// upcast to `en` and no consent).
+    /// upcast to `en` and no consent); version 3 seals `email` and `name`.
     #[serde(rename = "UserRegistered")]
     Registered {
         user_id: Uuid,
-        email: Email,
-        name: PersonName,
+        email: Personal<Email>,
+        name: Personal<PersonName>,
         at: DateTime<Utc>,
         locale: Locale,
         marketing_consent: bool,
     },
+    /// Version 2 seals `name`.
     #[serde(rename = "UserNameChanged")]
-    NameChanged { name: PersonName, at: DateTime<Utc> },
+    NameChanged {
+        name: Personal<PersonName>,
+        at: DateTime<Utc>,
+    },
+    /// Version 2 seals `shipping_address`.
     #[serde(rename = "UserShippingAddressChanged")]
     ShippingAddressChanged {
-        shipping_address: ShippingAddress,
+        shipping_address: Personal<ShippingAddress>,
         at: DateTime<Utc>,
     },
     #[serde(rename = "UserDeactivated")]
@@ -67,6 +76,10 @@ pub enum UserEvent {
     /// `identity` (`<issuer>#<subject>`) act as this user.
     #[serde(rename = "UserIdentityLinked")]
     IdentityLinked { identity: String, at: DateTime<Utc> },
+    /// The person was forgotten: their data key is gone, so every sealed
+    /// value of the stream reads as forgotten from now on.
+    #[serde(rename = "UserForgotten")]
+    Forgotten { at: DateTime<Utc> },
 }
 
 impl EventName for UserEvent {
@@ -78,6 +91,7 @@ impl EventName for UserEvent {
             Self::Deactivated { .. } => "UserDeactivated",
             Self::Reactivated { .. } => "UserReactivated",
             Self::IdentityLinked { .. } => "UserIdentityLinked",
+            Self::Forgotten { .. } => "UserForgotten",
         }
     }
 }
@@ -88,10 +102,13 @@ domain_event!(UserEvent);
 pub struct User {
     /// Set once registered.
     pub id: Option<Uuid>,
-    pub email: Option<Email>,
-    pub name: Option<PersonName>,
-    pub shipping_address: Option<ShippingAddress>,
+    pub email: Option<Personal<Email>>,
+    pub name: Option<Personal<PersonName>>,
+    pub shipping_address: Option<Personal<ShippingAddress>>,
     pub active: bool,
+    /// Forgotten: the personal fields are gone and no command is taken.
+    #[serde(default)]
+    pub forgotten: bool,
     /// Preferred language (`en` for users registered before it was asked).
     #[serde(default)]
     pub locale: Locale,
@@ -114,6 +131,15 @@ impl User {
                 "user_not_registered",
                 "the user does not exist",
             ));
+        }
+        if self.forgotten {
+            let (rule, message) = match command {
+                UserCommand::Forget { .. } => {
+                    ("user_already_forgotten", "the user was forgotten already")
+                }
+                _ => ("user_forgotten", "the user was forgotten"),
+            };
+            return Err(DomainError::conflict(rule, message));
         }
         match command {
             UserCommand::Register {
@@ -188,6 +214,7 @@ impl User {
                 }
                 Ok(vec![UserEvent::Reactivated { at }])
             }
+            UserCommand::Forget { at } => Ok(vec![UserEvent::Forgotten { at }]),
         }
     }
 }
@@ -220,193 +247,24 @@ impl User {
             UserEvent::Deactivated { .. } => self.active = false,
             UserEvent::Reactivated { .. } => self.active = true,
             UserEvent::IdentityLinked { identity, .. } => self.identity = Some(identity),
+            UserEvent::Forgotten { .. } => {
+                gone(&mut self.email);
+                gone(&mut self.name);
+                gone(&mut self.shipping_address);
+                self.identity = None;
+                self.active = false;
+                self.forgotten = true;
+            }
         }
+    }
+}
+
+/// A personal field after its owner is forgotten.
+fn gone<T>(v: &mut Option<Personal<T>>) {
+    if v.is_some() {
+        *v = Some(Personal::Forgotten);
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use cqrs_es::test::TestFramework;
-
-    use super::*;
-    use crate::test_support::{expect_rule, t0};
-
-    fn registered() -> UserEvent {
-        UserEvent::Registered {
-            user_id: Uuid::nil(),
-            email: Email::parse("ada@example.com").unwrap(),
-            name: PersonName::parse("name", "Ada").unwrap(),
-            at: t0(),
-            locale: Locale::default(),
-            marketing_consent: false,
-        }
-    }
-
-    fn address() -> ShippingAddress {
-        ShippingAddress::parse("Main St 1", None, "Berlin", "10115", "DE").unwrap()
-    }
-
-    #[test]
-    fn register_records_the_user() {
-        let UserEvent::Registered {
-            user_id,
-            email,
-            name,
-            at,
-            ..
-        } = registered()
-        else {
-            unreachable!()
-        };
-        TestFramework::<User>::with(())
-            .given_no_previous_events()
-            .when(UserCommand::Register {
-                user_id,
-                email,
-                name,
-                at,
-                identity: None,
-                locale: Locale::default(),
-                marketing_consent: false,
-            })
-            .then_expect_events(vec![registered()]);
-    }
-
-    #[test]
-    fn register_with_an_identity_links_it() {
-        let UserEvent::Registered {
-            user_id,
-            email,
-            name,
-            at,
-            ..
-        } = registered()
-        else {
-            unreachable!()
-        };
-        let identity = "https://id.example#2f1c".to_string();
-        TestFramework::<User>::with(())
-            .given_no_previous_events()
-            .when(UserCommand::Register {
-                user_id,
-                email,
-                name,
-                at,
-                identity: Some(identity.clone()),
-                locale: Locale::default(),
-                marketing_consent: false,
-            })
-            .then_expect_events(vec![
-                registered(),
-                UserEvent::IdentityLinked { identity, at },
-            ]);
-    }
-
-    #[test]
-    fn register_twice_is_rejected() {
-        let UserEvent::Registered {
-            user_id,
-            email,
-            name,
-            at,
-            ..
-        } = registered()
-        else {
-            unreachable!()
-        };
-        expect_rule::<User>(
-            vec![registered()],
-            UserCommand::Register {
-                user_id,
-                email,
-                name,
-                at,
-                identity: None,
-                locale: Locale::default(),
-                marketing_consent: false,
-            },
-            "user_already_registered",
-        );
-    }
-
-    #[test]
-    fn commands_on_unknown_user_are_rejected() {
-        expect_rule::<User>(
-            vec![],
-            UserCommand::Deactivate { at: t0() },
-            "user_not_registered",
-        );
-    }
-
-    #[test]
-    fn profile_update_emits_only_changes() {
-        let name = PersonName::parse("name", "Ada L.").unwrap();
-        TestFramework::<User>::with(())
-            .given(vec![registered()])
-            .when(UserCommand::UpdateProfile {
-                name: Some(name.clone()),
-                shipping_address: Some(address()),
-                at: t0(),
-            })
-            .then_expect_events(vec![
-                UserEvent::NameChanged { name, at: t0() },
-                UserEvent::ShippingAddressChanged {
-                    shipping_address: address(),
-                    at: t0(),
-                },
-            ]);
-        TestFramework::<User>::with(())
-            .given(vec![registered()])
-            .when(UserCommand::UpdateProfile {
-                name: Some(PersonName::parse("name", "Ada").unwrap()),
-                shipping_address: None,
-                at: t0(),
-            })
-            .then_expect_events(vec![]);
-    }
-
-    #[test]
-    fn deactivated_user_cannot_change_profile() {
-        expect_rule::<User>(
-            vec![registered(), UserEvent::Deactivated { at: t0() }],
-            UserCommand::UpdateProfile {
-                name: None,
-                shipping_address: Some(address()),
-                at: t0(),
-            },
-            "user_deactivated",
-        );
-    }
-
-    #[test]
-    fn deactivate_and_reactivate_toggle() {
-        TestFramework::<User>::with(())
-            .given(vec![registered()])
-            .when(UserCommand::Deactivate { at: t0() })
-            .then_expect_events(vec![UserEvent::Deactivated { at: t0() }]);
-        expect_rule::<User>(
-            vec![registered(), UserEvent::Deactivated { at: t0() }],
-            UserCommand::Deactivate { at: t0() },
-            "user_already_deactivated",
-        );
-        TestFramework::<User>::with(())
-            .given(vec![registered(), UserEvent::Deactivated { at: t0() }])
-            .when(UserCommand::Reactivate { at: t0() })
-            .then_expect_events(vec![UserEvent::Reactivated { at: t0() }]);
-        expect_rule::<User>(
-            vec![registered()],
-            UserCommand::Reactivate { at: t0() },
-            "user_already_active",
-        );
-    }
-
-    #[test]
-    fn event_names_are_stable() {
-        let json = serde_json::to_value(UserEvent::Deactivated { at: t0() }).unwrap();
-        assert!(json.get("UserDeactivated").is_some(), "{json}");
-        assert_eq!(
-            UserEvent::Deactivated { at: t0() }.name(),
-            "UserDeactivated"
-        );
-    }
-}
+mod tests;
