@@ -9,6 +9,19 @@ use crate::{Database, DatabaseOptions, Keyring, MasterKeys};
 /// made anywhere in a test (two "processes") open each other's keys.
 const TEST_MASTER_KEY: &str = "c2hvcHN0cmVhbSB0ZXN0IG1hc3RlciBrZXkgMzIgYnk";
 
+/// Writes the tests' master key as `<data_dir>/data-protection-key`, so
+/// that `shopstream` processes started on that data directory open the
+/// keys of stores that tests filled in-process.
+///
+/// # Panics
+/// When the file cannot be written.
+pub fn install_keys(data_dir: &std::path::Path) {
+    std::fs::create_dir_all(data_dir).expect("data dir");
+    let masters = MasterKeys::parse(TEST_MASTER_KEY).expect("the test master key");
+    std::fs::write(data_dir.join("data-protection-key"), masters.to_text().as_bytes())
+        .expect("write the test key file");
+}
+
 /// The data keys of `db` under the tests' master key.
 ///
 /// # Panics

@@ -29,6 +29,7 @@ fn start_projectors(url: &str, data_dir: &std::path::Path) -> Child {
 
 async fn killed_projectors_lose_and_duplicate_nothing(t: &TestDatabase) {
     let data = tempfile::tempdir().expect("tempdir");
+    eventlog::testing::install_keys(data.path());
     let log = EventLog::new(t.db.clone());
     let writer_db = t.db.clone();
     let writer = tokio::spawn(async move {

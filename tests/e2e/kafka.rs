@@ -144,6 +144,8 @@ impl Profile {
     fn new(url: &str, broker: &Broker) -> Self {
         let tag = uuid::Uuid::new_v4().simple().to_string();
         let dir = tempfile::tempdir().expect("tempdir");
+        // The processes and the tests' in-process writers share one master key.
+        eventlog::testing::install_keys(dir.path());
         Self {
             url: url.to_string(),
             brokers: broker.address(),

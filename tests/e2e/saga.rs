@@ -373,6 +373,7 @@ async fn saga_survives_kill_9_during_200_concurrent_orders() {
     let t = TestDatabase::postgres().await;
     let w = Arc::new(World::new(&t).await);
     let data = tempfile::tempdir().expect("tempdir");
+    eventlog::testing::install_keys(data.path());
     let start = || {
         Command::new(env!("CARGO_BIN_EXE_shopstream"))
             .args([

@@ -122,13 +122,21 @@ async fn registration_reserves_its_address_with_its_event(app: &TestApp) {
     let holder = |app: &TestApp| {
         let db = app.database().clone();
         async move {
-            let sql = "SELECT user_id FROM user_emails WHERE email = 'owner@example.com'";
+            // The reservation holds the address's keyed hash, never the address.
+            let address = domain::Email::parse("owner@example.com").expect("email");
+            let index = eventlog::testing::keys(&db)
+                .email_index(&address)
+                .await
+                .expect("index");
+            let sql = "SELECT user_id FROM user_emails WHERE email = $1 OR email LIKE '%@%'";
             match &db {
                 eventlog::Database::Postgres(p) => eventlog::sqlx::query_scalar::<_, String>(sql)
+                    .bind(&index)
                     .fetch_all(p)
                     .await
                     .expect("select"),
                 eventlog::Database::Sqlite(p) => eventlog::sqlx::query_scalar::<_, String>(sql)
+                    .bind(&index)
                     .fetch_all(p)
                     .await
                     .expect("select"),

@@ -6,4 +6,5 @@ pub async fn read_db(t: &eventlog::testing::TestDatabase) -> readmodel::ReadDb {
     readmodel::ReadDb::connect(&t.url, 4)
         .await
         .expect("read-model pool")
+        .with_keys(t.keys())
 }
