@@ -18,8 +18,11 @@ const TEST_MASTER_KEY: &str = "c2hvcHN0cmVhbSB0ZXN0IG1hc3RlciBrZXkgMzIgYnk";
 pub fn install_keys(data_dir: &std::path::Path) {
     std::fs::create_dir_all(data_dir).expect("data dir");
     let masters = MasterKeys::parse(TEST_MASTER_KEY).expect("the test master key");
-    std::fs::write(data_dir.join("data-protection-key"), masters.to_text().as_bytes())
-        .expect("write the test key file");
+    std::fs::write(
+        data_dir.join("data-protection-key"),
+        masters.to_text().as_bytes(),
+    )
+    .expect("write the test key file");
 }
 
 /// The data keys of `db` under the tests' master key.

@@ -29,7 +29,7 @@ const COMMAND_API: &str = env!("CARGO_BIN_EXE_command-api");
 const SECRET: &str = "kafka-test-secret-kafka-test-secret-0123";
 
 /// One broker per test and several processes each: run these one at a time.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -54,7 +54,7 @@ fn tansu_bin() -> PathBuf {
 }
 
 /// A tansu broker on a loopback port.
-struct Broker {
+pub(crate) struct Broker {
     port: u16,
     /// The port clients are told to use (a TLS proxy in front), when not `port`.
     advertised: Option<u16>,
@@ -62,7 +62,7 @@ struct Broker {
 }
 
 impl Broker {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             port: free_port(),
             advertised: None,
@@ -70,11 +70,11 @@ impl Broker {
         }
     }
 
-    fn address(&self) -> String {
+    pub(crate) fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
-    async fn start(&mut self) {
+    pub(crate) async fn start(&mut self) {
         let url = format!("tcp://{}", self.address());
         let advertised = format!("tcp://127.0.0.1:{}", self.advertised.unwrap_or(self.port));
         let child = Command::new(tansu_bin())
@@ -129,6 +129,50 @@ impl Drop for Broker {
             let _ = c.wait();
         }
     }
+}
+
+/// Every record of `topic` (key, headers and value as bytes), read from the
+/// beginning of each partition until the topic stays quiet for 3 s.
+pub(crate) async fn all_records(brokers: &str, topic: &str) -> Vec<Vec<u8>> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::{Headers, Message};
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set(
+            "group.id",
+            format!("scan-{}", uuid::Uuid::new_v4().simple()),
+        )
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    // Every partition from its start, without a group's rebalance.
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let mut partitions = rdkafka::TopicPartitionList::new();
+    for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        partitions
+            .add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning)
+            .expect("partition");
+    }
+    assert!(partitions.count() > 0, "topic {topic} has no partitions");
+    consumer.assign(&partitions).expect("assign");
+    let mut records = Vec::new();
+    let mut quiet = Duration::from_secs(20);
+    while let Ok(Ok(m)) = tokio::time::timeout(quiet, consumer.recv()).await {
+        let mut bytes = m.key().unwrap_or_default().to_vec();
+        if let Some(h) = m.headers() {
+            for header in h.iter() {
+                bytes.extend_from_slice(header.key.as_bytes());
+                bytes.extend_from_slice(header.value.unwrap_or_default());
+            }
+        }
+        bytes.extend_from_slice(m.payload().unwrap_or_default());
+        records.push(bytes);
+        quiet = Duration::from_secs(3);
+    }
+    records
 }
 
 /// The flags every Kafka-profile process of one test shares.

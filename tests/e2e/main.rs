@@ -7,6 +7,7 @@ mod connections;
 mod console;
 mod crash;
 mod edge;
+mod forget;
 mod fuzz;
 mod graphql;
 mod helpers;
