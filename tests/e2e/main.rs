@@ -12,6 +12,7 @@ mod fuzz;
 mod graphql;
 mod helpers;
 mod kafka;
+mod keys;
 mod oidc;
 mod outage;
 mod saga;
