@@ -236,7 +236,7 @@ impl Seeder<'_> {
             name: self.keys.seal(id, "name", name).await?,
             at,
             locale: domain::Locale::default(),
-            marketing_consent: i % 3 == 0,
+            marketing_consent: i.is_multiple_of(3),
         };
         self.w.push("User", &id.to_string(), 1, &event, at)?;
         self.customers.push((id, at));
