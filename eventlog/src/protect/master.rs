@@ -45,12 +45,12 @@ impl MasterKeys {
     /// The keys of a file's text.
     ///
     /// # Errors
-    /// [`StoreError::Protection`] for a line that is not 32 bytes of
-    /// base64url, or no key at all.
+    /// Which line is not 32 bytes of base64url, or that there is no key.
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut keys = Vec::new();
         for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
+            // Padding is allowed (`openssl rand -base64 32 | tr '+/' '-_'`).
+            let line = line.trim().trim_end_matches('=');
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
