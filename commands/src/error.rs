@@ -100,6 +100,9 @@ impl From<eventlog::StoreError> for CommandError {
                 "user_forgotten",
                 "the user was forgotten",
             )),
+            // A data key wrapped by a master key this process has not
+            // loaded yet (a rotation reaching it): retry shortly.
+            eventlog::StoreError::Protection(m) => Self::Unavailable(m),
             e if e.is_unavailable() => Self::Unavailable(e.to_string()),
             other => Self::Internal(other.to_string()),
         }

@@ -7,7 +7,7 @@ use chrono::Utc;
 use cqrs_es::Aggregate;
 use domain::user::UserCommand;
 use domain::{Email, Locale, PersonName, Personal, ShippingAddress, User};
-use eventlog::{Reservation, Reservations, Source};
+use eventlog::{NewKey, Reservation, Reservations, Source};
 use uuid::Uuid;
 
 use crate::run::{count_outcome, observe_append, read, Attempt, Done, Mode};
@@ -71,14 +71,15 @@ impl Commands {
         let id = user_id.to_string();
         // The index holds a keyed hash of the address; the events, the
         // address and the name sealed with the new user's own key.
+        // On PostgreSQL the key is stored by the registration's own append.
         let index = self.keys.email_index(&email).await?;
-        let sealed_email = self.keys.seal(user_id, "email", email).await?;
-        let sealed_name = self.keys.seal(user_id, "name", name).await?;
+        let key = self.keys.new_key(user_id);
+        let sealed = (key.seal("email", email)?, key.seal("name", name)?);
         let outcome = self
             .register_sealed(
                 ctx,
-                user_id,
-                (sealed_email, sealed_name, &index),
+                (user_id, &key),
+                (sealed.0, sealed.1, &index),
                 identity,
                 locale,
                 marketing_consent,
@@ -95,7 +96,7 @@ impl Commands {
     async fn register_sealed(
         &self,
         ctx: &CommandContext,
-        user_id: Uuid,
+        (user_id, key): (Uuid, &NewKey),
         (email, name, index): (Personal<Email>, Personal<PersonName>, &str),
         identity: Option<String>,
         locale: Locale,
@@ -112,13 +113,22 @@ impl Commands {
             marketing_consent,
         };
         if identity.is_none() && self.users.claims_emails_in_the_append() {
-            match self.register_claiming(ctx, &id, command(), index).await {
+            match self
+                .register_claiming(ctx, &id, command(), (index, key))
+                .await
+            {
                 // The address is taken: the reservation path below says by
                 // whom (or reclaims an orphaned reservation).
                 Err(CommandError::ConcurrentModification) => {}
-                done => return done,
+                done => {
+                    if done.is_ok() {
+                        self.keys.adopt(key);
+                    }
+                    return done;
+                }
             }
         }
+        self.keys.store_key(key).await?;
         let mut reserved = Vec::new();
         if let Some(identity) = &identity {
             self.reserve(&self.identities, identity, &id, CommandError::IdentityTaken)
@@ -160,14 +170,14 @@ impl Commands {
         ctx: &CommandContext,
         id: &str,
         command: UserCommand,
-        email: &str,
+        claim: (&str, &NewKey),
     ) -> Result<Done, CommandError> {
         let loaded = read(&self.users, id, Source::Cache, true).await?;
         let events = self.users.decide(&loaded, command, &()).await?;
         let started = Instant::now();
         let committed = self
             .users
-            .commit_claiming_email(loaded, events, ctx.metadata("anonymous"), email)
+            .commit_claiming_email(loaded, events, ctx.metadata("anonymous"), claim)
             .await;
         observe_append(User::TYPE, started);
         let result = committed.map_err(CommandError::from).map(|c| Done {

@@ -1,8 +1,10 @@
 //! Archives of the log: NDJSON, streamed, gzip-compressed when the file
 //! name ends in `.gz`. The first line names the format, then one line per
-//! event in log order (the stored envelope: the Kafka record format), and a
-//! last line with the count and the checksum of everything before it
-//! ([`crate::copy::Checksum`]). An import reads the archive twice: first
+//! event in log order (the stored envelope: the Kafka record format), one
+//! line per data key (`{"data_key": …}`, still wrapped by the master key:
+//! without the key file an archive holds no readable personal data), and a
+//! last line with the counts and the checksum of the events
+//! ([`crate::copy::Checksum`]). Version 1 archives (no data keys) still import. An import reads the archive twice: first
 //! to check both (a truncated or altered archive is refused and changes
 //! nothing), then to append into an empty store, or to resume into one
 //! holding a prefix of the archive (checked by event id); at the end the
@@ -18,7 +20,8 @@ use flate2::Compression;
 use serde::{Deserialize, Serialize};
 
 use crate::copy::{insert, Checksum, CopyError};
-use crate::{Cursor, Database, EventLog, StoredEvent};
+use crate::protect::StoredKey;
+use crate::{Cursor, Database, EventLog, Keyring, StoredEvent};
 
 /// The first line's `format`.
 pub const FORMAT: &str = "shopstream-events";
@@ -33,15 +36,27 @@ struct Head {
 struct Tail {
     count: u64,
     checksum: String,
+    /// Data key lines (version 2).
+    #[serde(default)]
+    data_keys: u64,
 }
 
-/// One line: an event or the closing count and checksum.
+#[derive(Serialize, Deserialize)]
+struct KeyLine {
+    data_key: StoredKey,
+}
+
+/// One line: an event, a data key, or the closing counts and checksum.
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Line {
     Tail(Tail),
+    Key(KeyLine),
     Event(Box<StoredEvent>),
 }
+
+/// The format version written.
+const VERSION: u32 = 2;
 
 fn io(e: std::io::Error) -> CopyError {
     CopyError::Archive(e.to_string())
@@ -71,7 +86,7 @@ pub async fn export(db: &Database, path: &Path, batch: u32) -> Result<(u64, Stri
         &mut out,
         &Head {
             format: FORMAT.into(),
-            version: 1,
+            version: VERSION,
         },
     )?;
     let log = EventLog::new(db.clone());
@@ -85,10 +100,20 @@ pub async fn export(db: &Database, path: &Path, batch: u32) -> Result<(u64, Stri
             write_line(&mut out, e)?;
         }
     }
+    let keys = Keyring::stored_keys(db).await?;
+    for k in &keys {
+        write_line(
+            &mut out,
+            &KeyLine {
+                data_key: k.clone(),
+            },
+        )?;
+    }
     let (checksum, count) = sum.finish();
     let tail = Tail {
         count,
         checksum: checksum.clone(),
+        data_keys: keys.len() as u64,
     };
     write_line(&mut out, &tail)?;
     out.flush().map_err(io)?;
@@ -123,9 +148,9 @@ fn open(path: &Path) -> Result<std::io::Lines<Box<dyn BufRead>>, CopyError> {
             .map_err(|e| CopyError::Archive(format!("not a {FORMAT} archive: {e}")))?,
         None => return Err(CopyError::Mismatch("the archive is empty".into())),
     };
-    if head.format != FORMAT || head.version != 1 {
+    if head.format != FORMAT || !(1..=VERSION).contains(&head.version) {
         return Err(CopyError::Mismatch(format!(
-            "not a {FORMAT} v1 archive ({} v{})",
+            "not a {FORMAT} v1 or v{VERSION} archive ({} v{})",
             head.format, head.version
         )));
     }
@@ -138,6 +163,7 @@ struct Reader {
     number: u64,
     sum: Checksum,
     tail: Option<Tail>,
+    keys: Vec<StoredKey>,
 }
 
 impl Reader {
@@ -147,6 +173,7 @@ impl Reader {
             number: 1,
             sum: Checksum::default(),
             tail: None,
+            keys: Vec::new(),
         })
     }
 
@@ -164,6 +191,7 @@ impl Reader {
                 .map_err(|e| CopyError::Mismatch(format!("line {}: {e}", self.number)))?
             {
                 Line::Tail(t) => self.tail = Some(t),
+                Line::Key(k) => self.keys.push(k.data_key),
                 Line::Event(e) => {
                     self.sum.add(&e);
                     return Ok(Some(*e));
@@ -173,14 +201,22 @@ impl Reader {
         Ok(None)
     }
 
-    /// The count and checksum, when the last line agrees with the events.
-    fn finish(self) -> Result<(u64, String), CopyError> {
-        let tail = self.tail.ok_or_else(|| {
+    /// The count and checksum, when the last line agrees with the events
+    /// and the data keys.
+    fn finish(&mut self) -> Result<(u64, String), CopyError> {
+        let tail = self.tail.as_ref().ok_or_else(|| {
             CopyError::Mismatch(
                 "the archive has no last line (count and checksum): truncated".into(),
             )
         })?;
-        let (checksum, count) = self.sum.finish();
+        let (checksum, count) = std::mem::take(&mut self.sum).finish();
+        if tail.data_keys != self.keys.len() as u64 {
+            return Err(CopyError::Mismatch(format!(
+                "the archive says {} data keys, its lines are {}",
+                tail.data_keys,
+                self.keys.len()
+            )));
+        }
         if (count, &checksum) != (tail.count, &tail.checksum) {
             return Err(CopyError::Mismatch(format!(
                 "the archive says {} events with checksum {}, its lines are {count} with {checksum}",
@@ -220,6 +256,7 @@ pub async fn import(db: &Database, path: &Path, batch: u32) -> Result<ImportRepo
         insert(db, &pending).await?;
     }
     let (count, checksum) = reader.finish()?;
+    Keyring::restore_keys(db, &reader.keys).await?;
     let (stored, stored_count) = crate::copy::checksum(&target, batch).await?;
     if (stored_count, &stored) != (count, &checksum) {
         return Err(CopyError::Mismatch(format!(

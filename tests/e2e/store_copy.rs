@@ -277,6 +277,31 @@ async fn an_archive_round_trips_and_a_damaged_one_is_refused() {
     // Importing again finds every event there already.
     let again = import(&gz);
     assert!(String::from_utf8_lossy(&again.stdout).contains("resumed after"));
+    // The data keys travel with the archive: the imported store reads
+    // every customer's name (with the same key file).
+    let served = Server::start(data.path(), Some(&pg.url)).await;
+    let admin = run_cli(data.path(), &["token", "--sub", "ops", "--role", "admin"]);
+    let names = "{ customers(first: 50) { nodes { name } } }";
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, body) = served.graphql(Some(&admin), None, names, Value::Null).await;
+        let nodes = body["data"]["customers"]["nodes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if nodes.len() == 10 {
+            assert!(
+                nodes.iter().all(|n| n["name"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("Customer "))),
+                "{body}"
+            );
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    served.stop().await;
 
     // A plain archive, truncated or altered, is refused by a fresh store.
     let plain = data.path().join("events.ndjson");
@@ -286,11 +311,13 @@ async fn an_archive_round_trips_and_a_damaged_one_is_refused() {
     );
     assert!(out.status.success());
     let text = std::fs::read_to_string(&plain).expect("archive");
+    // Personal data is sealed in the archive; the wrapped keys ride along.
+    assert!(!text.contains("Customer 1") && text.contains("\"data_key\""));
     let lines: Vec<&str> = text.lines().collect();
     let truncated = data.path().join("truncated.ndjson");
     std::fs::write(&truncated, lines[..lines.len() - 1].join("\n")).expect("write");
     let altered = data.path().join("altered.ndjson");
-    std::fs::write(&altered, text.replacen("Customer 1", "Customer X", 1)).expect("write");
+    std::fs::write(&altered, text.replacen("Product 1", "Product X", 1)).expect("write");
     for (file, why) in [(&truncated, "truncated"), (&altered, "checksum")] {
         let fresh = TestDatabase::postgres().await;
         let out = cli(

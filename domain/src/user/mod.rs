@@ -174,28 +174,7 @@ impl User {
                 name,
                 shipping_address,
                 at,
-            } => {
-                if !self.active {
-                    return Err(DomainError::conflict(
-                        "user_deactivated",
-                        "a deactivated user's profile cannot change",
-                    ));
-                }
-                let mut events = Vec::new();
-                // Unchanged values produce no event: a repeated PATCH is a no-op.
-                if let Some(name) = name.filter(|n| Some(n) != self.name.as_ref()) {
-                    events.push(UserEvent::NameChanged { name, at });
-                }
-                if let Some(shipping_address) =
-                    shipping_address.filter(|a| Some(a) != self.shipping_address.as_ref())
-                {
-                    events.push(UserEvent::ShippingAddressChanged {
-                        shipping_address,
-                        at,
-                    });
-                }
-                Ok(events)
-            }
+            } => self.update_profile(name, shipping_address, at),
             UserCommand::Deactivate { at } => {
                 if !self.active {
                     return Err(DomainError::conflict(
@@ -220,6 +199,38 @@ impl User {
 }
 
 crate::event::aggregate!(User, "User", UserCommand, UserEvent);
+
+impl User {
+    /// The events of a profile change: none for unchanged values, so a
+    /// repeated PATCH is a no-op (sealing is deterministic per user and
+    /// field, so an unchanged value is an equal ciphertext).
+    fn update_profile(
+        &self,
+        name: Option<Personal<PersonName>>,
+        shipping_address: Option<Personal<ShippingAddress>>,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<UserEvent>, DomainError> {
+        if !self.active {
+            return Err(DomainError::conflict(
+                "user_deactivated",
+                "a deactivated user's profile cannot change",
+            ));
+        }
+        let mut events = Vec::new();
+        if let Some(name) = name.filter(|n| Some(n) != self.name.as_ref()) {
+            events.push(UserEvent::NameChanged { name, at });
+        }
+        if let Some(shipping_address) =
+            shipping_address.filter(|a| Some(a) != self.shipping_address.as_ref())
+        {
+            events.push(UserEvent::ShippingAddressChanged {
+                shipping_address,
+                at,
+            });
+        }
+        Ok(events)
+    }
+}
 
 impl User {
     /// Folds one event into the state (cqrs-es's `apply`).

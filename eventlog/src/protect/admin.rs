@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::cipher;
 use super::Keyring;
 use crate::db::on_pool;
-use crate::{values_rows, StoreError};
+use crate::{values_rows, Database, StoreError};
 
 /// Keys re-wrapped per statement batch.
 const REWRAP_CHUNK: i64 = 500;
@@ -131,4 +131,64 @@ impl Keyring {
         }
         Ok(())
     }
+
+    /// Every row of `data_keys` as stored (still wrapped; tombstones too),
+    /// for an archive.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn stored_keys(db: &Database) -> Result<Vec<StoredKey>, StoreError> {
+        Ok(on_pool!(db, |p| {
+            sqlx::query_as::<_, (String, Option<String>, Option<String>)>(
+                "SELECT subject, master_key, wrapped FROM data_keys ORDER BY subject",
+            )
+            .fetch_all(p)
+            .await?
+        })
+        .into_iter()
+        .map(|(subject, master_key, wrapped)| StoredKey {
+            subject,
+            master_key,
+            wrapped,
+        })
+        .collect())
+    }
+
+    /// Writes archived `keys` into `db` (rows it holds stay, except an
+    /// e-mail index key of its own: the archive's hashes need the archive's).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn restore_keys(db: &Database, keys: &[StoredKey]) -> Result<u64, StoreError> {
+        let mut n = 0;
+        on_pool!(db, |p| {
+            let mut tx = p.begin().await?;
+            sqlx::query("DELETE FROM data_keys WHERE subject = 'email-index'")
+                .execute(&mut *tx)
+                .await?;
+            for k in keys {
+                n += sqlx::query(
+                    "INSERT INTO data_keys (subject, master_key, wrapped) VALUES ($1, $2, $3) \
+                     ON CONFLICT (subject) DO NOTHING",
+                )
+                .bind(&k.subject)
+                .bind(&k.master_key)
+                .bind(&k.wrapped)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            }
+            tx.commit().await?;
+        });
+        Ok(n)
+    }
+}
+
+/// One row of `data_keys` as stored: a wrapped key, or a forgotten user's
+/// tombstone (both `None`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredKey {
+    pub subject: String,
+    pub master_key: Option<String>,
+    pub wrapped: Option<String>,
 }

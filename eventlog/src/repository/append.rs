@@ -7,6 +7,7 @@ use cqrs_es::persist::{EventStoreAggregateContext, SerializedEvent};
 use cqrs_es::{Aggregate, EventEnvelope, EventStore};
 
 use super::{store_error, Committed, Guard, Loaded, Repository, Store};
+use crate::protect::NewKey;
 use crate::{Database, StoreError};
 
 /// What the one-statement append checks besides the stream's own slot.
@@ -14,8 +15,9 @@ use crate::{Database, StoreError};
 enum Insert<'a> {
     /// Other streams still at the versions a command relied on.
     Guarded(&'a [Guard]),
-    /// The user's e-mail address is free, and is reserved with the events.
-    ClaimingEmail(&'a str),
+    /// The user's e-mail address is free, and is reserved with the events
+    /// and the user's new data key stored.
+    ClaimingEmail(&'a str, &'a NewKey),
 }
 
 /// Inserts a stream's new events unless a guard's stream has moved on;
@@ -34,12 +36,15 @@ SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, e.metadata
 RETURNING position";
 
 /// A user's first events together with the reservation of their e-mail
-/// address (one user per address): both or neither; none when the address
-/// is taken.
+/// address (one user per address) and their data key: all or nothing;
+/// nothing when the address is taken.
 const APPEND_CLAIMING_EMAIL: &str = "\
 WITH claim AS (
        INSERT INTO user_emails (email, user_id) VALUES ($8, $2)
-       ON CONFLICT DO NOTHING RETURNING 1)
+       ON CONFLICT DO NOTHING RETURNING 1),
+     sealed AS (
+       INSERT INTO data_keys (subject, master_key, wrapped)
+       SELECT $2, $9, $10 WHERE EXISTS (SELECT 1 FROM claim))
 INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
 SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, e.metadata
   FROM unnest($3::bigint[], $4::text[], $5::text[], $6::json[], $7::json[])
@@ -142,8 +147,8 @@ where
         matches!(self.db, Database::Postgres(_)) && !self.snapshot_due(0, 1)
     }
 
-    /// Appends a new stream's first `events` and reserves `email` for it in
-    /// the same statement (the `user_emails` row a registration needs).
+    /// Appends a new stream's first `events`, reserves `email` (its keyed
+    /// hash) for it and stores the user's data `key`, in one statement.
     /// Fails with [`StoreError::Stale`] when the address is taken (nothing
     /// is written), with [`StoreError::Conflict`] when the stream exists,
     /// and with [`StoreError::Backend`] where
@@ -156,7 +161,7 @@ where
         loaded: Loaded<A>,
         events: Vec<A::Event>,
         metadata: HashMap<String, String>,
-        email: &str,
+        (email, key): (&str, &NewKey),
     ) -> Result<Committed, StoreError> {
         let (Database::Postgres(pool), true, 0, 1..) = (
             &self.db,
@@ -178,7 +183,7 @@ where
                 0,
                 events,
                 metadata,
-                Insert::ClaimingEmail(email),
+                Insert::ClaimingEmail(email, key),
             )
             .await?;
         if let Some(signal) = &self.signal {
@@ -235,7 +240,7 @@ where
         }
         let sql = match insert {
             Insert::Guarded(_) => APPEND,
-            Insert::ClaimingEmail(_) => APPEND_CLAIMING_EMAIL,
+            Insert::ClaimingEmail(..) => APPEND_CLAIMING_EMAIL,
         };
         let query = sqlx::query_scalar(sql)
             .bind(A::TYPE)
@@ -260,7 +265,10 @@ where
                         .collect::<Vec<_>>(),
                 )
                 .bind(guards.iter().map(|g| g.version).collect::<Vec<_>>()),
-            Insert::ClaimingEmail(email) => query.bind(email),
+            Insert::ClaimingEmail(email, key) => {
+                let (master, wrapped) = key.stored_form();
+                query.bind(email).bind(master).bind(wrapped)
+            }
         };
         let positions: Vec<i64> = query.fetch_all(pool).await.map_err(|e| match &e {
             sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
