@@ -71,10 +71,19 @@ async fn an_embedded_store_moves_to_postgres_and_carries_on() {
             Value::Null,
         )
         .await;
-    let before = answers(&embedded, &admin).await;
-    assert!(before["customers"]["nodes"]
-        .as_array()
-        .is_some_and(|c| c.len() == 12));
+    // The token bounds its wait; on a loaded machine, wait for all twelve.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let before = loop {
+        let now = answers(&embedded, &admin).await;
+        if now["customers"]["nodes"]
+            .as_array()
+            .is_some_and(|c| c.len() == 12)
+        {
+            break now;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{now}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     embedded.stop().await;
 
     // The source itself, however spelled, is not a target.
