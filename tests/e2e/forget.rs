@@ -179,26 +179,7 @@ async fn forget_story(server: &Server, data: &Path) -> (String, String) {
     );
 
     // A full rebuild of the customer view: the placeholder, never the data.
-    let (s, job) = send(
-        server,
-        reqwest::Method::POST,
-        "/v1/admin/projections/customer_view/rebuild",
-        &admin,
-        json!({}),
-    )
-    .await;
-    assert_eq!(s, 202, "{job}");
-    let job_path = format!("/v1/admin/rebuilds/{}", job["id"].as_u64().expect("job id"));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, j) = server.get_auth(&job_path, &admin).await;
-        if j["state"] == "swapped" {
-            break;
-        }
-        assert!(j["state"] != "failed", "{j}");
-        assert!(tokio::time::Instant::now() < deadline, "{j}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    crate::helpers::rebuild_and_wait(server, &admin, "customer_view").await;
     let rebuilt = until_status(server, &admin, &ada, "forgotten").await;
     assert_eq!(rebuilt["email"], "(forgotten)", "{rebuilt}");
     let kept = ask(server, &admin, None, CUSTOMER, json!({"id": bob})).await;

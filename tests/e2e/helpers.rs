@@ -351,3 +351,24 @@ pub async fn visible_customer(server: &Server, data_dir: &Path, email: &str) -> 
     assert_eq!(seen["data"]["customer"]["id"], id.as_str(), "{seen}");
     (id, admin)
 }
+
+/// Rebuilds `projection` through the admin REST API of `server` and waits
+/// until the rebuild has swapped in.
+pub async fn rebuild_and_wait(server: &Server, admin: &str, projection: &str) {
+    let path = format!("/v1/admin/projections/{projection}/rebuild");
+    let (s, job) = server.post(&path, Some(admin), serde_json::json!({})).await;
+    assert_eq!(s, 202, "{job}");
+    let path = format!("/v1/admin/rebuilds/{}", job["id"].as_u64().expect("job id"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, j) = server.get_auth(&path, admin).await;
+        if j["state"] == "swapped" {
+            return;
+        }
+        assert!(
+            j["state"] == "running" && tokio::time::Instant::now() < deadline,
+            "{j}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -99,27 +99,7 @@ async fn rotating_the_master_key_under_write_load_loses_nothing() {
         only_new.path(),
         &["token", "--sub", "ops", "--role", "admin"],
     );
-    let (s, job) = server
-        .post(
-            "/v1/admin/projections/customer_view/rebuild",
-            Some(&admin),
-            json!({}),
-        )
-        .await;
-    assert_eq!(s, 202, "{job}");
-    let path = format!("/v1/admin/rebuilds/{}", job["id"].as_u64().expect("id"));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, j) = server.get_auth(&path, &admin).await;
-        if j["state"] == "swapped" {
-            break;
-        }
-        assert!(
-            j["state"] == "running" && tokio::time::Instant::now() < deadline,
-            "{j}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    crate::helpers::rebuild_and_wait(&server, &admin, "customer_view").await;
     for (id, email) in &users {
         let (_, body) = server
             .graphql(

@@ -152,8 +152,12 @@ impl MasterKeys {
     }
 }
 
-/// Creates `path` readable by its owner only; never overwrites.
-fn write_new(path: &Path, contents: &str) -> std::io::Result<()> {
+/// Creates `path` readable by its owner only, synced to disk; never
+/// overwrites (a concurrent first start keeps the first file).
+///
+/// # Errors
+/// When the file cannot be created or written.
+pub fn write_new(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 pub use admin::{KeyCount, StoredKey};
 use cipher::{DataKey, KeyBytes};
-pub use master::MasterKeys;
+pub use master::{write_new, MasterKeys};
 
 use crate::db::on_pool;
 use crate::{Database, StoreError};
