@@ -35,13 +35,14 @@ use crate::{Database, StoreError};
 
 /// The `data_keys` subject of the e-mail index's key.
 const EMAIL_INDEX: &str = "email-index";
-/// Data keys kept in memory before the cache starts over.
-const CACHE: usize = 100_000;
+/// Data keys kept in memory (32 bytes each, the ciphers derived per use)
+/// before the cache starts over.
+const CACHE: usize = 50_000;
 /// How often a process looks whether its key file changed.
 const RELOAD_EVERY: Duration = Duration::from_secs(1);
 
 /// A data key as cached: `None` when the subject was forgotten.
-type Cached = Option<Arc<DataKey>>;
+type Cached = Option<KeyBytes>;
 
 /// A new user's data key before it is stored: what the registration's
 /// append writes into `data_keys`, and the key its values are sealed with.
@@ -49,7 +50,8 @@ pub struct NewKey {
     subject: String,
     master_key: String,
     wrapped: String,
-    key: Arc<DataKey>,
+    bytes: KeyBytes,
+    key: DataKey,
 }
 
 impl NewKey {
@@ -220,9 +222,9 @@ impl Keyring {
 
     /// `subject`'s data key (`None`: forgotten), created when it has none
     /// yet and `create`.
-    async fn key(&self, subject: &str, create: bool) -> Result<Cached, StoreError> {
+    async fn key(&self, subject: &str, create: bool) -> Result<Option<DataKey>, StoreError> {
         if let Some(key) = self.cached(subject) {
-            return Ok(key);
+            return Ok(key.map(|b| DataKey::new(&b)));
         }
         if create {
             let bytes = cipher::random_key();
@@ -242,14 +244,14 @@ impl Keyring {
                 .rows_affected()
             });
             if inserted == 1 {
-                let key = Some(Arc::new(DataKey::new(&bytes)));
-                self.remember(subject, key.clone());
-                return Ok(key);
+                let key = DataKey::new(&bytes);
+                self.remember(subject, Some(bytes));
+                return Ok(Some(key));
             }
         }
         // Whoever won a race to create it, the stored key is the key.
         self.load_keys(&[subject.to_string()]).await?;
-        Ok(self.cached(subject).flatten())
+        Ok(self.cached(subject).flatten().map(|b| DataKey::new(&b)))
     }
 
     /// A data key for a new `user`, not stored yet: the registration stores
@@ -263,7 +265,8 @@ impl Keyring {
         NewKey {
             wrapped: master.wrap(&subject, &bytes),
             master_key: master.id.clone(),
-            key: Arc::new(DataKey::new(&bytes)),
+            key: DataKey::new(&bytes),
+            bytes,
             subject,
         }
     }
@@ -298,7 +301,7 @@ impl Keyring {
 
     /// Remembers `key`, stored with the user's first events.
     pub fn adopt(&self, key: &NewKey) {
-        self.remember(&key.subject, Some(key.key.clone()));
+        self.remember(&key.subject, Some(key.bytes.clone()));
     }
 
     /// `value` sealed for `user`'s `field`, with the user's data key

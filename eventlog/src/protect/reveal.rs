@@ -4,7 +4,6 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use domain::user::UserEvent;
 use domain::{Event, Personal, UndecodableEvent};
@@ -107,9 +106,9 @@ impl Keyring {
                 });
             for subject in chunk {
                 let key: Cached = match rows.iter().find(|r| &r.0 == *subject) {
-                    Some((_, Some(master), Some(wrapped))) => Some(Arc::new(DataKey::new(
-                        &*self.unwrap(subject, master, wrapped)?,
-                    ))),
+                    Some((_, Some(master), Some(wrapped))) => {
+                        Some(self.unwrap(subject, master, wrapped)?)
+                    }
                     _ => None,
                 };
                 self.remember(subject, key);
@@ -151,8 +150,9 @@ impl Keyring {
                 }
                 Some(u) if sealed(&u) => {
                     let key = self.cached(&e.aggregate_id).flatten();
+                    let key = key.map(|b| DataKey::new(&b));
                     let mut revealed = (*e).clone();
-                    revealed.event = match opened(key.as_deref(), &e.aggregate_id, &u) {
+                    revealed.event = match opened(key.as_ref(), &e.aggregate_id, &u) {
                         Ok(u) => Ok(Event::User(u)),
                         Err(err) => Err(UndecodableEvent::Payload(err.to_string())),
                     };
