@@ -68,7 +68,6 @@ impl Commands {
             _ => None,
         };
         let user_id = Uuid::new_v4();
-        let id = user_id.to_string();
         // The index holds a keyed hash of the address; the events, the
         // address and the name sealed with the new user's own key.
         // On PostgreSQL the key is stored by the registration's own append.
@@ -85,10 +84,6 @@ impl Commands {
                 marketing_consent,
             )
             .await;
-        if outcome.is_err() && self.users.load(&id).await.is_ok_and(|l| l.version() == 0) {
-            // The key of a user that never was.
-            self.keys.discard(user_id).await?;
-        }
         outcome
     }
 
@@ -156,6 +151,12 @@ impl Commands {
             for (registry, key) in reserved.iter().filter(|_| !appended) {
                 if let Err(release) = registry.release(key, &id).await {
                     tracing::warn!(error = %release, "could not release a sign-up reservation");
+                }
+            }
+            if !appended {
+                // The key of a user that never was.
+                if let Err(e) = self.keys.discard(user_id).await {
+                    tracing::warn!(error = %e, "could not delete a failed sign-up's data key");
                 }
             }
         }

@@ -49,7 +49,10 @@ async fn killed_projectors_lose_and_duplicate_nothing(t: &TestDatabase) {
 
     // A last projector catches up to the head.
     let mut child = start_projectors(&t.url, data.path());
-    let db = ReadDb::connect(&t.url, 4).await.expect("read db");
+    let db = ReadDb::connect(&t.url, 4)
+        .await
+        .expect("read db")
+        .with_keys(t.keys());
     let head = log.head().await.expect("head");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {

@@ -401,7 +401,10 @@ async fn readyz(port: u16) -> (u16, String, String) {
 /// before the Kafka consumers start (the customer view's version moved).
 async fn open_read_db(t: &TestDatabase) -> ReadDb {
     t.db.migrate().await.expect("migrate");
-    let db = ReadDb::connect(&t.url, 4).await.expect("read db");
+    let db = ReadDb::connect(&t.url, 4)
+        .await
+        .expect("read db")
+        .with_keys(t.keys());
     projectors::ensure_all(&db).await.expect("read models");
     db
 }
@@ -699,7 +702,10 @@ async fn serve_with_kafka_runs_every_role_in_one_process() {
         .await;
 
     let log = EventLog::new(t.db.clone());
-    let db = ReadDb::connect(&t.url, 2).await.expect("read db");
+    let db = ReadDb::connect(&t.url, 2)
+        .await
+        .expect("read db")
+        .with_keys(t.keys());
     caught_up(&log, &db, Duration::from_secs(30)).await;
 
     // The console's relay card: the in-process relay, active, caught up.

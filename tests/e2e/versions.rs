@@ -138,7 +138,7 @@ async fn old_versions_are_upcast_and_a_newer_one_met_while_running_is_a_poison_e
     .fetch_all(&pool)
     .await
     .expect("versions");
-    assert_eq!(versions[1].1, "2", "{versions:?}");
+    assert_eq!(versions[1].1, "3", "{versions:?}");
 
     // A newer release writes a version this one cannot read, while it runs.
     let newer = Uuid::new_v4();
