@@ -15,6 +15,7 @@ mod flood;
 mod load;
 mod procs;
 mod report;
+mod scaleout;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -49,7 +50,7 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Run only these groups (repeatable): commands, graphql, freshness,
-    /// rebuild, analytics, flood, distributed.
+    /// rebuild, analytics, flood, distributed, scaleout.
     #[arg(long)]
     only: Vec<String>,
 }
@@ -86,6 +87,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.runs("distributed") {
         distributed::run(&args, &mut report).await?;
+    }
+    if args.runs("scaleout") {
+        scaleout::run(&args, &mut report).await?;
     }
     if args.runs("flood") {
         flood::connection_flood(&mut report, if args.quick { 1_500 } else { 3_000 }).await?;
