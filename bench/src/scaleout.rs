@@ -28,6 +28,32 @@ async fn published(pool: &sqlx::PgPool) -> anyhow::Result<(i64, i64)> {
     Ok((head, done))
 }
 
+/// The machine's busy and total CPU time so far (`/proc/stat`, in ticks).
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let total: u64 = fields.iter().sum();
+    // idle and iowait are the 4th and 5th fields.
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// A process's CPU seconds so far (user + system, `/proc/<pid>/stat`).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     let broker = match Broker::start().await {
         Ok(b) => b,
@@ -82,6 +108,7 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
         let log = eventlog::EventLog::new(store.clone());
         let read = readmodel::ReadDb::connect(&db.url, 2).await?;
         let started = Instant::now();
+        let machine_before = cpu_ticks();
         let mut running = Vec::new();
         for _ in 0..processes {
             running.push(
@@ -108,6 +135,18 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
             .iter()
             .filter_map(|p| peak_rss_mib(p.pid()))
             .collect();
+        let cpu: Vec<f64> = running
+            .iter()
+            .filter_map(|p| cpu_seconds(p.pid()))
+            .collect();
+        // How busy both cores were while the projectors folded (Postgres,
+        // the projectors and the broker together).
+        let machine_busy = match (machine_before, cpu_ticks()) {
+            (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => {
+                Some((b1 - b0) as f64 / (t1 - t0) as f64)
+            }
+            _ => None,
+        };
         report.row(
             "scaleout",
             &format!("{processes} projector process(es) folding a {head}-event backlog from Kafka"),
@@ -118,6 +157,8 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
                 "first_progress_s": first_progress,
                 "relay_publish_events_per_s": head as f64 / publish_s.max(1e-9),
                 "peak_rss_mib": rss,
+                "projector_cpu_s": cpu,
+                "machine_busy": machine_busy,
             }),
         );
         for p in running {

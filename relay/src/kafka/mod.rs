@@ -197,7 +197,12 @@ impl KafkaSettings {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
-            .set("fetch.wait.max.ms", "10");
+            .set("fetch.wait.max.ms", "10")
+            // librdkafka prefetches up to 64 MiB per consumer by default: a
+            // projector (three consumers) catching up a backlog then held
+            // ~415 MiB. 16 MiB each keeps the folds fed at a fraction of
+            // that (`--only scaleout`; 8 MiB starved them: -36 %).
+            .set("queued.max.messages.kbytes", "16384");
         self.apply_extra(&mut config);
         config
     }
