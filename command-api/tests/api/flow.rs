@@ -331,15 +331,24 @@ async fn a_whole_order_flow(app: &TestApp) {
 async fn health_and_request_ids(app: &TestApp) {
     let r = app.send(Method::GET, "/livez", None, None, &[]).await;
     assert_eq!(r.status, StatusCode::OK);
-    let r = app
-        .send(
-            Method::GET,
-            "/readyz",
-            None,
-            None,
-            &[("x-request-id", "trace-me-42")],
-        )
-        .await;
+    // Ready once the background ping has reached the store (on a loaded
+    // machine, a moment after start).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let r = loop {
+        let r = app
+            .send(
+                Method::GET,
+                "/readyz",
+                None,
+                None,
+                &[("x-request-id", "trace-me-42")],
+            )
+            .await;
+        if r.status == StatusCode::OK || std::time::Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.header("x-request-id"), Some("trace-me-42"));
     let r = app.send(Method::GET, "/livez", None, None, &[]).await;
