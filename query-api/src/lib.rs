@@ -18,6 +18,7 @@
 
 pub mod cache;
 pub mod consistency;
+mod documents;
 pub mod error;
 mod http;
 pub mod limits;
@@ -108,6 +109,8 @@ pub fn schema(store: Store, status: StatusSource, commits: Wake, config: &Config
         .limit_directives(20)
         // Before the parser: it recurses once per nesting level.
         .extension(config.input)
+        // A query text seen before is not parsed again (validated again).
+        .extension(documents::Documents::default())
         .extension(SubscriptionLimits::new(
             config.subscriptions_per_connection,
             config.subscriptions_total,
