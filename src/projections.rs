@@ -188,7 +188,11 @@ pub async fn operate(action: ProjectionsAction, role: &str) -> anyhow::Result<()
     let result = match action {
         ProjectionsAction::Status { json, .. } => print_status(&store, &db, json).await,
         ProjectionsAction::Rebuild {
-            name, all, verify, ..
+            name,
+            all,
+            verify,
+            memory,
+            ..
         } => {
             let names: Vec<String> = match name {
                 Some(n) if !all => vec![n],
@@ -198,7 +202,7 @@ pub async fn operate(action: ProjectionsAction, role: &str) -> anyhow::Result<()
                 Ok(()) => {
                     // The customer view opens personal data with the keys.
                     let db = keys.map_or_else(|| db.clone(), |k| db.clone().with_keys(k));
-                    rebuild_cmd(&store, &db, &names, verify).await
+                    rebuild_cmd(&store, &db, &names, verify, memory).await
                 }
                 Err(e) => Err(e.into()),
             }
@@ -258,7 +262,9 @@ pub async fn print_status(store: &Database, db: &ReadDb, json: bool) -> anyhow::
     Ok(())
 }
 
-/// `shopstream projections rebuild NAME|--all [--verify]`.
+/// `shopstream projections rebuild NAME|--all [--verify] [--rebuild-memory SIZE]`:
+/// one bulk fill for all the named projections, then each verified and
+/// swapped.
 ///
 /// # Errors
 /// When a rebuild fails or `--verify` refuses a swap.
@@ -267,28 +273,31 @@ pub async fn rebuild_cmd(
     db: &ReadDb,
     names: &[String],
     verify: bool,
+    memory: usize,
 ) -> anyhow::Result<()> {
     let log = EventLog::new(store.clone());
+    let label = match names {
+        [one] => one.clone(),
+        _ => "all".to_string(),
+    };
+    let mut progress = |p: Progress| draw(&label, &p);
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let options = Options::new(verify, &mut progress).memory(memory);
+    let outcomes = rebuild::rebuild_many(&names, &log, db, options).await?;
+    eprintln!();
     let mut refused = Vec::new();
-    for name in names {
-        let mut progress = |p: Progress| draw(name, &p);
-        match rebuild::rebuild(
-            name,
-            &log,
-            db,
-            Options {
-                verify,
-                progress: &mut progress,
-            },
-        )
-        .await
-        {
+    let mut failed = None;
+    let mut out = std::io::stdout().lock();
+    for (name, outcome) in outcomes {
+        match outcome {
             Ok(report) => {
-                eprintln!();
-                let mut out = std::io::stdout().lock();
+                let spills = match report.spills {
+                    0 => String::new(),
+                    n => format!("; wrote out early {n} time(s) at --rebuild-memory"),
+                };
                 writeln!(
                     out,
-                    "{}: generation {} (version {}) is live; {} events in {:.1}s ({:.0} events/s)",
+                    "{}: generation {} (version {}) is live; {} events in {:.1}s ({:.0} events/s){spills}",
                     report.name,
                     report.generation,
                     report.version,
@@ -299,8 +308,6 @@ pub async fn rebuild_cmd(
                 print_diff(&mut out, &report.diff)?;
             }
             Err(rebuild::RebuildError::Differs(name, diff)) => {
-                eprintln!();
-                let mut out = std::io::stdout().lock();
                 writeln!(
                     out,
                     "{name}: the rebuild differs from the live version; NOT swapped (--verify)"
@@ -308,8 +315,16 @@ pub async fn rebuild_cmd(
                 print_diff(&mut out, &diff)?;
                 refused.push(name);
             }
-            Err(e) => return Err(e).with_context(|| format!("rebuilding {name} failed")),
+            Err(e) => {
+                writeln!(out, "{name}: rebuild failed: {e}")?;
+                failed.get_or_insert(
+                    anyhow::Error::new(e).context(format!("rebuilding {name} failed")),
+                );
+            }
         }
+    }
+    if let Some(e) = failed {
+        return Err(e);
     }
     anyhow::ensure!(
         refused.is_empty(),

@@ -196,10 +196,7 @@ async fn run(jobs: Jobs, store: eventlog::Database, db: ReadDb, job: Job) {
             j.eta_seconds = Some(p.eta().as_secs());
         });
     };
-    let options = Options {
-        verify: job.verify,
-        progress: &mut progress,
-    };
+    let options = Options::new(job.verify, &mut progress);
     let result = rebuild::rebuild(&job.projection, &log, &db, options).await;
     jobs.update(id, |j| {
         j.finished_at = Some(Utc::now());

@@ -286,7 +286,7 @@ async fn rebuild_and_analytics(args: &Args, report: &mut Report) -> anyhow::Resu
     if args.runs("analytics") {
         if !args.runs("rebuild") {
             // The read models of the seeded store, built once.
-            for (name, r) in projectors::rebuild::rebuild_all(&log, &read, false).await {
+            for (name, r) in projectors::rebuild::rebuild_all(&log, &read, false).await? {
                 r.with_context(|| format!("building {name}"))?;
             }
         }
@@ -317,10 +317,7 @@ async fn rebuilds(
             name,
             log,
             read,
-            projectors::rebuild::Options {
-                verify: false,
-                progress: &mut quiet,
-            },
+            projectors::rebuild::Options::new(false, &mut quiet),
         )
         .await
         .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
@@ -328,7 +325,7 @@ async fn rebuilds(
         reports.push(r);
     }
     let started = Instant::now();
-    for (name, r) in projectors::rebuild::rebuild_all(log, read, false).await {
+    for (name, r) in projectors::rebuild::rebuild_all(log, read, false).await? {
         r.map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     }
     let concurrent = started.elapsed().as_secs_f64();

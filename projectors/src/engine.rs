@@ -101,6 +101,27 @@ pub async fn fold_into<P: Projection>(
     g: i64,
     events: &[&StoredEvent],
 ) -> Result<Result<(), (usize, FoldError)>, ProjectionError> {
+    let mut state = P::State::default();
+    if let Err(poison) = fold_with::<P>(db, tx, g, events, &mut state).await? {
+        return Ok(Err(poison));
+    }
+    state.save(tx, g).await?;
+    Ok(Ok(()))
+}
+
+/// Loads what `events` touch into `state` and folds them (nothing saved);
+/// sealed values opened first as in [`fold_into`]. `Ok(Err((i, e)))`:
+/// event `i` is poison, and `state` holds a part of it.
+///
+/// # Errors
+/// As [`fold_into`].
+pub async fn fold_with<P: Projection>(
+    db: &ReadDb,
+    tx: &mut Tx<'_>,
+    g: i64,
+    events: &[&StoredEvent],
+    state: &mut P::State,
+) -> Result<Result<(), (usize, FoldError)>, ProjectionError> {
     let revealed = match db.keys() {
         Some(keys) if P::PERSONAL => Some(keys.reveal_events(events).await?),
         _ => None,
@@ -113,14 +134,12 @@ pub async fn fold_into<P: Projection>(
         }
         None => events,
     };
-    let mut state = P::State::default();
     state.load(tx, Batch { g, events }).await?;
     for (i, event) in events.iter().enumerate() {
-        if let Err(e) = P::fold(&mut state, event) {
+        if let Err(e) = P::fold(state, event) {
             return Ok(Err((i, e)));
         }
     }
-    state.save(tx, g).await?;
     Ok(Ok(()))
 }
 

@@ -263,10 +263,7 @@ pub async fn rebuild_verified(
     db: &readmodel::ReadDb,
 ) -> crate::rebuild::Report {
     let mut progress = |_p: crate::rebuild::Progress| {};
-    let options = crate::rebuild::Options {
-        verify: true,
-        progress: &mut progress,
-    };
+    let options = crate::rebuild::Options::new(true, &mut progress);
     crate::rebuild::rebuild(name, log, db, options)
         .await
         .unwrap_or_else(|e| panic!("verified rebuild of {name}: {e}"))

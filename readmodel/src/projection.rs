@@ -4,7 +4,7 @@ use std::future::Future;
 
 use eventlog::StoredEvent;
 
-use crate::db::Tx;
+use crate::db::{BulkTable, Tx};
 use crate::{FoldError, ProjectionError};
 
 /// A batch of events folded into generation `g`.
@@ -31,6 +31,10 @@ pub trait WorkingSet: Default + Send {
         tx: &mut Tx<'_>,
         g: i64,
     ) -> impl Future<Output = Result<(), ProjectionError>> + Send;
+
+    /// Its tables, for a bulk rebuild that keeps the working set across
+    /// batches and drains it into the tables when memory is at its bound.
+    fn tables(&mut self) -> Vec<&mut dyn BulkTable>;
 }
 
 /// A projection: a name, a version, the events it needs, and a pure fold

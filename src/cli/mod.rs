@@ -181,9 +181,30 @@ pub enum ProjectionsAction {
         /// Refuse to swap when a same-version rebuild differs from the live one.
         #[arg(long)]
         verify: bool,
+        /// Memory the rebuild's working sets and read-ahead may take
+        /// (estimated), e.g. 256MiB, 1GiB; at the bound the largest working
+        /// set is written out early. At least 48MiB.
+        #[arg(long = "rebuild-memory", env = "SHOPSTREAM_REBUILD_MEMORY",
+              default_value = "256MiB", value_parser = parse_memory)]
+        memory: usize,
         #[command(flatten)]
         target: Target,
     },
+}
+
+/// A memory size (`256MiB`, `1 GiB`, `512MB`), at least the least a
+/// rebuild takes.
+fn parse_memory(text: &str) -> Result<usize, String> {
+    let size: bytesize::ByteSize = text.trim().parse()?;
+    let bytes = usize::try_from(size.as_u64()).map_err(|_| format!("{text} is too large"))?;
+    let least = projectors::rebuild::MIN_MEMORY;
+    if bytes < least {
+        return Err(format!(
+            "{text} is below the least a rebuild takes ({} MiB)",
+            least >> 20
+        ));
+    }
+    Ok(bytes)
 }
 
 impl Command {

@@ -71,17 +71,9 @@ async fn killed_projectors_lose_and_duplicate_nothing(t: &TestDatabase) {
 
     for name in readmodel::NAMES {
         let mut progress = |_p: rebuild::Progress| {};
-        let report = rebuild::rebuild(
-            name,
-            &log,
-            &db,
-            Options {
-                verify: true,
-                progress: &mut progress,
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{name} after the crashes differs from a rebuild: {e:?}"));
+        let report = rebuild::rebuild(name, &log, &db, Options::new(true, &mut progress))
+            .await
+            .unwrap_or_else(|e| panic!("{name} after the crashes differs from a rebuild: {e:?}"));
         assert!(report.diff.iter().all(|d| d.same()));
         assert!(
             report.diff.iter().any(|d| d.live_rows > 0),

@@ -362,17 +362,9 @@ async fn caught_up(log: &EventLog, db: &ReadDb, within: Duration) {
 async fn equals_rebuild(log: &EventLog, db: &ReadDb) {
     for name in readmodel::NAMES {
         let mut progress = |_p: rebuild::Progress| {};
-        let report = rebuild::rebuild(
-            name,
-            log,
-            db,
-            Options {
-                verify: true,
-                progress: &mut progress,
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{name} fed by Kafka differs from a rebuild: {e:?}"));
+        let report = rebuild::rebuild(name, log, db, Options::new(true, &mut progress))
+            .await
+            .unwrap_or_else(|e| panic!("{name} fed by Kafka differs from a rebuild: {e:?}"));
         assert!(report.diff.iter().all(|d| d.same()), "{report:?}");
         assert!(
             report.diff.iter().any(|d| d.live_rows > 0),

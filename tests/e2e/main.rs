@@ -323,10 +323,7 @@ async fn seed_is_deterministic_and_foldable() {
                 name,
                 &log,
                 &db,
-                projectors::rebuild::Options {
-                    verify: true,
-                    progress: &mut progress,
-                },
+                projectors::rebuild::Options::new(true, &mut progress),
             )
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -14,7 +14,11 @@ use crate::read_db;
 use projectors::testing::{rebuild_verified, Shop};
 
 /// Folds the whole log into `P`'s live generation in random batch sizes.
-async fn fold_in_random_batches<P: Projection>(log: &EventLog, db: &ReadDb, rng: &mut impl Rng) {
+pub(crate) async fn fold_in_random_batches<P: Projection>(
+    log: &EventLog,
+    db: &ReadDb,
+    rng: &mut impl Rng,
+) {
     let live = ensure_live::<P>(db).await.expect("live");
     let mut cursor = live.cursor;
     loop {
@@ -237,17 +241,9 @@ async fn rebuild_under_load_swaps_atomically(t: &TestDatabase) {
         reads
     });
     let mut progress = |_p: rebuild::Progress| {};
-    let report = rebuild::rebuild(
-        "order_view",
-        &log,
-        &db,
-        Options {
-            verify: false,
-            progress: &mut progress,
-        },
-    )
-    .await
-    .expect("rebuild");
+    let report = rebuild::rebuild("order_view", &log, &db, Options::new(false, &mut progress))
+        .await
+        .expect("rebuild");
     assert!(report.swapped);
     writer.await.expect("writer");
     let _ = reader_stop.send(true);
@@ -346,26 +342,6 @@ async fn killed_rebuild_resumes(t: &TestDatabase) {
     );
     assert!(report.diff.iter().all(|d| d.same()), "{:?}", report.diff);
     db.close().await;
-}
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod postgres { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let t = eventlog::testing::TestDatabase::postgres().await;
-                super::$name(&t).await;
-                t.drop_database().await;
-            }
-        )* }
-        mod sqlite { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let t = eventlog::testing::TestDatabase::sqlite().await;
-                super::$name(&t).await;
-            }
-        )* }
-    };
 }
 
 both_backends!(

@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{bind_all, placeholders, SqlValue, Tx, CHUNK};
+use super::bulk::{BulkTable, Merge, RowSink, Shape};
+use super::{SqlValue, Tx};
 use crate::ProjectionError;
 
 /// Additive counters for one table: key columns → metric deltas, summed in
@@ -58,33 +59,56 @@ impl Counters {
     /// # Errors
     /// Database errors.
     pub async fn save(&self, tx: &mut Tx<'_>, g: i64) -> Result<(), ProjectionError> {
-        let rows: Vec<_> = self.rows.iter().collect();
-        let width = self.keys.len() + self.metrics.len();
-        let table = self.table;
-        let updates = self
-            .metrics
+        let rows = self
+            .rows
             .iter()
-            .map(|m| format!("{m} = {table}_g{g}.{m} + excluded.{m}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let columns = [self.keys, self.metrics].concat().join(", ");
-        for chunk in rows.chunks(CHUNK) {
-            let mut values = Vec::with_capacity(chunk.len() * width);
-            let mut tuples = Vec::with_capacity(chunk.len());
-            for (key, deltas) in chunk {
-                tuples.push(format!("({})", placeholders(values.len() + 1, width)));
-                values.extend(key.iter().cloned().map(SqlValue::Text));
-                values.extend(deltas.iter().copied().map(SqlValue::Int));
-            }
-            let sql = format!(
-                "INSERT INTO {table}_g{g} ({columns}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {updates}",
-                tuples.join(", "),
-                self.keys.join(", ")
-            );
-            bind_all(sqlx::query(&sql), values)
-                .execute(&mut **tx)
-                .await?;
+            .map(|(k, d)| values(k.clone(), d))
+            .collect();
+        self.shape().upsert(tx, g, rows).await
+    }
+}
+
+/// A counter row's values: its key columns, then its metrics.
+fn values(key: Vec<String>, deltas: &[i64]) -> Vec<SqlValue> {
+    key.into_iter()
+        .map(SqlValue::Text)
+        .chain(deltas.iter().copied().map(SqlValue::Int))
+        .collect()
+}
+
+impl BulkTable for Counters {
+    /// Deltas add up wherever they are written: nothing to remember.
+    fn keep(&mut self, _stored: bool) {}
+
+    fn estimated_bytes(&self) -> usize {
+        let per_row = self.metrics.len() * 8 + self.keys.len() * 40 + 96;
+        self.rows.len() * per_row
+    }
+
+    fn shape(&self) -> Shape {
+        Shape {
+            table: self.table,
+            columns: [self.keys, self.metrics].concat(),
+            keys: self.keys.to_vec(),
+            merge: Merge::Add,
         }
-        Ok(())
+    }
+
+    fn is_dirty(&self) -> bool {
+        !self.rows.is_empty()
+    }
+
+    fn drain(&mut self, sink: &mut dyn RowSink) -> Result<bool, ProjectionError> {
+        while let Some((key, deltas)) = self.rows.pop_first() {
+            sink.row(values(key, &deltas))?;
+            if sink.full() {
+                return Ok(!self.rows.is_empty());
+            }
+        }
+        Ok(false)
+    }
+
+    fn clear(&mut self) {
+        self.rows.clear();
     }
 }

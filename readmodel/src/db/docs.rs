@@ -8,6 +8,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{Any, FromRow, Row};
 
+use super::bulk::{Merge, Shape};
 use super::{bind_all, placeholders, SqlValue, Tx, CHUNK};
 use crate::ProjectionError;
 
@@ -167,49 +168,47 @@ pub async fn load_docs<T: DocRow>(
     Ok(out)
 }
 
-/// Upserts `rows` into `table` (generation `g`): one statement per chunk.
+/// The shape of `T`'s rows: the key, the document, the indexed columns.
+pub fn doc_shape<T: DocRow>() -> Shape {
+    let mut columns = vec![T::KEY, "doc"];
+    columns.extend_from_slice(T::COLUMNS);
+    Shape {
+        table: T::TABLE,
+        columns,
+        keys: vec![T::KEY],
+        merge: Merge::Replace,
+    }
+}
+
+/// `row` of `key` as values in [`doc_shape`]'s column order.
+///
+/// # Errors
+/// A document that cannot be serialized.
+pub fn doc_values<T: DocRow>(key: String, row: &T) -> Result<Vec<SqlValue>, ProjectionError> {
+    let mut values = vec![
+        SqlValue::Text(key),
+        SqlValue::Text(
+            serde_json::to_string(row).map_err(|e| ProjectionError::Corrupt(e.to_string()))?,
+        ),
+    ];
+    values.extend(row.column_values());
+    Ok(values)
+}
+
+/// Upserts `rows` of `T`'s table (generation `g`): one statement per chunk.
 ///
 /// # Errors
 /// Database errors.
 pub async fn save_docs<'a, T: DocRow + 'a>(
     tx: &mut Tx<'_>,
-    table: &str,
-    key_column: &str,
     g: i64,
     rows: impl IntoIterator<Item = (&'a String, &'a T)>,
 ) -> Result<(), ProjectionError> {
-    let rows: Vec<_> = rows.into_iter().collect();
-    let mut columns = vec![key_column, "doc"];
-    columns.extend_from_slice(T::COLUMNS);
-    let updates = columns[1..]
-        .iter()
-        .map(|c| format!("{c} = excluded.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    for chunk in rows.chunks(CHUNK) {
-        let mut values = Vec::with_capacity(chunk.len() * columns.len());
-        let mut tuples = Vec::with_capacity(chunk.len());
-        for (key, row) in chunk {
-            tuples.push(format!(
-                "({})",
-                placeholders(values.len() + 1, columns.len())
-            ));
-            values.push(SqlValue::Text((*key).clone()));
-            values.push(SqlValue::Text(
-                serde_json::to_string(row).map_err(|e| ProjectionError::Corrupt(e.to_string()))?,
-            ));
-            values.extend(row.column_values());
-        }
-        let sql = format!(
-            "INSERT INTO {table}_g{g} ({}) VALUES {} ON CONFLICT ({key_column}) DO UPDATE SET {updates}",
-            columns.join(", "),
-            tuples.join(", ")
-        );
-        bind_all(sqlx::query(&sql), values)
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
+    let values = rows
+        .into_iter()
+        .map(|(key, row)| doc_values(key.clone(), row))
+        .collect::<Result<Vec<_>, _>>()?;
+    doc_shape::<T>().upsert(tx, g, values).await
 }
 
 /// The row of `sql` for key `id` (one parameter), read by `row`.

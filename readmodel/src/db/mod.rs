@@ -9,8 +9,12 @@
 //! - `rows`: [`Rows`], a batch's working set of one document table (read rows, changed rows).
 //! - `counters`: [`Counters`], additive counters summed over a batch.
 //! - `checksum`: [`table_checksum`], what rebuilds compare.
+//! - `bulk`: [`BulkTable`], working sets kept across batches by a bulk rebuild, drained into a [`RowSink`].
+//! - `copy`: PostgreSQL's binary `COPY` of a drained working set.
 
+pub mod bulk;
 mod checksum;
+pub mod copy;
 mod counters;
 mod docs;
 mod rows;
@@ -18,10 +22,11 @@ mod rows;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyPool, Transaction};
 
+pub use bulk::BulkTable;
 pub use checksum::table_checksum;
 pub use counters::Counters;
 pub(crate) use docs::doc_row;
-pub use docs::{columns, fetch_by_key, load_docs, save_docs, Binds, DocRow};
+pub use docs::{columns, doc_shape, doc_values, fetch_by_key, load_docs, save_docs, Binds, DocRow};
 pub use rows::Rows;
 
 use crate::ProjectionError;
@@ -37,9 +42,21 @@ pub(crate) const CHUNK: usize = 200;
 pub struct ReadDb {
     pool: AnyPool,
     postgres: bool,
+    /// Where to open a dedicated PostgreSQL connection (bulk `COPY`).
+    direct: Option<Direct>,
     /// The users' data keys, for the projections that show personal data
     /// (`None`: such a projection stops on the first sealed value).
     keys: Option<eventlog::Keyring>,
+}
+
+/// Connection options (with the password, so never printed).
+#[derive(Clone)]
+struct Direct(sqlx::postgres::PgConnectOptions);
+
+impl std::fmt::Debug for Direct {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Direct(..)")
+    }
 }
 
 /// A value bound into SQL.
@@ -120,9 +137,14 @@ impl ReadDb {
             })
             .connect(url)
             .await?;
+        let direct = match postgres {
+            true => Some(Direct(url.parse()?)),
+            false => None,
+        };
         Ok(Self {
             pool,
             postgres,
+            direct,
             keys: None,
         })
     }
@@ -197,6 +219,19 @@ impl ReadDb {
                 .await?)
         } else {
             self.begin().await
+        }
+    }
+
+    /// A connection of its own to the PostgreSQL read-model database
+    /// (for `COPY`, which the shared pool cannot run); `None` on SQLite.
+    ///
+    /// # Errors
+    /// When the database cannot be reached.
+    pub async fn connect_direct(&self) -> Result<Option<sqlx::PgConnection>, ProjectionError> {
+        use sqlx::ConnectOptions;
+        match &self.direct {
+            Some(Direct(options)) => Ok(Some(options.connect().await?)),
+            None => Ok(None),
         }
     }
 

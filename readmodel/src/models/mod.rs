@@ -115,7 +115,7 @@ pub(crate) async fn load_orders<O: DocRow, P: DocRow>(
     let Batch { g, events } = batch;
     payments.load(tx, g, ids_of(events, "Payment")).await?;
     let ids: Vec<String> = ids_of(events, "Order")
-        .chain(payments.values().map(order_of))
+        .chain(payments.loaded().map(order_of))
         .chain(paid_orders(events))
         .collect();
     orders.load(tx, g, ids).await

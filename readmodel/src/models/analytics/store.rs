@@ -7,7 +7,7 @@ use sqlx::AnyPool;
 
 use super::fold::State;
 use super::types::{DailyRow, OutcomeRow, ProductRow, StageRow};
-use crate::db::{Binds, Tx};
+use crate::db::{Binds, BulkTable, Tx};
 use crate::models::ids_of;
 use crate::{Batch, ProjectionError, WorkingSet};
 
@@ -42,6 +42,21 @@ impl WorkingSet for State {
             }
         }
         Ok(())
+    }
+
+    fn tables(&mut self) -> Vec<&mut dyn BulkTable> {
+        let mut all: Vec<&mut dyn BulkTable> = vec![
+            &mut self.orders,
+            &mut self.daily,
+            &mut self.customers,
+            &mut self.products,
+            &mut self.payments,
+            &mut self.funnel,
+        ];
+        if self.rollup {
+            all.push(&mut self.products_monthly);
+        }
+        all
     }
 }
 

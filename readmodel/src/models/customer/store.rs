@@ -5,7 +5,7 @@ use sqlx::AnyPool;
 
 use super::fold::State;
 use super::types::{CustomerFilter, CustomerRow, CustomerSort, PaymentLink};
-use crate::db::{Binds, Tx};
+use crate::db::{Binds, BulkTable, Tx};
 use crate::models::{ids_of, load_orders, ordering_customers, After};
 use crate::{Batch, ProjectionError, WorkingSet};
 
@@ -15,8 +15,8 @@ impl WorkingSet for State {
         load_orders(tx, batch, &mut self.orders, &mut self.payments, order_of).await?;
         let Batch { g, events } = batch;
         let customers: Vec<String> = ids_of(events, "User")
-            .chain(self.orders.values().map(|o| o.customer_id.clone()))
-            .chain(self.payments.values().map(|p| p.customer_id.clone()))
+            .chain(self.orders.loaded().map(|o| o.customer_id.clone()))
+            .chain(self.payments.loaded().map(|p| p.customer_id.clone()))
             .chain(ordering_customers(events))
             .collect();
         self.customers.load(tx, g, customers).await
@@ -26,6 +26,10 @@ impl WorkingSet for State {
         self.customers.save(tx, g).await?;
         self.orders.save(tx, g).await?;
         self.payments.save(tx, g).await
+    }
+
+    fn tables(&mut self) -> Vec<&mut dyn BulkTable> {
+        vec![&mut self.customers, &mut self.orders, &mut self.payments]
     }
 }
 

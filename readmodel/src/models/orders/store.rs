@@ -5,7 +5,7 @@ use sqlx::{AnyPool, Row};
 
 use super::fold::State;
 use super::types::{OrderRow, PaymentOrder, StatusCount};
-use crate::db::{Binds, Tx};
+use crate::db::{Binds, BulkTable, Tx};
 use crate::models::{load_orders, After};
 use crate::{Batch, ProjectionError, WorkingSet};
 
@@ -18,6 +18,10 @@ impl WorkingSet for State {
     async fn save(&self, tx: &mut Tx<'_>, g: i64) -> Result<(), ProjectionError> {
         self.orders.save(tx, g).await?;
         self.payments.save(tx, g).await
+    }
+
+    fn tables(&mut self) -> Vec<&mut dyn BulkTable> {
+        vec![&mut self.orders, &mut self.payments]
     }
 }
 

@@ -9,6 +9,9 @@ use crate::db::{ReadDb, Tx};
 use crate::offsets::parse_cursor;
 use crate::ProjectionError;
 
+mod checkpoint;
+pub use checkpoint::{advance, advance_direct, lock_cursor, Advance};
+
 /// One generation's row in the registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GenerationState {
@@ -106,6 +109,37 @@ pub fn tables(schema: &str) -> Vec<String> {
         .collect()
 }
 
+/// The secondary indexes of a schema template for generation `g`: each
+/// index's name and the statement that creates it if it does not exist
+/// (a bulk rebuild drops them before loading and builds them after).
+pub fn indexes(schema: &str, g: i64) -> Vec<(String, String)> {
+    statements(schema, g)
+        .filter_map(|sql| {
+            let rest = sql.trim().strip_prefix("CREATE INDEX ")?;
+            let name = rest.split_whitespace().next()?.to_string();
+            let create = format!("CREATE INDEX IF NOT EXISTS {rest}");
+            Some((name, create))
+        })
+        .collect()
+}
+
+/// The statements of a schema template for generation `g`, comments left out.
+fn statements(schema: &str, g: i64) -> impl Iterator<Item = String> {
+    schema
+        .replace("{g}", &g.to_string())
+        .split(';')
+        .map(|statement| {
+            statement
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .filter(|sql| !sql.trim().is_empty())
+        .collect::<Vec<_>>()
+        .into_iter()
+}
+
 /// Creates generation `g`'s tables and registry row in `state`.
 ///
 /// # Errors
@@ -118,15 +152,8 @@ pub async fn create_generation(
     g: i64,
     state: &str,
 ) -> Result<(), ProjectionError> {
-    for statement in schema.replace("{g}", &g.to_string()).split(';') {
-        let sql: String = statement
-            .lines()
-            .filter(|l| !l.trim_start().starts_with("--"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        if !sql.trim().is_empty() {
-            sqlx::query(&sql).execute(&mut **tx).await?;
-        }
+    for sql in statements(schema, g) {
+        sqlx::query(&sql).execute(&mut **tx).await?;
     }
     sqlx::query(
         "INSERT INTO projection_state (name, generation, version, state, updated_at) VALUES ($1, $2, $3, $4, $5)",
@@ -216,74 +243,6 @@ pub async fn drop_generation(
         .await?;
     tx.commit().await?;
     Ok(())
-}
-
-/// Advances generation `g`'s checkpoint from `from` to `to` inside `tx`,
-/// only if nobody moved it meanwhile (several runners may share a store).
-///
-/// # Errors
-/// [`ProjectionError::CheckpointMoved`] when the checkpoint is no longer
-/// `from` or the generation is no longer being built.
-pub async fn advance(
-    tx: &mut Tx<'_>,
-    name: &str,
-    g: i64,
-    from: eventlog::Cursor,
-    to: eventlog::Cursor,
-    applied: i64,
-    last_event_at: &str,
-) -> Result<(), ProjectionError> {
-    let done = sqlx::query(
-        "UPDATE projection_state SET cursor_txid = $1, cursor_position = $2, \
-         events_applied = events_applied + $3, last_event_at = $4, updated_at = $5 \
-         WHERE name = $6 AND generation = $7 AND cursor_txid = $8 AND cursor_position = $9 \
-           AND state IN ('live', 'rebuilding')",
-    )
-    .bind(to.transaction_id.to_string())
-    .bind(to.position)
-    .bind(applied)
-    .bind(last_event_at)
-    .bind(now())
-    .bind(name)
-    .bind(g)
-    .bind(from.transaction_id.to_string())
-    .bind(from.position)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if done == 1 {
-        Ok(())
-    } else {
-        Err(ProjectionError::CheckpointMoved)
-    }
-}
-
-/// Locks generation `g`'s registry row for the rest of `tx` and returns
-/// its cursor (the live runner cannot advance until `tx` ends).
-///
-/// # Errors
-/// Database errors.
-pub async fn lock_cursor(
-    tx: &mut Tx<'_>,
-    name: &str,
-    g: i64,
-) -> Result<Option<Cursor>, ProjectionError> {
-    // A no-op write takes the row lock on Postgres; SQLite transactions
-    // here already hold the database's write lock.
-    sqlx::query(
-        "UPDATE projection_state SET updated_at = updated_at WHERE name = $1 AND generation = $2",
-    )
-    .bind(name)
-    .bind(g)
-    .execute(&mut **tx)
-    .await?;
-    let row = sqlx::query("SELECT cursor_txid, cursor_position FROM projection_state WHERE name = $1 AND generation = $2")
-        .bind(name)
-        .bind(g)
-        .fetch_optional(&mut **tx)
-        .await?;
-    row.map(|r| parse_cursor(&r.try_get::<String, _>(0)?, r.try_get(1)?))
-        .transpose()
 }
 
 /// Records a poison event: the generation stops with the event's position

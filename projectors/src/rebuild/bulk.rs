@@ -1,0 +1,358 @@
+//! The bulk fill: one reader streams the log in large batches to one fold
+//! task per projection (in parallel with each other and with the reading);
+//! each keeps its working set in memory across batches, keyed by row, and
+//! writes it out once at the end (PostgreSQL: binary `COPY` into the fresh
+//! tables, secondary indexes built after the load). When the working sets
+//! together reach the memory bound, the largest is written out (a spill)
+//! with its checkpoint and starts again from the table.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use eventlog::{Cursor, EventLog, StoredEvent};
+use readmodel::db::bulk::upsert_all;
+use readmodel::db::copy::copy_table;
+use readmodel::registry::{self, Advance};
+use readmodel::{Projection, ProjectionError, ReadDb, WorkingSet};
+use sqlx::{Connection, PgConnection};
+use tokio::sync::mpsc;
+
+use super::tail::Filled;
+use super::{Options, Progress, RebuildError};
+use crate::engine;
+
+/// Events per read of the log.
+pub(super) const READ_BATCH: u32 = 4096;
+/// Read batches alive at once (queued, folded, being read), per estimate.
+const IN_FLIGHT: usize = 4;
+/// What one read event takes in memory, roughly (envelope, payload, typed).
+const EVENT_BYTES: usize = 2048;
+
+/// Memory the batches in flight take, reserved out of the bound.
+pub(super) const fn reserve(read_batch: u32) -> usize {
+    IN_FLIGHT * read_batch as usize * EVENT_BYTES
+}
+
+/// A projection the fill folds.
+#[derive(Debug, Clone)]
+pub(super) struct Target {
+    pub name: &'static str,
+    pub schema: &'static str,
+    pub g: i64,
+    /// The shadow's checkpoint.
+    pub cursor: Cursor,
+}
+
+/// The working sets' estimated bytes, one slot per fold task.
+#[derive(Debug)]
+struct Budget {
+    limit: usize,
+    used: Vec<AtomicUsize>,
+}
+
+impl Budget {
+    /// Records `slot`'s bytes; whether `slot` should spill (the sets are
+    /// over the bound together and `slot`'s is the largest).
+    fn update(&self, slot: usize, bytes: usize) -> bool {
+        self.used[slot].store(bytes, Ordering::Relaxed);
+        let all: Vec<usize> = self
+            .used
+            .iter()
+            .map(|u| u.load(Ordering::Relaxed))
+            .collect();
+        all.iter().sum::<usize>() > self.limit && all.iter().all(|b| *b <= bytes)
+    }
+}
+
+/// Fills every target's shadow from its checkpoint up to what the log
+/// holds now, with at most `memory` bytes of working sets and batches;
+/// each target's outcome.
+///
+/// # Errors
+/// Reading the log failed.
+pub(super) async fn fill(
+    log: &EventLog,
+    db: &ReadDb,
+    targets: &[(Target, Spawn)],
+    options: &mut Options<'_>,
+) -> Result<Vec<Result<Filled, RebuildError>>, RebuildError> {
+    let started = Instant::now();
+    let budget = Arc::new(Budget {
+        limit: options.memory.saturating_sub(reserve(options.read_batch)),
+        used: targets.iter().map(|_| AtomicUsize::new(0)).collect(),
+    });
+    let mut senders = Vec::new();
+    let mut tasks = Vec::new();
+    for (slot, (target, spawn)) in targets.iter().enumerate() {
+        let (tx, rx) = mpsc::channel(2);
+        senders.push(tx);
+        let work = Work {
+            db: db.clone(),
+            target: target.clone(),
+            budget: budget.clone(),
+            slot,
+        };
+        tasks.push(spawn(work, rx));
+    }
+    let from = targets
+        .iter()
+        .map(|(t, _)| t.cursor)
+        .min()
+        .unwrap_or(Cursor::START);
+    let read = stream(log, from, &senders, started, options).await;
+    drop(senders);
+    let mut out = Vec::new();
+    for task in tasks {
+        out.push(match task.await {
+            Ok(filled) => filled,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        });
+    }
+    read?;
+    Ok(out)
+}
+
+/// Reads the log from `from` in large batches (the next read overlapping
+/// the folds of the current batch) and hands each batch to every fold task,
+/// until a read comes back short: the rest is the live path's.
+async fn stream(
+    log: &EventLog,
+    from: Cursor,
+    senders: &[mpsc::Sender<Arc<Vec<StoredEvent>>>],
+    started: Instant,
+    options: &mut Options<'_>,
+) -> Result<(), eventlog::StoreError> {
+    let head = log.head().await?;
+    let limit = options.read_batch;
+    let read = |after: Cursor| {
+        let log = log.clone();
+        tokio::spawn(async move { log.read_from(after, limit).await })
+    };
+    let mut next = read(from);
+    let mut events = 0u64;
+    loop {
+        let batch = match next.await {
+            Ok(batch) => batch?,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        let Some(last) = batch.last().map(StoredEvent::cursor) else {
+            return Ok(());
+        };
+        let short = batch.len() < limit as usize;
+        next = read(last);
+        events += batch.len() as u64;
+        let batch = Arc::new(batch);
+        for tx in senders {
+            // A task that stopped (an error, a poison event) takes no more.
+            let _ = tx.send(batch.clone()).await;
+        }
+        (options.progress)(Progress {
+            events,
+            position: last.position,
+            head,
+            elapsed: started.elapsed(),
+        });
+        if short {
+            next.abort();
+            return Ok(());
+        }
+    }
+}
+
+/// What a fold task is given.
+pub(super) struct Work {
+    db: ReadDb,
+    target: Target,
+    budget: Arc<Budget>,
+    slot: usize,
+}
+
+/// Starts a projection's fold task.
+pub(super) type Spawn = fn(
+    Work,
+    mpsc::Receiver<Arc<Vec<StoredEvent>>>,
+) -> tokio::task::JoinHandle<Result<Filled, RebuildError>>;
+
+/// [`Spawn`] for `P`.
+pub(super) fn spawn<P: Projection>(
+    work: Work,
+    rx: mpsc::Receiver<Arc<Vec<StoredEvent>>>,
+) -> tokio::task::JoinHandle<Result<Filled, RebuildError>> {
+    tokio::spawn(fold::<P>(work, rx))
+}
+
+/// Where a fold task's working set goes.
+enum Writer {
+    /// PostgreSQL: a connection of its own, for `COPY`.
+    Direct(PgConnection),
+    /// SQLite: upserts through the pool.
+    Pool,
+}
+
+/// A fold task: folds every batch into a working set kept in memory and
+/// writes it out at the end or when the budget says so. On a poison event
+/// it stops at its last write-out: the live path folds up to the event
+/// again and reports it as usual.
+async fn fold<P: Projection>(
+    work: Work,
+    mut rx: mpsc::Receiver<Arc<Vec<StoredEvent>>>,
+) -> Result<Filled, RebuildError> {
+    let Work {
+        db,
+        target,
+        budget,
+        slot,
+    } = work;
+    let mut writer = match db.connect_direct().await? {
+        Some(conn) => Writer::Direct(conn),
+        None => Writer::Pool,
+    };
+    let mut stored = target.cursor != Cursor::START;
+    let mut state = P::State::default();
+    keep(&mut state, stored);
+    let mut written = Filled {
+        cursor: target.cursor,
+        events: 0,
+        spills: 0,
+    };
+    let (mut cursor, mut events, mut applied) = (target.cursor, 0u64, 0i64);
+    let mut last_at = String::new();
+    while let Some(batch) = rx.recv().await {
+        let fresh: Vec<&StoredEvent> = batch.iter().filter(|e| e.cursor() > cursor).collect();
+        let Some(last) = fresh.last() else { continue };
+        let relevant: Vec<&StoredEvent> = fresh
+            .iter()
+            .copied()
+            .filter(|e| P::handles(&e.event_type))
+            .collect();
+        if !relevant.is_empty() {
+            let mut tx = db.begin().await?;
+            let folded =
+                engine::fold_with::<P>(&db, &mut tx, target.g, &relevant, &mut state).await?;
+            tx.rollback().await?;
+            if folded.is_err() {
+                budget.update(slot, 0);
+                return Ok(written);
+            }
+        }
+        (cursor, events, applied) = (
+            last.cursor(),
+            events + fresh.len() as u64,
+            applied + relevant.len() as i64,
+        );
+        last_at = last
+            .recorded_at
+            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string();
+        let bytes = state.tables().iter().map(|t| t.estimated_bytes()).sum();
+        if budget.update(slot, bytes) {
+            let advance = Advance {
+                name: P::NAME,
+                g: target.g,
+                from: written.cursor,
+                to: cursor,
+                applied,
+                last_event_at: &last_at,
+            };
+            write_out(&mut writer, &db, &mut state, !stored, advance).await?;
+            stored = true;
+            applied = 0;
+            written = Filled {
+                cursor,
+                events,
+                spills: written.spills + 1,
+            };
+            budget.update(slot, 0);
+        }
+    }
+    if cursor != written.cursor {
+        let advance = Advance {
+            name: P::NAME,
+            g: target.g,
+            from: written.cursor,
+            to: cursor,
+            applied,
+            last_event_at: &last_at,
+        };
+        write_out(&mut writer, &db, &mut state, !stored, advance).await?;
+    }
+    budget.update(slot, 0);
+    if let Writer::Direct(conn) = writer {
+        let _ = conn.close().await;
+    }
+    Ok(Filled {
+        cursor,
+        events,
+        spills: written.spills,
+    })
+}
+
+/// Keeps `state`'s rows across batches from now on.
+fn keep<S: WorkingSet>(state: &mut S, stored: bool) {
+    for table in state.tables() {
+        table.keep(stored);
+    }
+}
+
+/// Writes every changed row of `state` and moves the checkpoint, in one
+/// transaction; then forgets the rows (later loads read the tables).
+/// `fresh`: the tables hold no row yet.
+async fn write_out<S: WorkingSet>(
+    writer: &mut Writer,
+    db: &ReadDb,
+    state: &mut S,
+    fresh: bool,
+    advance: Advance<'_>,
+) -> Result<(), ProjectionError> {
+    let g = advance.g;
+    match writer {
+        Writer::Direct(conn) => {
+            let mut tx = conn.begin().await?;
+            // Atomic as every batch; see `ReadDb::begin_batch`.
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *tx)
+                .await?;
+            for table in state.tables() {
+                if table.is_dirty() {
+                    copy_table(&mut tx, g, table, fresh).await?;
+                }
+            }
+            registry::advance_direct(&mut tx, advance).await?;
+            tx.commit().await?;
+        }
+        Writer::Pool => {
+            let mut tx = db.begin_batch().await?;
+            for table in state.tables() {
+                if table.is_dirty() {
+                    upsert_all(&mut tx, g, table).await?;
+                }
+            }
+            let a = advance;
+            registry::advance(&mut tx, a.name, g, a.from, a.to, a.applied, a.last_event_at).await?;
+            tx.commit().await?;
+        }
+    }
+    for table in state.tables() {
+        table.clear();
+    }
+    Ok(())
+}
+
+/// Drops `target`'s secondary indexes before the load.
+pub(super) async fn drop_indexes(db: &ReadDb, target: &Target) -> Result<(), ProjectionError> {
+    for (name, _) in registry::indexes(target.schema, target.g) {
+        sqlx::query(&format!("DROP INDEX IF EXISTS {name}"))
+            .execute(db.pool())
+            .await?;
+    }
+    Ok(())
+}
+
+/// Builds `target`'s secondary indexes after the load.
+pub(super) async fn build_indexes(db: &ReadDb, target: &Target) -> Result<(), ProjectionError> {
+    for (_, create) in registry::indexes(target.schema, target.g) {
+        sqlx::query(&create).execute(db.pool()).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! Working sets a bulk rebuild keeps in memory across batches, and how
+//! their rows leave memory: drained row by row into a [`RowSink`] (a
+//! PostgreSQL binary `COPY`, or multi-row upserts on SQLite).
+
+use super::{bind_all, placeholders, SqlValue, Tx, CHUNK};
+use crate::ProjectionError;
+
+/// How a written row meets one already in the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merge {
+    /// The new row replaces the stored one (documents).
+    Replace,
+    /// The metrics are added to the stored ones (counters).
+    Add,
+}
+
+/// A table's columns as a working set writes them.
+#[derive(Debug, Clone)]
+pub struct Shape {
+    pub table: &'static str,
+    /// Every written column, in the order rows give their values.
+    pub columns: Vec<&'static str>,
+    /// The key columns (the conflict target).
+    pub keys: Vec<&'static str>,
+    pub merge: Merge,
+}
+
+impl Shape {
+    /// `ON CONFLICT (keys) DO UPDATE SET …` for generation `g`'s table.
+    pub fn on_conflict(&self, g: i64) -> String {
+        let table = self.table;
+        let updates = self
+            .columns
+            .iter()
+            .filter(|c| !self.keys.contains(c))
+            .map(|c| match self.merge {
+                Merge::Replace => format!("{c} = excluded.{c}"),
+                Merge::Add => format!("{c} = {table}_g{g}.{c} + excluded.{c}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "ON CONFLICT ({}) DO UPDATE SET {updates}",
+            self.keys.join(", ")
+        )
+    }
+
+    /// Writes `rows` (each in column order) into generation `g` with
+    /// multi-row upserts, [`CHUNK`] rows per statement.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn upsert(
+        &self,
+        tx: &mut Tx<'_>,
+        g: i64,
+        rows: Vec<Vec<SqlValue>>,
+    ) -> Result<(), ProjectionError> {
+        let width = self.columns.len();
+        let tail = self.on_conflict(g);
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let mut values = Vec::with_capacity(CHUNK * width);
+            let mut tuples = Vec::with_capacity(CHUNK);
+            for row in rows.by_ref().take(CHUNK) {
+                tuples.push(format!("({})", placeholders(values.len() + 1, width)));
+                values.extend(row);
+            }
+            let sql = format!(
+                "INSERT INTO {}_g{g} ({}) VALUES {} {tail}",
+                self.table,
+                self.columns.join(", "),
+                tuples.join(", ")
+            );
+            bind_all(sqlx::query(&sql), values)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Where drained rows go.
+pub trait RowSink {
+    /// Takes one row (values in the table's column order).
+    ///
+    /// # Errors
+    /// A value the sink cannot encode.
+    fn row(&mut self, values: Vec<SqlValue>) -> Result<(), ProjectionError>;
+
+    /// Whether the sink wants to be written out before taking more.
+    fn full(&self) -> bool;
+}
+
+/// Rows collected for [`Shape::upsert`] (SQLite), [`CHUNK`] × 16 at a time.
+#[derive(Debug, Default)]
+pub struct Collected(pub Vec<Vec<SqlValue>>);
+
+impl RowSink for Collected {
+    fn row(&mut self, values: Vec<SqlValue>) -> Result<(), ProjectionError> {
+        self.0.push(values);
+        Ok(())
+    }
+
+    fn full(&self) -> bool {
+        self.0.len() >= CHUNK * 16
+    }
+}
+
+/// One table of a working set that a bulk rebuild keeps in memory across
+/// batches ([`crate::Rows`], [`crate::db::Counters`]).
+pub trait BulkTable: Send {
+    /// Keeps rows across loads from now on; `stored`: the table may hold
+    /// rows that are not in memory (loads then read the missing ones).
+    fn keep(&mut self, stored: bool);
+
+    /// Roughly how many bytes the rows in memory take.
+    fn estimated_bytes(&self) -> usize;
+
+    /// The columns rows are drained in.
+    fn shape(&self) -> Shape;
+
+    /// Whether a row changed since the last drain.
+    fn is_dirty(&self) -> bool;
+
+    /// Moves changed rows out of memory into `sink` until it is full;
+    /// `Ok(true)` while changed rows remain.
+    ///
+    /// # Errors
+    /// A row that cannot be serialized or encoded.
+    fn drain(&mut self, sink: &mut dyn RowSink) -> Result<bool, ProjectionError>;
+
+    /// Forgets every row in memory (after they were written): later loads
+    /// read them from the table.
+    fn clear(&mut self);
+}
+
+/// Writes every changed row of `table` into generation `g` with upserts
+/// (the portable path; PostgreSQL uses `COPY`, see [`crate::db::copy`]).
+///
+/// # Errors
+/// Database errors; a row that cannot be serialized.
+pub async fn upsert_all(
+    tx: &mut Tx<'_>,
+    g: i64,
+    table: &mut dyn BulkTable,
+) -> Result<(), ProjectionError> {
+    let shape = table.shape();
+    loop {
+        let mut rows = Collected::default();
+        let more = table.drain(&mut rows)?;
+        shape.upsert(tx, g, rows.0).await?;
+        if !more {
+            return Ok(());
+        }
+    }
+}
