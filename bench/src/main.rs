@@ -14,6 +14,7 @@ mod distributed;
 mod flood;
 mod load;
 mod procs;
+mod rebuild;
 mod report;
 mod scaleout;
 
@@ -281,7 +282,7 @@ async fn rebuild_and_analytics(args: &Args, report: &mut Report) -> anyhow::Resu
     let log = eventlog::EventLog::new(store.clone());
     let head = log.head().await?;
     if args.runs("rebuild") {
-        rebuilds(report, &db.url, &log, &read, head).await?;
+        rebuild::rebuilds(report, &db.url, &log, &read, head).await?;
     }
     if args.runs("analytics") {
         if !args.runs("rebuild") {
@@ -295,69 +296,6 @@ async fn rebuild_and_analytics(args: &Args, report: &mut Report) -> anyhow::Resu
     read.close().await;
     store.close().await;
     db.drop().await;
-    Ok(())
-}
-
-/// Each read model rebuilt alone, then all three at once, against raw
-/// batched INSERTs into the same kind of tables.
-async fn rebuilds(
-    report: &mut Report,
-    url: &str,
-    log: &eventlog::EventLog,
-    read: &readmodel::ReadDb,
-    head: i64,
-) -> anyhow::Result<()> {
-    // One read model at a time (each gets the machine), then all three
-    // at once (what `projections rebuild --all` does).
-    let mut sequential = 0.0;
-    let mut reports = Vec::new();
-    for name in readmodel::NAMES {
-        let mut quiet = |_p: projectors::rebuild::Progress| {};
-        let r = projectors::rebuild::rebuild(
-            name,
-            log,
-            read,
-            projectors::rebuild::Options::new(false, &mut quiet),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-        sequential += r.seconds;
-        reports.push(r);
-    }
-    let started = Instant::now();
-    for (name, r) in projectors::rebuild::rebuild_all(log, read, false).await? {
-        r.map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-    }
-    let concurrent = started.elapsed().as_secs_f64();
-    let raw = load::raw_read_model_inserts(url, 200_000).await?;
-    for r in &reports {
-        report.row(
-            "rebuild",
-            &r.name,
-            json!({
-                "events": r.events, "seconds": r.seconds, "events_per_s": r.events_per_second,
-                "raw_insert_rows_per_s": raw, "ratio": r.events_per_second / raw.max(1e-9),
-            }),
-        );
-    }
-    for (name, seconds) in [
-        ("all three, one after another", sequential),
-        ("all three concurrently", concurrent),
-    ] {
-        report.row(
-            "rebuild",
-            name,
-            json!({
-                "store_events": head, "seconds": seconds,
-                "store_events_per_s": head as f64 / seconds.max(1e-9),
-                "raw_insert_rows_per_s": raw,
-            }),
-        );
-    }
-    report.memory(
-        "bench process during the rebuilds",
-        peak_rss_mib(std::process::id()),
-    );
     Ok(())
 }
 

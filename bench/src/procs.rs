@@ -188,8 +188,24 @@ pub fn key_file() -> &'static std::path::Path {
 
 /// Runs a `shopstream` subcommand against `url`; returns stdout.
 pub fn cli(args: &[&str], url: &str) -> anyhow::Result<String> {
+    Ok(cli_measured(args, url)?.stdout)
+}
+
+/// What a measured subcommand did.
+pub struct Measured {
+    pub stdout: String,
+    pub seconds: f64,
+    /// Peak resident memory (MiB), sampled every 20 ms while it ran.
+    pub peak_mib: Option<f64>,
+}
+
+/// [`cli`], timed, with the process's peak memory.
+pub fn cli_measured(args: &[&str], url: &str) -> anyhow::Result<Measured> {
     let data = tempfile_dir::Dir::new()?;
-    let out = Command::new(bin("shopstream")?)
+    let out = data.0.join("stdout");
+    let err = data.0.join("stderr");
+    let started = std::time::Instant::now();
+    let mut child = Command::new(bin("shopstream")?)
         .args(args)
         .args(["--database-url", url])
         .arg("--data-dir")
@@ -197,14 +213,31 @@ pub fn cli(args: &[&str], url: &str) -> anyhow::Result<String> {
         .env("SHOPSTREAM_JWT_SECRET", SECRET)
         .env("SHOPSTREAM_DATA_PROTECTION_KEY_FILE", key_file())
         .env("RUST_LOG", "error")
-        .output()?;
-    if !out.status.success() {
+        .stdout(std::fs::File::create(&out)?)
+        .stderr(std::fs::File::create(&err)?)
+        .spawn()?;
+    let mut peak_mib = None;
+    let status = loop {
+        // The high-water mark only grows: the last sample before the exit
+        // holds the peak.
+        peak_mib = peak_rss_mib(child.id()).or(peak_mib);
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    if !status.success() {
         bail!(
             "shopstream {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+            std::fs::read_to_string(&err).unwrap_or_default()
         );
     }
-    Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    Ok(Measured {
+        stdout: std::fs::read_to_string(&out)?,
+        seconds,
+        peak_mib,
+    })
 }
 
 /// Current resident memory of a process (MiB), from `/proc/<pid>/status`.

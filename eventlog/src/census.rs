@@ -48,8 +48,10 @@ pub async fn census(db: &Database) -> Result<Vec<CensusRow>, StoreError> {
 /// The distinct type@version pairs, by seeking the `(event_type,
 /// event_version, position)` index once per pair (cheap on any size of log).
 async fn stored_versions(db: &Database) -> Result<Vec<(String, String)>, StoreError> {
+    // A row comparison is an index bound on both backends (an `OR` of the
+    // two cases is a filter: PostgreSQL then walks the index from its start).
     let sql = "SELECT event_type, event_version FROM events \
-               WHERE event_type > $1 OR (event_type = $1 AND event_version > $2) \
+               WHERE (event_type, event_version) > ($1, $2) \
                ORDER BY event_type, event_version LIMIT 1";
     let mut found = Vec::new();
     let mut after = (String::new(), String::new());

@@ -40,6 +40,11 @@ impl Promised {
         }
     }
 
+    /// Records that a kept answer of `position` was used.
+    pub fn used(&self, position: i64) {
+        self.used.fetch_min(position, Ordering::Relaxed);
+    }
+
     /// The position the whole answer reflects: `reflected`, or lower when
     /// an older kept answer was used.
     pub fn position(&self) -> i64 {
@@ -148,7 +153,7 @@ where
     };
     let hit = |answers: &Answers| {
         answers.get::<V>(&key, promised).map(|(position, v)| {
-            promised.used.fetch_min(position, Ordering::Relaxed);
+            promised.used(position);
             v
         })
     };

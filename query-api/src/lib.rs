@@ -9,6 +9,7 @@
 //! - `store`: [`store::Store`], the read models' own queries, counted per request.
 //! - `consistency`: `X-Consistency-Token` (read your writes), waking on projection commits.
 //! - `cache`: analytics answers kept with the position they reflect (never older than a request is owed).
+//! - `rows`: hot customer and order rows kept until the next projection commit signal.
 //! - `error`: GraphQL errors with `extensions.code`.
 //! - `http`: the `/graphql` handlers: media types, status codes, the WebSocket, GraphiQL.
 //! - `limits`: input bounds checked before parsing; subscription caps.
@@ -22,6 +23,7 @@ mod documents;
 pub mod error;
 mod http;
 pub mod limits;
+pub mod rows;
 pub mod schema;
 pub mod store;
 
@@ -102,6 +104,7 @@ pub fn schema(store: Store, status: StatusSource, commits: Wake, config: &Config
     let mut builder = Schema::build(Query, EmptyMutation, SubscriptionRoot)
         .data(store)
         .data(status)
+        .data(rows::Rows::new(commits.clone()))
         .data(commits)
         .data(cache::Answers::default())
         .limit_depth(config.max_depth)

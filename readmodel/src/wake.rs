@@ -31,6 +31,11 @@ impl Wake {
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.tx.subscribe()
     }
+
+    /// How many signals so far (wrapping): a change means a signal since.
+    pub fn version(&self) -> u64 {
+        *self.tx.borrow()
+    }
 }
 
 /// Forwards Postgres notifications on `channel` (`shopstream_events` for
@@ -42,7 +47,11 @@ pub fn listen_postgres(url: String, channel: &'static str, wake: Wake) -> JoinHa
             match sqlx::postgres::PgListener::connect(&url).await {
                 Ok(mut listener) => {
                     if listener.listen(channel).await.is_ok() {
-                        while listener.recv().await.is_ok() {
+                        // Whatever was sent while not listening: as if signalled.
+                        wake.notify();
+                        // `None`: the connection was lost (notifications in
+                        // the gap are lost too); the next call reconnects.
+                        while listener.try_recv().await.is_ok() {
                             wake.notify();
                         }
                     }

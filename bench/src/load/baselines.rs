@@ -102,59 +102,6 @@ pub(super) async fn serve_and_load(
     Ok(l)
 }
 
-/// Baseline for rebuilds: raw batched INSERT rows/s into a copy of the
-/// live `order_view` table (500 rows per statement, one transaction per
-/// 1000 rows, like a projection batch).
-pub async fn raw_read_model_inserts(url: &str, rows: usize) -> anyhow::Result<f64> {
-    let pool = sqlx::PgPool::connect(url).await?;
-    let g: i64 =
-        sqlx::query_scalar("SELECT generation FROM projection_live WHERE name = 'order_view'")
-            .fetch_one(&pool)
-            .await?;
-    sqlx::query(&format!(
-        "CREATE TABLE bench_order_view (LIKE order_view_g{g} INCLUDING ALL)"
-    ))
-    .execute(&pool)
-    .await?;
-    let doc = json!({"items": [{"sku": "TEE-1", "name": "Tee", "quantity": 2, "unit_price_minor": 1999, "line_total_minor": 3998}],
-                     "history": [{"status": "placed", "at": "2026-03-14T09:26:53Z"}], "payment": null})
-    .to_string();
-    let started = Instant::now();
-    let mut done = 0;
-    while done < rows {
-        let mut tx = pool.begin().await?;
-        for _ in 0..2 {
-            let n = 500;
-            let sql = format!(
-                "INSERT INTO bench_order_view (order_id, customer_id, status, currency, total_minor, item_count, created_at, updated_at, doc) VALUES {}",
-                eventlog::values_rows(n, &[""; 9])
-            );
-            let mut q = sqlx::query(&sql);
-            for _ in 0..n {
-                q = q
-                    .bind(uuid::Uuid::new_v4().to_string())
-                    .bind(uuid::Uuid::new_v4().to_string())
-                    .bind("placed")
-                    .bind("EUR")
-                    .bind(3998i32)
-                    .bind(2i32)
-                    .bind("2026-03-14T09:26:53.000000Z")
-                    .bind("2026-03-14T09:26:53.000000Z")
-                    .bind(&doc);
-            }
-            q.execute(&mut *tx).await?;
-            done += n;
-        }
-        tx.commit().await?;
-    }
-    let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
-    sqlx::query("DROP TABLE bench_order_view")
-        .execute(&pool)
-        .await?;
-    pool.close().await;
-    Ok(rate)
-}
-
 /// The bare handler: the same rows and the same JSON as GraphQL's
 /// `customer(id)` with 20 orders, written by hand.
 async fn customer(State(pool): State<sqlx::PgPool>, Path(id): Path<String>) -> axum::Json<Value> {

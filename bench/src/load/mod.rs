@@ -12,7 +12,7 @@ mod baselines;
 mod dashboard;
 mod queries;
 
-pub use baselines::{bare_handler_load, raw_inserts, raw_read_model_inserts};
+pub use baselines::{bare_handler_load, raw_inserts};
 pub use dashboard::bare_dashboard_load;
 use queries::CUSTOMER;
 

@@ -44,16 +44,29 @@ pub(super) struct Target {
     pub cursor: Cursor,
 }
 
-/// The working sets' estimated bytes, one slot per fold task.
+/// The memory bound, shared by the fold tasks: the process's resident
+/// memory (Linux; elsewhere the working sets' estimates, scaled) against
+/// `limit`. At the bound the task with the largest working set writes it
+/// out; then nobody does for a moment, while the allocator hands the freed
+/// pages back.
 #[derive(Debug)]
 struct Budget {
     limit: usize,
+    /// Each task's working set, estimated.
     used: Vec<AtomicUsize>,
+    /// No spill starts before this (set by the last large spill).
+    settle_until: std::sync::Mutex<Option<Instant>>,
 }
 
+/// Resident memory per estimated byte where the process's is unknown
+/// (measured on the seeded benchmark store), plus the batches in flight.
+const SCALE: usize = 3;
+/// After a spill of [`LARGE`] bytes or more, how long before the next.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(250);
+const LARGE: usize = 4 << 20;
+
 impl Budget {
-    /// Records `slot`'s bytes; whether `slot` should spill (the sets are
-    /// over the bound together and `slot`'s is the largest).
+    /// Records `slot`'s estimated bytes; whether `slot` should spill now.
     fn update(&self, slot: usize, bytes: usize) -> bool {
         self.used[slot].store(bytes, Ordering::Relaxed);
         let all: Vec<usize> = self
@@ -61,8 +74,44 @@ impl Budget {
             .iter()
             .map(|u| u.load(Ordering::Relaxed))
             .collect();
-        all.iter().sum::<usize>() > self.limit && all.iter().all(|b| *b <= bytes)
+        let held = resident_bytes()
+            .unwrap_or_else(|| all.iter().sum::<usize>() * SCALE + reserve(READ_BATCH));
+        if held <= self.limit || bytes == 0 || all.iter().any(|b| *b > bytes) {
+            return false;
+        }
+        let mut settle = self
+            .settle_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if settle.is_some_and(|until| Instant::now() < until) {
+            return false;
+        }
+        // Nobody else starts one while this one runs.
+        *settle = Some(Instant::now() + SETTLE * 40);
+        true
     }
+
+    /// `slot` wrote out `bytes` (estimated), or stopped.
+    fn spilled(&self, slot: usize, bytes: usize) {
+        self.used[slot].store(0, Ordering::Relaxed);
+        let pause = if bytes >= LARGE {
+            SETTLE
+        } else {
+            std::time::Duration::ZERO
+        };
+        *self
+            .settle_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now() + pause);
+    }
+}
+
+/// This process's resident memory, where the system says (Linux).
+fn resident_bytes() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Fills every target's shadow from its checkpoint up to what the log
@@ -79,8 +128,9 @@ pub(super) async fn fill(
 ) -> Result<Vec<Result<Filled, RebuildError>>, RebuildError> {
     let started = Instant::now();
     let budget = Arc::new(Budget {
-        limit: options.memory.saturating_sub(reserve(options.read_batch)),
+        limit: options.memory,
         used: targets.iter().map(|_| AtomicUsize::new(0)).collect(),
+        settle_until: std::sync::Mutex::new(None),
     });
     let mut senders = Vec::new();
     let mut tasks = Vec::new();
@@ -232,7 +282,7 @@ async fn fold<P: Projection>(
                 engine::fold_with::<P>(&db, &mut tx, target.g, &relevant, &mut state).await?;
             tx.rollback().await?;
             if folded.is_err() {
-                budget.update(slot, 0);
+                budget.spilled(slot, 0);
                 return Ok(written);
             }
         }
@@ -245,7 +295,7 @@ async fn fold<P: Projection>(
             .recorded_at
             .format("%Y-%m-%dT%H:%M:%S%.6fZ")
             .to_string();
-        let bytes = state.tables().iter().map(|t| t.estimated_bytes()).sum();
+        let bytes = state.tables().iter_mut().map(|t| t.estimated_bytes()).sum();
         if budget.update(slot, bytes) {
             let advance = Advance {
                 name: P::NAME,
@@ -263,9 +313,10 @@ async fn fold<P: Projection>(
                 events,
                 spills: written.spills + 1,
             };
-            budget.update(slot, 0);
+            budget.spilled(slot, bytes);
         }
     }
+    tracing::info!(projection = P::NAME, "rebuild: folded; writing out");
     if cursor != written.cursor {
         let advance = Advance {
             name: P::NAME,
@@ -277,7 +328,8 @@ async fn fold<P: Projection>(
         };
         write_out(&mut writer, &db, &mut state, !stored, advance).await?;
     }
-    budget.update(slot, 0);
+    budget.used[slot].store(0, Ordering::Relaxed);
+    tracing::info!(projection = P::NAME, "rebuild: written out");
     if let Writer::Direct(conn) = writer {
         let _ = conn.close().await;
     }

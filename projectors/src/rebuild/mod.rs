@@ -227,19 +227,25 @@ pub async fn rebuild_many(
         targets.push(target);
     }
     let filled = bulk::fill(log, db, &targets, &mut options).await?;
-    let mut out = Vec::new();
-    for ((p, (target, _)), filled) in prepared.into_iter().zip(&targets).zip(filled) {
-        let report = async {
-            let filled = filled?;
-            bulk::build_indexes(db, target).await?;
-            by_name!(target.name, P => {
-                tail::finish::<P>(log, db, p, filled, options.verify, started).await
-            })
-        }
-        .await;
-        out.push((target.name.to_string(), report));
-    }
-    Ok(out)
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        "rebuild: bulk fill done"
+    );
+    // Each projection's indexes, catch-up, comparison and swap: together.
+    let verify = options.verify;
+    let finishes = prepared.into_iter().zip(&targets).zip(filled).map(
+        |((p, (target, _)), filled)| async move {
+            let report = async {
+                let filled = filled?;
+                bulk::build_indexes(db, target).await?;
+                by_name!(target.name, P => {
+                    tail::finish::<P>(log, db, p, filled, verify, started).await
+                })
+            };
+            (target.name.to_string(), report.await)
+        },
+    );
+    Ok(futures::future::join_all(finishes).await)
 }
 
 /// Rebuilds every projection together (see [`rebuild_many`]).

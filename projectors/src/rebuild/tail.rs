@@ -97,7 +97,17 @@ pub(super) async fn finish<P: Projection>(
             tokio::time::sleep(Duration::from_millis(pause)).await;
             continue;
         }
+        tracing::info!(
+            projection = P::NAME,
+            seconds = started.elapsed().as_secs_f64(),
+            "rebuild: caught up"
+        );
         let diff = compare::<P>(db, g).await?;
+        tracing::info!(
+            projection = P::NAME,
+            seconds = started.elapsed().as_secs_f64(),
+            "rebuild: compared"
+        );
         if verify && live.version == P::VERSION && diff.iter().any(|d| !d.same()) {
             drop(tx);
             registry::drop_generation(db, P::NAME, P::SCHEMA, g).await?;

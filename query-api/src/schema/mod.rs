@@ -5,6 +5,8 @@ pub mod operations;
 pub mod subscription;
 pub mod types;
 
+use std::sync::Arc;
+
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, EmptyMutation, Enum, InputObject, Object, Result, Schema, ID};
 use auth::{Principal, Role};
@@ -16,6 +18,7 @@ use self::types::{
     decode_cursor, encode_cursor, order_page, page_size, Customer, Order, OrderStatus,
 };
 use crate::error::{self, bad_input, internal, not_found};
+use crate::rows::kept;
 use crate::store::Store;
 use readmodel::models::customer::{CustomerFilter, CustomerSort as RowOrder};
 
@@ -58,9 +61,9 @@ pub(crate) fn may_read(p: &Principal, owner: &str) -> bool {
 
 /// The customer `id`, or `NOT_FOUND`.
 async fn customer_by_id(ctx: &Context<'_>, id: &str) -> Result<Customer> {
-    let row = ctx
-        .data::<Store>()?
-        .customer(id)
+    let store = ctx.data::<Store>()?;
+    let read = async { Ok::<_, sqlx::Error>(store.customer(id).await?.map(Arc::new)) };
+    let row = kept(ctx, format!("customer:{id}"), read)
         .await
         .map_err(|e| internal(&e))?;
     row.map(Customer).ok_or_else(|| not_found("customer"))
@@ -153,7 +156,7 @@ impl Query {
             } else {
                 r.registered_at.clone()
             };
-            Edge::new(encode_cursor(&key, &r.user_id), Customer(r))
+            Edge::new(encode_cursor(&key, &r.user_id), Customer(Arc::new(r)))
         }));
         Ok(connection)
     }
@@ -161,9 +164,9 @@ impl Query {
     /// An order: customers only their own; another's answers as not found.
     async fn order(&self, ctx: &Context<'_>, id: ID) -> Result<Order> {
         let p = viewer(ctx)?;
-        let row = ctx
-            .data::<Store>()?
-            .order(&id)
+        let store = ctx.data::<Store>()?;
+        let read = async { Ok::<_, sqlx::Error>(store.order(&id).await?.map(Arc::new)) };
+        let row = kept(ctx, format!("order:{}", id.as_str()), read)
             .await
             .map_err(|e| internal(&e))?;
         match row {

@@ -5,6 +5,7 @@
 //! authorization as the queries.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_graphql::{Context, Result, Subscription, ID};
 use auth::Role;
@@ -53,7 +54,7 @@ impl SubscriptionRoot {
         let woken = ctx.data::<Wake>()?.subscribe();
         let last = order_state(&current);
         // The current state first, then every change after it.
-        let first = stream::once(std::future::ready(Order(current)));
+        let first = stream::once(std::future::ready(Order(Arc::new(current))));
         Ok(first.chain(stream::unfold(
             (store, woken, id.0, last),
             |(store, mut woken, id, last)| async move {
@@ -64,7 +65,7 @@ impl SubscriptionRoot {
                     };
                     let now = order_state(&row);
                     if now != last {
-                        return Some((Order(row), (store, woken, id, now)));
+                        return Some((Order(Arc::new(row)), (store, woken, id, now)));
                     }
                 }
             },
@@ -89,7 +90,7 @@ impl SubscriptionRoot {
             .ok_or_else(|| not_found("customer"))?;
         let woken = ctx.data::<Wake>()?.subscribe();
         let last = customer_state(&current);
-        let first = stream::once(std::future::ready(Customer(current)));
+        let first = stream::once(std::future::ready(Customer(Arc::new(current))));
         Ok(first.chain(stream::unfold(
             (store, woken, id.0, last),
             |(store, mut woken, id, last)| async move {
@@ -100,7 +101,7 @@ impl SubscriptionRoot {
                     };
                     let now = customer_state(&row);
                     if now != last {
-                        return Some((Customer(row), (store, woken, id, now)));
+                        return Some((Customer(Arc::new(row)), (store, woken, id, now)));
                     }
                 }
             },
@@ -134,7 +135,7 @@ impl SubscriptionRoot {
         if recent == 0 {
             first.clear();
         }
-        let first = stream::iter(first.into_iter().map(Order));
+        let first = stream::iter(first.into_iter().map(|r| Order(Arc::new(r))));
         Ok(first.chain(
             stream::unfold(
                 (store, woken, customer, feed),
@@ -153,7 +154,7 @@ impl SubscriptionRoot {
                         };
                         let fresh = feed.take(rows);
                         if !fresh.is_empty() {
-                            let items = stream::iter(fresh.into_iter().map(Order));
+                            let items = stream::iter(fresh.into_iter().map(|r| Order(Arc::new(r))));
                             return Some((items, (store, woken, customer, feed)));
                         }
                     }

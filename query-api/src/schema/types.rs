@@ -1,5 +1,7 @@
 //! The GraphQL object types over the read-model rows.
 
+use std::sync::Arc;
+
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, Enum, Object, Result, SimpleObject, ID};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -11,6 +13,7 @@ use readmodel::models::After;
 
 use super::{viewer, MAX_PAGE};
 use crate::error::{bad_input, internal};
+use crate::rows::kept;
 use crate::store::Store;
 
 /// Money: integer minor units and an ISO 4217 currency, never a float.
@@ -98,7 +101,7 @@ impl OrderStatus {
 }
 
 /// A customer, as the customer view holds them.
-pub struct Customer(pub CustomerRow);
+pub struct Customer(pub Arc<CustomerRow>);
 
 #[Object]
 impl Customer {
@@ -182,21 +185,24 @@ pub(crate) async fn order_page(
     let limit = page_size(first)?;
     let after = after.as_deref().map(decode_cursor).transpose()?;
     let store = ctx.data::<Store>()?;
-    let mut rows = store
-        .orders(
-            customer_id,
-            status.map(OrderStatus::as_str),
-            after.as_ref(),
-            limit + 1,
-        )
-        .await
-        .map_err(|e| internal(&e))?;
+    let status = status.map(OrderStatus::as_str);
+    let key = format!(
+        "orders:{customer_id:?}:{status:?}:{:?}:{limit}",
+        after.as_ref().map(|a| (&a.key, &a.id))
+    );
+    let read = async {
+        let rows = store
+            .orders(customer_id, status, after.as_ref(), limit + 1)
+            .await;
+        rows.map(|rows| Arc::new(rows.into_iter().map(Arc::new).collect::<Vec<_>>()))
+    };
+    let rows = kept(ctx, key, read).await.map_err(|e| internal(&e))?;
     let has_next = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
     let mut connection = Connection::new(after.is_some(), has_next);
     connection.edges.extend(
-        rows.into_iter()
-            .map(|r| Edge::new(encode_cursor(&r.created_at, &r.order_id), Order(r))),
+        rows.iter()
+            .take(limit as usize)
+            .map(|r| Edge::new(encode_cursor(&r.created_at, &r.order_id), Order(r.clone()))),
     );
     Ok(connection)
 }
@@ -238,7 +244,7 @@ pub struct PaymentSummary {
 }
 
 /// An order, as the order view holds it.
-pub struct Order(pub OrderRow);
+pub struct Order(pub Arc<OrderRow>);
 
 impl Order {
     fn doc(&self) -> Result<&OrderView> {

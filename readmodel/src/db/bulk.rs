@@ -115,7 +115,7 @@ pub trait BulkTable: Send {
     fn keep(&mut self, stored: bool);
 
     /// Roughly how many bytes the rows in memory take.
-    fn estimated_bytes(&self) -> usize;
+    fn estimated_bytes(&mut self) -> usize;
 
     /// The columns rows are drained in.
     fn shape(&self) -> Shape;

@@ -2,7 +2,7 @@
 //! the batch read, and which of them it changed (only those are written).
 //! A bulk rebuild keeps them across batches ([`BulkTable`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::bulk::{BulkTable, RowSink, Shape};
 use super::{doc_shape, doc_values, load_docs, save_docs, DocRow, Tx};
@@ -15,7 +15,8 @@ use crate::{FoldError, ProjectionError};
 #[derive(Debug)]
 pub struct Rows<T> {
     rows: HashMap<String, T>,
-    dirty: BTreeSet<String>,
+    /// The changed rows (written in key order, the order writers lock in).
+    dirty: HashSet<String>,
     /// Kept across batches (a bulk rebuild), else `None`.
     kept: Option<Kept>,
 }
@@ -27,13 +28,18 @@ struct Kept {
     stored: bool,
     /// The keys the last load asked for (this batch's rows).
     batch: Vec<String>,
+    /// Changed rows being drained, last key first.
+    draining: Vec<String>,
+    /// Bytes per row as last sampled, and estimates since.
+    per_row: usize,
+    estimates: u32,
 }
 
 impl<T> Default for Rows<T> {
     fn default() -> Self {
         Self {
             rows: HashMap::new(),
-            dirty: BTreeSet::new(),
+            dirty: HashSet::new(),
             kept: None,
         }
     }
@@ -42,14 +48,14 @@ impl<T> Default for Rows<T> {
 impl<T> Rows<T> {
     /// A new row (or one replaced): it is written.
     pub fn insert(&mut self, id: String, row: T) {
-        self.dirty.insert(id.clone());
+        mark(&mut self.dirty, &id);
         self.rows.insert(id, row);
     }
 
     /// A row to change: it is written.
     pub fn get_mut(&mut self, id: &str) -> Option<&mut T> {
         let row = self.rows.get_mut(id)?;
-        self.dirty.insert(id.to_string());
+        mark(&mut self.dirty, id);
         Some(row)
     }
 
@@ -64,7 +70,7 @@ impl<T> Rows<T> {
 
     /// Marks a row written (it was changed through a copy).
     pub fn touch(&mut self, id: &str) {
-        self.dirty.insert(id.to_string());
+        mark(&mut self.dirty, id);
     }
 
     /// The rows the last load asked for that exist (every row in memory,
@@ -118,36 +124,52 @@ impl<T: DocRow> Rows<T> {
     /// # Errors
     /// Database errors.
     pub async fn save(&self, tx: &mut Tx<'_>, g: i64) -> Result<(), ProjectionError> {
-        let changed = self.dirty.iter().filter_map(|k| self.rows.get_key_value(k));
+        let mut keys: Vec<&String> = self.dirty.iter().collect();
+        keys.sort_unstable();
+        let changed = keys.into_iter().filter_map(|k| self.rows.get_key_value(k));
         save_docs(tx, g, changed).await
     }
 }
 
+/// Adds `id` to `dirty` (allocating only the first time).
+fn mark(dirty: &mut HashSet<String>, id: &str) {
+    if !dirty.contains(id) {
+        dirty.insert(id.to_string());
+    }
+}
+
 /// Rows sampled to estimate the bytes of all of them.
-const SAMPLE: usize = 32;
+const SAMPLE: usize = 16;
+/// Estimates between two samples.
+const RESAMPLE_EVERY: u32 = 16;
 
 impl<T: DocRow + Send> BulkTable for Rows<T> {
     fn keep(&mut self, stored: bool) {
         self.kept = Some(Kept {
             stored,
-            batch: Vec::new(),
+            ..Kept::default()
         });
     }
 
-    fn estimated_bytes(&self) -> usize {
-        // A parsed row takes about twice its JSON (strings, vectors and
-        // their capacity), plus the map's entry and the key.
-        let sampled: Vec<usize> = self
-            .rows
-            .iter()
-            .take(SAMPLE)
-            .map(|(k, v)| k.len() + serde_json::to_vec(v).map_or(0, |j| j.len()))
-            .collect();
-        let Some(n) = std::num::NonZeroUsize::new(sampled.len()) else {
+    fn estimated_bytes(&mut self) -> usize {
+        let Some(kept) = &mut self.kept else {
             return 0;
         };
-        let mean = sampled.iter().sum::<usize>() / n;
-        self.rows.len() * (2 * mean + 96) + self.dirty.len() * 48
+        if kept.estimates % RESAMPLE_EVERY == 0 || kept.per_row == 0 {
+            // A parsed row takes about twice its JSON (strings, vectors
+            // and their capacity), plus the map's entry and the key.
+            let sampled: Vec<usize> = self
+                .rows
+                .iter()
+                .take(SAMPLE)
+                .map(|(k, v)| k.len() + serde_json::to_vec(v).map_or(0, |j| j.len()))
+                .collect();
+            if let Some(n) = std::num::NonZeroUsize::new(sampled.len()) {
+                kept.per_row = 2 * (sampled.iter().sum::<usize>() / n) + 96;
+            }
+        }
+        kept.estimates = kept.estimates.wrapping_add(1);
+        self.rows.len() * kept.per_row + self.dirty.len() * 48
     }
 
     fn shape(&self) -> Shape {
@@ -155,16 +177,21 @@ impl<T: DocRow + Send> BulkTable for Rows<T> {
     }
 
     fn is_dirty(&self) -> bool {
-        !self.dirty.is_empty()
+        !self.dirty.is_empty() || self.kept.as_ref().is_some_and(|k| !k.draining.is_empty())
     }
 
     fn drain(&mut self, sink: &mut dyn RowSink) -> Result<bool, ProjectionError> {
-        while let Some(key) = self.dirty.pop_first() {
+        let kept = self.kept.get_or_insert_with(Kept::default);
+        if kept.draining.is_empty() {
+            kept.draining = self.dirty.drain().collect();
+            kept.draining.sort_unstable_by(|a, b| b.cmp(a));
+        }
+        while let Some(key) = kept.draining.pop() {
             if let Some(row) = self.rows.remove(&key) {
                 sink.row(doc_values(key, &row)?)?;
             }
             if sink.full() {
-                return Ok(!self.dirty.is_empty());
+                return Ok(!kept.draining.is_empty());
             }
         }
         Ok(false)
@@ -176,6 +203,7 @@ impl<T: DocRow + Send> BulkTable for Rows<T> {
         if let Some(kept) = &mut self.kept {
             kept.stored = true;
             kept.batch.clear();
+            kept.draining.clear();
         }
     }
 }

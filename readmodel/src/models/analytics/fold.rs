@@ -196,8 +196,7 @@ mod tests {
     use crate::Projection;
 
     fn row<'a>(c: &'a Counters, key: &[&str]) -> &'a Vec<i64> {
-        let key: Vec<String> = key.iter().map(|k| (*k).to_string()).collect();
-        &c.rows()[&key]
+        c.get(key).expect("counted")
     }
 
     #[test]
