@@ -15,6 +15,7 @@ mod kafka;
 mod keys;
 mod oidc;
 mod outage;
+mod row_cache;
 mod saga;
 mod store_copy;
 mod tls;

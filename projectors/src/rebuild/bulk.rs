@@ -76,7 +76,9 @@ impl Budget {
             .collect();
         let held = resident_bytes()
             .unwrap_or_else(|| all.iter().sum::<usize>() * SCALE + reserve(READ_BATCH));
-        if held <= self.limit || bytes == 0 || all.iter().any(|b| *b > bytes) {
+        // Spilling starts at ¾ of the bound: memory keeps growing while a
+        // spill runs, and freed pages reach the system a moment later.
+        if held <= self.limit / 4 * 3 || bytes == 0 || all.iter().any(|b| *b > bytes) {
             return false;
         }
         let mut settle = self
