@@ -1,6 +1,7 @@
 //! The rebuild group: each read model rebuilt alone, then
 //! `shopstream projections rebuild --all` as operators run it (one bulk
-//! fill for all three) at the default memory bound and at 64 MiB, against
+//! fill for all three) at the default memory bound, at 1 GiB (no spill)
+//! and at 64 MiB, against
 //! raw binary `COPY` into a copy of the `order_view` table and the time it
 //! takes just to read the log.
 
@@ -39,6 +40,7 @@ pub async fn rebuilds(
     let (read_rate, raw_copy) = (read_log(log).await?, raw_copy(url, 200_000).await?);
     for (label, memory) in [
         ("--all", "256MiB"),
+        ("--all --rebuild-memory 1GiB", "1GiB"),
         ("--all --rebuild-memory 64MiB", "64MiB"),
     ] {
         let run = procs::cli_measured(

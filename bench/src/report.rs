@@ -61,8 +61,10 @@ impl Report {
                     f(v, "without_token_p50_ms"), f(v, "without_token_p99_ms")
                 ),
                 "rebuild" => format!(
-                    "rebuild    {name:<44} {:>8} events/s {:>8} store events/s | raw batched INSERT {:>8} rows/s | ratio {}",
-                    f(v, "events_per_s"), f(v, "store_events_per_s"), f(v, "raw_insert_rows_per_s"), f(v, "ratio")
+                    "rebuild    {name:<44} {:>8} events/s {:>8} store events/s | rows/s {:>8} vs raw COPY {:>8} ({}) | read the log {:>8} events/s | spills {} | peak {} MiB",
+                    f(v, "events_per_s"), f(v, "store_events_per_s"), f(v, "rows_per_s"),
+                    f(v, "raw_copy_rows_per_s"), f(v, "ratio_rows_to_raw_copy"),
+                    f(v, "read_log_events_per_s"), f(v, "spills"), f(v, "peak_rss_mib")
                 ),
                 "flood" => format!(
                     "flood      {name:<44} RSS before {:>6} MiB during {:>6} after {:>6} | after/before {} | refused {} closed by server {} still open {}",

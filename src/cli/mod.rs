@@ -181,9 +181,9 @@ pub enum ProjectionsAction {
         /// Refuse to swap when a same-version rebuild differs from the live one.
         #[arg(long)]
         verify: bool,
-        /// Memory the rebuild's working sets and read-ahead may take
-        /// (estimated), e.g. 256MiB, 1GiB; at the bound the largest working
-        /// set is written out early. At least 48MiB.
+        /// Memory the rebuild's working sets and read-ahead may take (what
+        /// the process grows by), e.g. 256MiB, 1GiB; near the bound the
+        /// largest working set is written out early. At least 48MiB.
         #[arg(long = "rebuild-memory", env = "SHOPSTREAM_REBUILD_MEMORY",
               default_value = "256MiB", value_parser = parse_memory)]
         memory: usize,

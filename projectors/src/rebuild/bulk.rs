@@ -6,7 +6,6 @@
 //! together reach the memory bound, the largest is written out (a spill)
 //! with its checkpoint and starts again from the table.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,6 +17,7 @@ use readmodel::{Projection, ProjectionError, ReadDb, WorkingSet};
 use sqlx::{Connection, PgConnection};
 use tokio::sync::mpsc;
 
+use super::budget::Budget;
 use super::tail::Filled;
 use super::{Options, Progress, RebuildError};
 use crate::engine;
@@ -44,78 +44,6 @@ pub(super) struct Target {
     pub cursor: Cursor,
 }
 
-/// The memory bound, shared by the fold tasks: the process's resident
-/// memory (Linux; elsewhere the working sets' estimates, scaled) against
-/// `limit`. At the bound the task with the largest working set writes it
-/// out; then nobody does for a moment, while the allocator hands the freed
-/// pages back.
-#[derive(Debug)]
-struct Budget {
-    limit: usize,
-    /// Each task's working set, estimated.
-    used: Vec<AtomicUsize>,
-    /// No spill starts before this (set by the last large spill).
-    settle_until: std::sync::Mutex<Option<Instant>>,
-}
-
-/// Resident memory per estimated byte where the process's is unknown
-/// (measured on the seeded benchmark store), plus the batches in flight.
-const SCALE: usize = 3;
-/// After a spill of [`LARGE`] bytes or more, how long before the next.
-const SETTLE: std::time::Duration = std::time::Duration::from_millis(250);
-const LARGE: usize = 4 << 20;
-
-impl Budget {
-    /// Records `slot`'s estimated bytes; whether `slot` should spill now.
-    fn update(&self, slot: usize, bytes: usize) -> bool {
-        self.used[slot].store(bytes, Ordering::Relaxed);
-        let all: Vec<usize> = self
-            .used
-            .iter()
-            .map(|u| u.load(Ordering::Relaxed))
-            .collect();
-        let held = resident_bytes()
-            .unwrap_or_else(|| all.iter().sum::<usize>() * SCALE + reserve(READ_BATCH));
-        // Spilling starts at ¾ of the bound: memory keeps growing while a
-        // spill runs, and freed pages reach the system a moment later.
-        if held <= self.limit / 4 * 3 || bytes == 0 || all.iter().any(|b| *b > bytes) {
-            return false;
-        }
-        let mut settle = self
-            .settle_until
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if settle.is_some_and(|until| Instant::now() < until) {
-            return false;
-        }
-        // Nobody else starts one while this one runs.
-        *settle = Some(Instant::now() + SETTLE * 40);
-        true
-    }
-
-    /// `slot` wrote out `bytes` (estimated), or stopped.
-    fn spilled(&self, slot: usize, bytes: usize) {
-        self.used[slot].store(0, Ordering::Relaxed);
-        let pause = if bytes >= LARGE {
-            SETTLE
-        } else {
-            std::time::Duration::ZERO
-        };
-        *self
-            .settle_until
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now() + pause);
-    }
-}
-
-/// This process's resident memory, where the system says (Linux).
-fn resident_bytes() -> Option<usize> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 /// Fills every target's shadow from its checkpoint up to what the log
 /// holds now, with at most `memory` bytes of working sets and batches;
 /// each target's outcome.
@@ -129,11 +57,7 @@ pub(super) async fn fill(
     options: &mut Options<'_>,
 ) -> Result<Vec<Result<Filled, RebuildError>>, RebuildError> {
     let started = Instant::now();
-    let budget = Arc::new(Budget {
-        limit: options.memory,
-        used: targets.iter().map(|_| AtomicUsize::new(0)).collect(),
-        settle_until: std::sync::Mutex::new(None),
-    });
+    let budget = Arc::new(Budget::new(options.memory, targets.len()));
     let mut senders = Vec::new();
     let mut tasks = Vec::new();
     for (slot, (target, spawn)) in targets.iter().enumerate() {
@@ -256,13 +180,7 @@ async fn fold<P: Projection>(
         budget,
         slot,
     } = work;
-    let mut writer = match db.connect_direct().await? {
-        Some(conn) => Writer::Direct(conn),
-        None => Writer::Pool,
-    };
-    let mut stored = target.cursor != Cursor::START;
-    let mut state = P::State::default();
-    keep(&mut state, stored);
+    let mut out = Output::<P::State>::open(&db, P::NAME, &target).await?;
     let mut written = Filled {
         cursor: target.cursor,
         events: 0,
@@ -281,58 +199,44 @@ async fn fold<P: Projection>(
         if !relevant.is_empty() {
             let mut tx = db.begin().await?;
             let folded =
-                engine::fold_with::<P>(&db, &mut tx, target.g, &relevant, &mut state).await?;
+                engine::fold_with::<P>(&db, &mut tx, target.g, &relevant, &mut out.state).await?;
             tx.rollback().await?;
             if folded.is_err() {
                 budget.spilled(slot, 0);
                 return Ok(written);
             }
         }
-        (cursor, events, applied) = (
-            last.cursor(),
-            events + fresh.len() as u64,
-            applied + relevant.len() as i64,
-        );
+        (cursor, events) = (last.cursor(), events + fresh.len() as u64);
+        applied += relevant.len() as i64;
         last_at = last
             .recorded_at
             .format("%Y-%m-%dT%H:%M:%S%.6fZ")
             .to_string();
-        let bytes = state.tables().iter_mut().map(|t| t.estimated_bytes()).sum();
+        let bytes = out
+            .state
+            .tables()
+            .iter_mut()
+            .map(|t| t.estimated_bytes())
+            .sum();
         if budget.update(slot, bytes) {
-            let advance = Advance {
-                name: P::NAME,
-                g: target.g,
-                from: written.cursor,
-                to: cursor,
-                applied,
-                last_event_at: &last_at,
-            };
-            write_out(&mut writer, &db, &mut state, !stored, advance).await?;
-            stored = true;
+            out.write(written.cursor, cursor, applied, &last_at).await?;
             applied = 0;
+            let spills = written.spills + 1;
             written = Filled {
                 cursor,
                 events,
-                spills: written.spills + 1,
+                spills,
             };
             budget.spilled(slot, bytes);
         }
     }
     tracing::info!(projection = P::NAME, "rebuild: folded; writing out");
     if cursor != written.cursor {
-        let advance = Advance {
-            name: P::NAME,
-            g: target.g,
-            from: written.cursor,
-            to: cursor,
-            applied,
-            last_event_at: &last_at,
-        };
-        write_out(&mut writer, &db, &mut state, !stored, advance).await?;
+        out.write(written.cursor, cursor, applied, &last_at).await?;
     }
-    budget.used[slot].store(0, Ordering::Relaxed);
+    budget.done(slot);
     tracing::info!(projection = P::NAME, "rebuild: written out");
-    if let Writer::Direct(conn) = writer {
+    if let Writer::Direct(conn) = out.writer {
         let _ = conn.close().await;
     }
     Ok(Filled {
@@ -340,6 +244,71 @@ async fn fold<P: Projection>(
         events,
         spills: written.spills,
     })
+}
+
+/// A fold task's working set and where it is written.
+struct Output<S> {
+    writer: Writer,
+    db: ReadDb,
+    state: S,
+    /// The tables may hold rows already.
+    stored: bool,
+    name: &'static str,
+    g: i64,
+}
+
+impl<S: WorkingSet> Output<S> {
+    /// An empty working set kept across batches, for `target`'s tables.
+    async fn open(
+        db: &ReadDb,
+        name: &'static str,
+        target: &Target,
+    ) -> Result<Self, ProjectionError> {
+        let writer = match db.connect_direct().await? {
+            Some(conn) => Writer::Direct(conn),
+            None => Writer::Pool,
+        };
+        let stored = target.cursor != Cursor::START;
+        let mut state = S::default();
+        keep(&mut state, stored);
+        Ok(Self {
+            writer,
+            db: db.clone(),
+            state,
+            stored,
+            name,
+            g: target.g,
+        })
+    }
+
+    /// Writes the working set out with the checkpoint's move from `from`
+    /// to `to` (`applied` events, the last recorded at `last_at`).
+    async fn write(
+        &mut self,
+        from: Cursor,
+        to: Cursor,
+        applied: i64,
+        last_at: &str,
+    ) -> Result<(), ProjectionError> {
+        let advance = Advance {
+            name: self.name,
+            g: self.g,
+            from,
+            to,
+            applied,
+            last_event_at: last_at,
+        };
+        write_out(
+            &mut self.writer,
+            &self.db,
+            &mut self.state,
+            !self.stored,
+            advance,
+        )
+        .await?;
+        self.stored = true;
+        Ok(())
+    }
 }
 
 /// Keeps `state`'s rows across batches from now on.

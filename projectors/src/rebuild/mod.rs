@@ -12,6 +12,7 @@
 //! sets reach `--rebuild-memory`). What was appended meanwhile is folded on
 //! the live path before the verification and the swap (`tail`).
 
+mod budget;
 mod bulk;
 mod tail;
 
@@ -94,8 +95,10 @@ pub struct Options<'a> {
     pub verify: bool,
     /// Called after every batch.
     pub progress: &'a mut (dyn FnMut(Progress) + Send),
-    /// Bytes the working sets and the batches in flight may take together
-    /// (estimated); at the bound the largest working set is written out.
+    /// Bytes the working sets and the batches in flight may take together:
+    /// what the process's resident memory may grow by during the fill
+    /// (Linux; elsewhere estimated). From ¾ of it on, the largest working
+    /// set is written out.
     pub memory: usize,
     /// Events per read of the log.
     pub read_batch: u32,
