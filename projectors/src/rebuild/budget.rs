@@ -32,6 +32,10 @@ impl Budget {
     /// Records `slot`'s estimated bytes; whether `slot` should spill now.
     pub fn update(&self, slot: usize, bytes: usize) -> bool {
         self.used[slot].store(bytes, Ordering::Relaxed);
+        if self.limit < super::MIN_MEMORY {
+            // Below the least a rebuild takes: every batch is written out.
+            return bytes > 0;
+        }
         let all: Vec<usize> = self
             .used
             .iter()
