@@ -34,6 +34,7 @@ mod health;
 mod idempotency;
 mod import;
 mod log;
+mod log_rows;
 pub mod protect;
 mod repository;
 mod signal;

@@ -1,14 +1,13 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::postgres::PgRow;
-use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 use uuid::Uuid;
 
 use domain::UndecodableEvent;
 
 use crate::db::on_pool;
+use crate::log_rows::{PG_COLUMNS, SQLITE_COLUMNS};
 use crate::{Database, StoreError};
 
 /// A place in the log: read everything after it.
@@ -73,18 +72,18 @@ pub struct StoredEvent {
 /// The stored envelope without the typed payload: what [`StoredEvent`]
 /// deserializes from.
 #[derive(Deserialize)]
-struct Envelope {
-    position: i64,
-    transaction_id: u64,
-    event_id: Uuid,
-    aggregate_type: String,
-    aggregate_id: String,
-    sequence: i64,
-    event_type: String,
-    event_version: String,
-    payload: Value,
-    metadata: Value,
-    recorded_at: DateTime<Utc>,
+pub(crate) struct Envelope {
+    pub(crate) position: i64,
+    pub(crate) transaction_id: u64,
+    pub(crate) event_id: Uuid,
+    pub(crate) aggregate_type: String,
+    pub(crate) aggregate_id: String,
+    pub(crate) sequence: i64,
+    pub(crate) event_type: String,
+    pub(crate) event_version: String,
+    pub(crate) payload: Value,
+    pub(crate) metadata: Value,
+    pub(crate) recorded_at: DateTime<Utc>,
 }
 
 impl From<Envelope> for StoredEvent {
@@ -145,58 +144,7 @@ impl StoredEvent {
             position: self.position,
         }
     }
-
-    fn from_pg(row: &PgRow) -> Result<Self, StoreError> {
-        let xid: String = row.try_get("txid_text")?;
-        let event_id: String = row.try_get("event_id")?;
-        Ok(Self::from(Envelope {
-            position: row.try_get("position")?,
-            transaction_id: xid
-                .parse()
-                .map_err(|_| StoreError::Corrupt(format!("xid {xid}")))?,
-            event_id: Uuid::parse_str(&event_id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            aggregate_type: row.try_get("aggregate_type")?,
-            aggregate_id: row.try_get("aggregate_id")?,
-            sequence: row.try_get("sequence")?,
-            event_type: row.try_get("event_type")?,
-            event_version: row.try_get("event_version")?,
-            payload: row.try_get("payload")?,
-            metadata: row.try_get("metadata")?,
-            recorded_at: row.try_get("recorded_at")?,
-        }))
-    }
-
-    fn from_sqlite(row: &SqliteRow) -> Result<Self, StoreError> {
-        let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(e.to_string());
-        let event_id: String = row.try_get("event_id")?;
-        let payload: String = row.try_get("payload")?;
-        let metadata: String = row.try_get("metadata")?;
-        let recorded_at: String = row.try_get("recorded_at")?;
-        Ok(Self::from(Envelope {
-            position: row.try_get("position")?,
-            transaction_id: 0,
-            event_id: Uuid::parse_str(&event_id).map_err(|e| corrupt(&e))?,
-            aggregate_type: row.try_get("aggregate_type")?,
-            aggregate_id: row.try_get("aggregate_id")?,
-            sequence: row.try_get("sequence")?,
-            event_type: row.try_get("event_type")?,
-            event_version: row.try_get("event_version")?,
-            payload: serde_json::from_str(&payload).map_err(|e| corrupt(&e))?,
-            metadata: serde_json::from_str(&metadata).map_err(|e| corrupt(&e))?,
-            recorded_at: DateTime::parse_from_rfc3339(&recorded_at)
-                .map_err(|e| corrupt(&e))?
-                .with_timezone(&Utc),
-        }))
-    }
 }
-
-// The transaction id goes out as text under another name: an ORDER BY on
-// `transaction_id` must sort the xid8 column, not its text (where "10001"
-// sorts before "9993").
-const PG_COLUMNS: &str = "position, transaction_id::text AS txid_text, event_id::text AS event_id, \
-     aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at";
-const SQLITE_COLUMNS: &str = "position, event_id, aggregate_type, aggregate_id, sequence, \
-     event_type, event_version, payload, metadata, recorded_at";
 
 /// Reads the event log: the whole store in log order, or one stream.
 #[derive(Debug, Clone)]
@@ -220,13 +168,40 @@ impl EventLog {
         after: Cursor,
         limit: u32,
     ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read(after, limit, true).await
+    }
+
+    /// [`EventLog::read_from`] without the safe horizon, for a store nobody
+    /// writes to (a copy's target): the horizon is cluster-wide, so any
+    /// transaction open on another database would hide events.
+    ///
+    /// # Errors
+    /// As [`EventLog::read_from`].
+    pub async fn read_settled_from(
+        &self,
+        after: Cursor,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read(after, limit, false).await
+    }
+
+    async fn read(
+        &self,
+        after: Cursor,
+        limit: u32,
+        horizon: bool,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         let limit = i64::from(limit);
         match &self.db {
             Database::Postgres(pool) => {
+                let below = if horizon {
+                    "AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+                } else {
+                    ""
+                };
                 let sql = format!(
                     "SELECT {PG_COLUMNS} FROM events \
-                     WHERE (transaction_id, position) > ($1::text::xid8, $2) \
-                       AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                     WHERE (transaction_id, position) > ($1::text::xid8, $2) {below} \
                      ORDER BY events.transaction_id, events.position LIMIT $3"
                 );
                 let rows = sqlx::query(&sql)

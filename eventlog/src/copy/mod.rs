@@ -121,7 +121,8 @@ async fn common_prefix(
 ) -> Result<(Cursor, u64), CopyError> {
     let (mut s_after, mut t_after, mut n) = (Cursor::START, Cursor::START, 0u64);
     loop {
-        let held = target.read_from(t_after, batch).await?;
+        // The target is the copy's alone: all it holds is settled.
+        let held = target.read_settled_from(t_after, batch).await?;
         if held.is_empty() {
             return Ok((s_after, n));
         }
@@ -257,7 +258,8 @@ impl Checksum {
     }
 }
 
-/// The checksum of a whole log, in log order, and its count.
+/// The checksum of a whole log, in log order, and its count (of what it
+/// holds settled: it verifies stores nobody writes to).
 ///
 /// # Errors
 /// Database errors.
@@ -265,7 +267,7 @@ pub async fn checksum(log: &EventLog, batch: u32) -> Result<(String, u64), Store
     let mut sum = Checksum::default();
     let mut after = Cursor::START;
     loop {
-        let chunk = log.read_from(after, batch).await?;
+        let chunk = log.read_settled_from(after, batch).await?;
         let Some(last) = chunk.last() else { break };
         after = last.cursor();
         chunk.iter().for_each(|e| sum.add(e));
