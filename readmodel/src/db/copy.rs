@@ -35,6 +35,11 @@ struct Encoder {
 }
 
 impl Encoder {
+    /// A row this table cannot take.
+    fn corrupt(&self, what: String) -> ProjectionError {
+        ProjectionError::Corrupt(format!("{}: {what}", self.table))
+    }
+
     fn field(&mut self, bytes: &[u8]) -> Result<(), ProjectionError> {
         let len = i32::try_from(bytes.len())
             .map_err(|_| ProjectionError::Corrupt(format!("{}: a value over 2 GiB", self.table)))?;
@@ -46,30 +51,30 @@ impl Encoder {
 
 impl RowSink for Encoder {
     fn row(&mut self, values: Vec<SqlValue>) -> Result<(), ProjectionError> {
-        let table = self.table.clone();
-        let corrupt = |what: String| ProjectionError::Corrupt(format!("{table}: {what}"));
         let width = i16::try_from(values.len())
             .ok()
             .filter(|_| values.len() == self.kinds.len())
             .ok_or_else(|| {
-                corrupt(format!(
+                self.corrupt(format!(
                     "{} values for {} columns",
                     values.len(),
                     self.kinds.len()
                 ))
             })?;
         self.buf.extend_from_slice(&width.to_be_bytes());
-        for (value, kind) in values.into_iter().zip(self.kinds.clone()) {
-            match (value, kind) {
+        for (i, value) in values.into_iter().enumerate() {
+            match (value, self.kinds[i]) {
                 (SqlValue::Null, _) => self.buf.extend_from_slice(&(-1i32).to_be_bytes()),
                 (SqlValue::Text(s), Kind::Text) => self.field(s.as_bytes())?,
-                (SqlValue::Int(i), Kind::Int8) => self.field(&i.to_be_bytes())?,
-                (SqlValue::Int(i), Kind::Int4) => {
-                    let small = i32::try_from(i)
-                        .map_err(|_| corrupt(format!("{i} does not fit an integer column")))?;
+                (SqlValue::Int(n), Kind::Int8) => self.field(&n.to_be_bytes())?,
+                (SqlValue::Int(n), Kind::Int4) => {
+                    let small = i32::try_from(n)
+                        .map_err(|_| self.corrupt(format!("{n} does not fit an integer column")))?;
                     self.field(&small.to_be_bytes())?;
                 }
-                (value, kind) => return Err(corrupt(format!("{value:?} for a {kind:?} column"))),
+                (value, kind) => {
+                    return Err(self.corrupt(format!("{value:?} for a {kind:?} column")))
+                }
             }
         }
         Ok(())
