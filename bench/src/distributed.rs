@@ -6,6 +6,7 @@
 //! then one projector is killed and the time until freshness is back under
 //! target is measured.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -33,6 +34,88 @@ async fn head_and_published(pool: &sqlx::PgPool) -> (i64, i64) {
             .await
             .unwrap_or(0);
     (head, published)
+}
+
+/// Where freshness goes: each stage's delay histogram (seconds since the
+/// event's append), by the process that records it.
+const STAGES: &[(&str, &str)] = &[
+    ("append → read by the relay", "relay_read_delay_seconds"),
+    (
+        "relay: produced → acknowledgement settled",
+        "relay_ack_wait_seconds",
+    ),
+    ("append → broker ack (relay)", "relay_publish_delay_seconds"),
+    (
+        "append → projector received (Kafka)",
+        "projector_kafka_receive_delay_seconds",
+    ),
+    (
+        "append → projection committed",
+        "projector_event_delay_seconds",
+    ),
+    (
+        "token wait in the query API",
+        "graphql_consistency_wait_seconds",
+    ),
+];
+
+/// The `_sum` and `_count` of every [`STAGES`] histogram one process
+/// exports at `base/metrics`, over all label sets.
+async fn stage_totals(base: &str) -> HashMap<&'static str, (f64, f64)> {
+    let mut out = HashMap::new();
+    let Ok(text) = reqwest::get(format!("{base}/metrics")).await else {
+        return out;
+    };
+    let text = text.text().await.unwrap_or_default();
+    for line in text.lines() {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let name = series.split('{').next().unwrap_or_default();
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        for (_, metric) in STAGES {
+            let full = format!("shopstream_{metric}");
+            let entry = out.entry(*metric).or_insert((0.0, 0.0));
+            if name == format!("{full}_sum") {
+                entry.0 += value;
+            } else if name == format!("{full}_count") {
+                entry.1 += value;
+            }
+        }
+    }
+    out
+}
+
+/// [`stage_totals`] over several processes, added up.
+async fn all_stage_totals(processes: &[&Shopstream]) -> HashMap<&'static str, (f64, f64)> {
+    let mut out: HashMap<&'static str, (f64, f64)> = HashMap::new();
+    for p in processes {
+        for (metric, (sum, count)) in stage_totals(p.base()).await {
+            let e = out.entry(metric).or_default();
+            (e.0, e.1) = (e.0 + sum, e.1 + count);
+        }
+    }
+    out
+}
+
+/// Each stage's mean delay between two [`all_stage_totals`], in ms.
+fn stage_means(
+    before: &HashMap<&'static str, (f64, f64)>,
+    after: &HashMap<&'static str, (f64, f64)>,
+) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for (label, metric) in STAGES {
+        let (s0, c0) = before.get(metric).copied().unwrap_or_default();
+        let (s1, c1) = after.get(metric).copied().unwrap_or_default();
+        let mean = (c1 > c0).then(|| (s1 - s0) / (c1 - c0) * 1000.0);
+        out.insert(
+            (*label).to_string(),
+            json!({ "mean_ms": mean, "samples": c1 - c0 }),
+        );
+    }
+    serde_json::Value::Object(out)
 }
 
 /// One with-token freshness probe: its latency, if it saw its write.
@@ -103,7 +186,10 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     let paced_rate = if max > 1.0 { max / 2.0 } else { 100.0 };
     let background = api.paced_load(skus.clone(), paced_rate);
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let recorders = [&relay, &projector_a, &projector_b, &query];
+    let totals_before = all_stage_totals(&recorders).await;
     let (with_token, without) = api.freshness(args.probes).await;
+    let totals_after = all_stage_totals(&recorders).await;
     report.row(
         "distributed",
         &format!("freshness under {paced_rate:.0} commands/s"),
@@ -113,6 +199,11 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
             "probes": with_token.samples.len() + without.samples.len(),
             "errors": with_token.errors + without.errors,
         }),
+    );
+    report.row(
+        "distributed",
+        "freshness: where the time goes (each stage's mean since the append, during the probes)",
+        stage_means(&totals_before, &totals_after),
     );
     for (what, process) in [
         ("relay", &relay),

@@ -283,6 +283,10 @@ async fn step<P: Projection>(
     }
     let full = events.len() >= BATCH as usize;
     let started = std::time::Instant::now();
+    let oldest = events
+        .iter()
+        .find(|e| e.cursor() > state.cursor)
+        .map(|e| e.recorded_at);
     let spans = event_spans::<P>(events.iter().filter(|e| e.cursor() > state.cursor));
     let turn = if db.is_postgres() {
         None
@@ -293,7 +297,7 @@ async fn step<P: Projection>(
     drop(turn);
     drop(spans);
     state.cursor = applied.cursor;
-    record_batch(P::NAME, applied.events, started.elapsed());
+    record_batch(P::NAME, applied.events, started.elapsed(), oldest);
     tracing::debug!(
         projection = P::NAME,
         position = applied.cursor.position,
@@ -336,9 +340,23 @@ pub fn event_spans<'a, P: Projection>(
         .collect()
 }
 
-/// Records one committed batch in the metrics (both sources).
-pub fn record_batch(projection: &str, events: usize, took: Duration) {
+/// Records one committed batch in the metrics (both sources); `oldest`:
+/// when the oldest event the batch applied was appended.
+pub fn record_batch(
+    projection: &str,
+    events: usize,
+    took: Duration,
+    oldest: Option<chrono::DateTime<chrono::Utc>>,
+) {
     let labels = [("projection", projection)];
+    if let Some(at) = oldest {
+        telemetry::metrics::observe_since(
+            "projector_event_delay_seconds",
+            "From an event's append to its projection's commit (the oldest event of each batch).",
+            &labels,
+            at.into(),
+        );
+    }
     telemetry::metrics::observe_size(
         "projector_batch_events",
         "Events per projector batch.",

@@ -204,6 +204,7 @@ impl Consistency {
     /// Database errors.
     pub async fn wait(&self, token: Option<i64>, names: &[&str]) -> Result<Reflected, sqlx::Error> {
         let mut woken = self.commits.subscribe();
+        let started = Instant::now();
         let deadline = tokio::time::Instant::now() + self.timeout;
         let target = match token {
             Some(p) => Some((p, self.target(p).await?)),
@@ -224,6 +225,9 @@ impl Consistency {
                 }
             };
             if reached {
+                if target.is_some() {
+                    waited(started, "reached");
+                }
                 return Ok(Reflected {
                     position,
                     stale: false,
@@ -232,11 +236,22 @@ impl Consistency {
             tokio::select! {
                 _ = woken.changed() => {}
                 () = tokio::time::sleep_until(deadline) => {
+                    waited(started, "stale");
                     return Ok(Reflected { position, stale: true });
                 }
             }
         }
     }
+}
+
+/// Records how long a query with a token waited for it.
+fn waited(started: Instant, outcome: &str) {
+    telemetry::metrics::observe_seconds(
+        "graphql_consistency_wait_seconds",
+        "How long queries with a consistency token waited for the projections.",
+        &[("outcome", outcome)],
+        started.elapsed().as_secs_f64(),
+    );
 }
 
 #[cfg(test)]

@@ -110,6 +110,18 @@ pub fn observe_seconds(
     observe_in(name, help, labels, seconds, BUCKETS);
 }
 
+/// Records the time since `at` in seconds (an event's age at some stage of
+/// the pipeline); a moment in the future (clocks apart) counts as zero.
+pub fn observe_since(
+    name: &'static str,
+    help: &'static str,
+    labels: &[(&str, &str)],
+    at: std::time::SystemTime,
+) {
+    let age = at.elapsed().map_or(0.0, |d| d.as_secs_f64());
+    observe_in(name, help, labels, age, BUCKETS);
+}
+
 /// Records a size (e.g. events per batch).
 pub fn observe_size(name: &'static str, help: &'static str, labels: &[(&str, &str)], size: f64) {
     observe_in(name, help, labels, size, SIZE_BUCKETS);
@@ -246,7 +258,14 @@ mod tests {
             0.003,
         );
         gauge("test_lag", "Lag.", &[], 7.0);
+        let second_ago = std::time::SystemTime::now() - std::time::Duration::from_millis(1500);
+        observe_since("test_age_seconds", "Age.", &[], second_ago);
+        let ahead = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+        observe_since("test_age_seconds", "Age.", &[], ahead);
         let text = render();
+        assert!(text.contains("shopstream_test_age_seconds_bucket{le=\"1\"} 1"));
+        assert!(text.contains("shopstream_test_age_seconds_bucket{le=\"2.5\"} 2"));
+        assert!(text.contains("shopstream_test_age_seconds_count 2"));
         assert!(text.contains("# TYPE shopstream_test_things_total counter"));
         assert!(text.contains("shopstream_test_things_total{kind=\"a\\\"b\"} 2"));
         assert!(

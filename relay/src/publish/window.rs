@@ -21,6 +21,8 @@ struct Pending {
     cursor: Cursor,
     recorded_at: DateTime<Utc>,
     event: bool,
+    /// When the record went to the producer.
+    sent: Instant,
     delivery: DeliveryFuture,
     /// The event's `publish` span (traced events, when exported): ends
     /// when the record leaves the window, acknowledged.
@@ -45,6 +47,7 @@ struct Settled {
     cursor: Cursor,
     recorded_at: DateTime<Utc>,
     event: bool,
+    sent: Instant,
 }
 
 impl Pending {
@@ -53,6 +56,7 @@ impl Pending {
             cursor: self.cursor,
             recorded_at: self.recorded_at,
             event: self.event,
+            sent: self.sent,
         }
     }
 }
@@ -187,6 +191,14 @@ impl Relay {
             return Ok(false);
         };
         let (cursor, at) = (last.cursor(), last.recorded_at);
+        if let Some(first) = events.first() {
+            telemetry::metrics::observe_since(
+                "relay_read_delay_seconds",
+                "From an event's append to the relay reading it (the oldest of each read).",
+                &[],
+                first.recorded_at.into(),
+            );
+        }
         for event in &events {
             let customer = keys.customer_of(&self.log, event).await?;
             w.pending
@@ -207,6 +219,7 @@ impl Relay {
                 cursor,
                 recorded_at: at,
                 event: false,
+                sent: Instant::now(),
                 delivery,
                 _span: tracing::Span::none(),
             });
@@ -245,6 +258,7 @@ impl Relay {
             cursor: event.cursor(),
             recorded_at: event.recorded_at,
             event: true,
+            sent: Instant::now(),
             delivery,
             _span: span,
         })
@@ -301,6 +315,18 @@ impl Relay {
                         "Events the broker acknowledged.",
                         &[],
                         1.0,
+                    );
+                    telemetry::metrics::observe_seconds(
+                        "relay_ack_wait_seconds",
+                        "From handing an event to the producer to settling the broker's acknowledgement.",
+                        &[],
+                        done.sent.elapsed().as_secs_f64(),
+                    );
+                    telemetry::metrics::observe_since(
+                        "relay_publish_delay_seconds",
+                        "From an event's append to the broker's acknowledgement.",
+                        &[],
+                        done.recorded_at.into(),
                     );
                 }
                 Ok(())

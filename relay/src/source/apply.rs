@@ -56,6 +56,7 @@ pub async fn apply_records<P: Projection>(
     fresh.sort_by_key(|e| e.cursor());
     commit::<P>(db, tx, (g, topic, partitions), &fresh).await?;
     outcome.applied = fresh.len();
+    outcome.oldest = fresh.iter().map(|e| e.recorded_at).min();
     Ok((outcome, g))
 }
 

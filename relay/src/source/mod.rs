@@ -67,6 +67,8 @@ pub struct Outcome {
     pub seeks: Vec<(i32, i64)>,
     /// The live generation is stopped on a poison event.
     pub stopped: bool,
+    /// When the oldest event applied was appended.
+    pub oldest: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 fn take(message: &rdkafka::message::BorrowedMessage<'_>) -> Incoming {
@@ -243,6 +245,7 @@ pub async fn run<P: Projection>(
         let Some(batch) = next_batch(&consumer, wait, &mut shutdown).await else {
             continue;
         };
+        received::<P>(&batch);
         let started = std::time::Instant::now();
         let applied = apply_records::<P>(&db, &settings.topic, Some(partitions), &batch).await;
         let delay = after_batch::<P>(&db, &mut member, applied, batch.len(), started).await;
@@ -253,6 +256,26 @@ pub async fn run<P: Projection>(
         }
     }
     membership::leave(&db, P::NAME, &member.id).await;
+}
+
+/// Records how long the oldest event of a batch took from its append to
+/// this consumer (relay, broker and fetch).
+fn received<P: Projection>(batch: &[Incoming]) {
+    let oldest = batch
+        .iter()
+        .filter_map(|r| match &r.record {
+            Some(Record::Event(e)) => Some(e.recorded_at),
+            _ => None,
+        })
+        .min();
+    if let Some(at) = oldest {
+        telemetry::metrics::observe_since(
+            "projector_kafka_receive_delay_seconds",
+            "From an event's append to its arrival at a projector (the oldest event of each batch).",
+            &[("projection", P::NAME)],
+            at.into(),
+        );
+    }
 }
 
 /// Records what a batch did; `Some(delay)` when the loop should wait
@@ -279,7 +302,12 @@ async fn after_batch<P: Projection>(
                 member.reassign = true;
                 return Some(Duration::from_secs(1));
             }
-            projectors::engine::record_batch(P::NAME, outcome.applied, started.elapsed());
+            projectors::engine::record_batch(
+                P::NAME,
+                outcome.applied,
+                started.elapsed(),
+                outcome.oldest,
+            );
             telemetry::metrics::count(
                 "projector_duplicates_total",
                 "Redelivered events skipped.",
