@@ -29,7 +29,7 @@ async fn published(pool: &sqlx::PgPool) -> anyhow::Result<(i64, i64)> {
 }
 
 /// The machine's busy and total CPU time so far (`/proc/stat`, in ticks).
-fn cpu_ticks() -> Option<(u64, u64)> {
+pub(crate) fn cpu_ticks() -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let fields: Vec<u64> = stat
         .lines()
@@ -42,6 +42,15 @@ fn cpu_ticks() -> Option<(u64, u64)> {
     // idle and iowait are the 4th and 5th fields.
     let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
     Some((total - idle, total))
+}
+
+/// The share of the machine's CPU time that was busy between two
+/// [`cpu_ticks`] readings.
+pub(crate) fn busy_between(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
+    match (before, after) {
+        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => Some((b1 - b0) as f64 / (t1 - t0) as f64),
+        _ => None,
+    }
 }
 
 /// A process's CPU seconds so far (user + system, `/proc/<pid>/stat`).
@@ -141,12 +150,7 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
             .collect();
         // How busy both cores were while the projectors folded (Postgres,
         // the projectors and the broker together).
-        let machine_busy = match (machine_before, cpu_ticks()) {
-            (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => {
-                Some((b1 - b0) as f64 / (t1 - t0) as f64)
-            }
-            _ => None,
-        };
+        let machine_busy = busy_between(machine_before, cpu_ticks());
         report.row(
             "scaleout",
             &format!("{processes} projector process(es) folding a {head}-event backlog from Kafka"),

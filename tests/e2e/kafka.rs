@@ -714,6 +714,17 @@ async fn serve_with_kafka_runs_every_role_in_one_process() {
     assert_eq!(relay["relay"]["kafka_reachable"], true, "{relay}");
     assert_eq!(relay["relay"]["checkpoint"], relay["head"], "{relay}");
     assert_eq!(relay["lag_events"], 0, "{relay}");
+    // At rest the stored checkpoint is the acknowledged head too (while
+    // records are in flight it is stored at most every 50 ms).
+    let stored = relay::checkpoint(&t.db, "default")
+        .await
+        .expect("relay checkpoint")
+        .expect("stored");
+    assert_eq!(
+        serde_json::json!(stored.cursor.position),
+        relay["head"],
+        "{relay}"
+    );
     let (s, _) = server.get("/v1/admin/relay").await;
     assert_eq!(s, 401, "admin only");
     server.stop().await;

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 mod baselines;
 mod dashboard;
 mod queries;
+pub use queries::Paced;
 
 pub use baselines::{bare_handler_load, raw_inserts};
 pub use dashboard::bare_dashboard_load;

@@ -60,6 +60,13 @@ pub(super) async fn save(
     cursor: Cursor,
     at: Option<DateTime<Utc>>,
 ) -> Result<(), RelayError> {
+    // Without waiting for the WAL flush: a checkpoint lost with a database
+    // crash only re-publishes records the consumers skip as duplicates, and
+    // the relay's loop (and every horizon reader, while this transaction
+    // holds an id) does not wait for the disk.
+    let mut tx = pool
+        .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
+        .await?;
     sqlx::query(
         "UPDATE relay_checkpoint SET cursor_txid = $1, cursor_position = $2, \
          recorded_at = COALESCE($3, recorded_at), updated_at = now() WHERE name = $4",
@@ -68,8 +75,9 @@ pub(super) async fn save(
     .bind(cursor.position)
     .bind(at)
     .bind(name)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     super::gauge(
         "relay_checkpoint_position",
         "Position of the last event the broker acknowledged.",

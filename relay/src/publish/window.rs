@@ -16,6 +16,9 @@ use super::{check_lock, checkpoint, gauge, Purging, Relay, RelayError};
 use crate::kafka::{self, KafkaSideError};
 use eventlog::{Cursor, Database, StoreError, StoredEvent};
 
+/// How often the checkpoint is stored while records are in flight.
+const SAVE_EVERY: Duration = Duration::from_millis(50);
+
 /// One produced record waiting for the broker.
 struct Pending {
     cursor: Cursor,
@@ -37,6 +40,7 @@ struct Window {
     acked_at: Option<DateTime<Utc>>,
     /// The checkpoint as stored.
     saved: Cursor,
+    saved_at: Instant,
     /// The last event produced.
     sent: Cursor,
 }
@@ -89,6 +93,7 @@ impl Relay {
             acked: start,
             acked_at: None,
             saved: start,
+            saved_at: Instant::now(),
             sent: start,
         };
         let mut keys = Keys::default();
@@ -131,9 +136,13 @@ impl Relay {
                 self.settle(result, done.settled(), w)?;
             }
         }
-        if w.acked != w.saved {
+        // At most every SAVE_EVERY while records are in flight (a
+        // checkpoint behind the acknowledged prefix only re-publishes what
+        // consumers skip as duplicates), at once when the window empties.
+        let due = w.pending.is_empty() || w.saved_at.elapsed() >= SAVE_EVERY;
+        if w.acked != w.saved && due {
             checkpoint::save(&self.pool, &self.config.name, w.acked, w.acked_at).await?;
-            w.saved = w.acked;
+            (w.saved, w.saved_at) = (w.acked, Instant::now());
         }
         let oldest_age = w
             .pending
