@@ -157,69 +157,10 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     let dur = Duration::from_secs(args.seconds);
 
     let skus = api.catalog(50).await?;
-    let (head0, published0) = head_and_published(&pool).await;
-    let started = Instant::now();
-    let load = api.command_load(&skus, 16, dur).await;
-    let raw = load::raw_inserts(&db.url, 16, dur).await?;
-    // The relay's share of the same window, plus a moment to drain.
-    let (head1, published_at_end) = head_and_published(&pool).await;
-    let window = started.elapsed().as_secs_f64().max(1e-9);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let (_, published1) = head_and_published(&pool).await;
-    report.row(
-        "distributed",
-        "commands, 16 clients (command API alone, relay and projectors beside)",
-        json!({
-            "commands_per_s": load.rate(), "p50_ms": load.p(50.0), "p99_ms": load.p(99.0),
-            "errors": load.errors, "failures": load.failures,
-            "raw_inserts_per_s": raw.rate(), "ratio": load.rate() / raw.rate().max(1e-9),
-        }),
-    );
-    report.row(
-        "distributed",
-        "relay: events published vs appended during the command load",
-        json!({
-            "appended_per_s": (head1 - head0) as f64 / window,
-            "published_per_s": (published_at_end - published0) as f64 / window,
-            "lag_at_end_events": head1 - published_at_end,
-            "lag_2s_later_events": head1 - published1,
-        }),
-    );
-
-    // Freshness at a light load (the machine has CPU to spare) and at half
-    // the rate the deployment sustains (how the other groups measure it).
-    let max = load.rate();
-    let half = if max > 1.0 { max / 2.0 } else { 100.0 };
+    let load = command_phase(&api, &skus, &db.url, &pool, dur, report).await?;
     let recorders = [&relay, &projector_a, &projector_b, &query];
-    let mut background: Option<load::Paced> = None;
-    let mut with_token = Latencies::default();
-    for rate in [LIGHT.min(half), half] {
-        if let Some(b) = background.take() {
-            let _ = b.stop().await;
-        }
-        background = Some(api.paced_load(skus.clone(), rate));
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let totals_before = all_stage_totals(&recorders).await;
-        let cpu_before = cpu_ticks();
-        let (token, without) = api.freshness(args.probes).await;
-        let busy = busy_between(cpu_before, cpu_ticks());
-        report.row(
-            "distributed",
-            &format!("freshness under {rate:.0} commands/s"),
-            json!({
-                "with_token_p50_ms": token.p(50.0), "with_token_p99_ms": token.p(99.0),
-                "without_token_p50_ms": without.p(50.0), "without_token_p99_ms": without.p(99.0),
-                "probes": token.samples.len() + without.samples.len(),
-                "errors": token.errors + without.errors,
-                "machine_busy": busy,
-                "legs": stage_means(&totals_before, &all_stage_totals(&recorders).await),
-            }),
-        );
-        with_token = token;
-    }
-    let Some(background) = background else {
-        anyhow::bail!("no background load");
-    };
+    let (background, with_token) =
+        freshness_phases(&api, &skus, load.rate(), &recorders, args.probes, report).await?;
     for (what, process) in [
         ("relay", &relay),
         ("projector a", &projector_a),
@@ -238,11 +179,98 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     // under the p99 before the kill, where that was above the target)?
     let threshold = TARGET.max(Duration::from_secs_f64(with_token.p(99.0) / 1000.0));
     drop(projector_a);
+    let after = takeover(&api, threshold).await;
+    let done = background.stop().await;
+    report.row(
+        "distributed",
+        "one projector killed under load (60 s after the kill)",
+        json!({
+            "takeover_s": after.last_failure.map_or(0.0, |d| d.as_secs_f64()),
+            "failed_probes": after.failed,
+            "after_takeover_p50_ms": after.latencies.p(50.0),
+            "after_takeover_p99_ms": after.latencies.p(99.0),
+            "after_takeover_probes": after.latencies.samples.len(),
+            "back_under_target_after_s": after.recovered.map(|d| d.as_secs_f64()),
+            "target_ms": threshold.as_secs_f64() * 1000.0,
+            "background_commands_per_s": done.rate(), "background_errors": done.errors,
+        }),
+    );
+    report.memory(
+        "distributed: surviving projector after the takeover",
+        peak_rss_mib(projector_b.pid()),
+    );
+    pool.close().await;
+    for process in [query, commands, projector_b, relay] {
+        process.stop();
+    }
+    db.drop().await;
+    drop(broker);
+    Ok(())
+}
+
+/// Freshness with and without the token under two paced loads (light,
+/// then half of `max`), each with its legs and the machine's busy share;
+/// the second load keeps running and is returned with its with-token
+/// latencies.
+async fn freshness_phases(
+    api: &Api,
+    skus: &[String],
+    max: f64,
+    recorders: &[&Shopstream],
+    probes: usize,
+    report: &mut Report,
+) -> anyhow::Result<(load::Paced, Latencies)> {
+    // Freshness at a light load (the machine has CPU to spare) and at half
+    // the rate the deployment sustains (how the other groups measure it).
+    let half = if max > 1.0 { max / 2.0 } else { 100.0 };
+    let mut background: Option<load::Paced> = None;
+    let mut with_token = Latencies::default();
+    for rate in [LIGHT.min(half), half] {
+        if let Some(b) = background.take() {
+            let _ = b.stop().await;
+        }
+        background = Some(api.paced_load(skus.to_vec(), rate));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let totals_before = all_stage_totals(recorders).await;
+        let cpu_before = cpu_ticks();
+        let (token, without) = api.freshness(probes).await;
+        let busy = busy_between(cpu_before, cpu_ticks());
+        report.row(
+            "distributed",
+            &format!("freshness under {rate:.0} commands/s"),
+            json!({
+                "with_token_p50_ms": token.p(50.0), "with_token_p99_ms": token.p(99.0),
+                "without_token_p50_ms": without.p(50.0), "without_token_p99_ms": without.p(99.0),
+                "probes": token.samples.len() + without.samples.len(),
+                "errors": token.errors + without.errors,
+                "machine_busy": busy,
+                "legs": stage_means(&totals_before, &all_stage_totals(recorders).await),
+            }),
+        );
+        with_token = token;
+    }
+    let Some(background) = background else {
+        anyhow::bail!("no background load");
+    };
+    Ok((background, with_token))
+}
+
+/// Probes after one projector was killed.
+struct AfterKill {
+    latencies: Latencies,
+    failed: usize,
+    last_failure: Option<Duration>,
+    recovered: Option<Duration>,
+}
+
+/// Probes for 60 s after a kill: when the last probe failed (the takeover)
+/// and when freshness stayed under `threshold` for [`STREAK`] probes.
+async fn takeover(api: &Api, threshold: Duration) -> AfterKill {
     let killed = Instant::now();
     let (mut streak, mut since, mut recovered) = (0, None, None);
     let (mut last_failure, mut after_takeover, mut failed) = (None, Latencies::default(), 0);
     while killed.elapsed() < Duration::from_secs(60) {
-        match probe(&api).await {
+        match probe(api).await {
             Some(latency) => {
                 after_takeover.samples.push(latency);
                 if latency <= threshold {
@@ -264,30 +292,52 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
             }
         }
     }
-    let done = background.stop().await;
+    AfterKill {
+        latencies: after_takeover,
+        failed,
+        last_failure,
+        recovered,
+    }
+}
+
+/// Commands at 16 clients beside raw INSERTs, and the relay's published
+/// rate against the append rate over the same window; the command load.
+async fn command_phase(
+    api: &Api,
+    skus: &[String],
+    url: &str,
+    pool: &sqlx::PgPool,
+    dur: Duration,
+    report: &mut Report,
+) -> anyhow::Result<Latencies> {
+    let (head0, published0) = head_and_published(pool).await;
+    let started = Instant::now();
+    let load = api.command_load(skus, 16, dur).await;
+    let raw = load::raw_inserts(url, 16, dur).await?;
+    // The relay's share of the same window, plus a moment to drain.
+    let (head1, published_at_end) = head_and_published(pool).await;
+    let window = started.elapsed().as_secs_f64().max(1e-9);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, published1) = head_and_published(pool).await;
     report.row(
         "distributed",
-        "one projector killed under load (60 s after the kill)",
+        "commands, 16 clients (command API alone, relay and projectors beside)",
         json!({
-            "takeover_s": last_failure.map_or(0.0, |d| d.as_secs_f64()),
-            "failed_probes": failed,
-            "after_takeover_p50_ms": after_takeover.p(50.0),
-            "after_takeover_p99_ms": after_takeover.p(99.0),
-            "after_takeover_probes": after_takeover.samples.len(),
-            "back_under_target_after_s": recovered.map(|d| d.as_secs_f64()),
-            "target_ms": threshold.as_secs_f64() * 1000.0,
-            "background_commands_per_s": done.rate(), "background_errors": done.errors,
+            "commands_per_s": load.rate(), "p50_ms": load.p(50.0), "p99_ms": load.p(99.0),
+            "errors": load.errors, "failures": load.failures,
+            "raw_inserts_per_s": raw.rate(), "ratio": load.rate() / raw.rate().max(1e-9),
         }),
     );
-    report.memory(
-        "distributed: surviving projector after the takeover",
-        peak_rss_mib(projector_b.pid()),
+    report.row(
+        "distributed",
+        "relay: events published vs appended during the command load",
+        json!({
+            "appended_per_s": (head1 - head0) as f64 / window,
+            "published_per_s": (published_at_end - published0) as f64 / window,
+            "lag_at_end_events": head1 - published_at_end,
+            "lag_2s_later_events": head1 - published1,
+        }),
     );
-    pool.close().await;
-    for process in [query, commands, projector_b, relay] {
-        process.stop();
-    }
-    db.drop().await;
-    drop(broker);
-    Ok(())
+
+    Ok(load)
 }
