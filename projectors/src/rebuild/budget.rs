@@ -96,6 +96,13 @@ impl Budget {
         }
     }
 
+    /// The bytes of recently changed rows a spill keeps in memory: a
+    /// sixteenth of the bound (at least 64 KiB, which a bound too small
+    /// for any working set spends on them too).
+    pub fn retained(&self) -> usize {
+        (self.limit / 16).max(64 << 10)
+    }
+
     /// `slot` is done.
     pub fn done(&self, slot: usize) {
         self.used[slot].store(0, Ordering::Relaxed);

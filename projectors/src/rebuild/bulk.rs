@@ -208,6 +208,9 @@ async fn fold<P: Projection>(
         }
         (cursor, events) = (last.cursor(), events + fresh.len() as u64);
         applied += relevant.len() as i64;
+        for table in out.state.tables() {
+            table.tick();
+        }
         last_at = last
             .recorded_at
             .format("%Y-%m-%dT%H:%M:%S%.6fZ")
@@ -219,7 +222,8 @@ async fn fold<P: Projection>(
             .map(|t| t.estimated_bytes())
             .sum();
         if budget.update(slot, bytes) {
-            out.write(written.cursor, cursor, applied, &last_at).await?;
+            out.write(written.cursor, cursor, applied, &last_at, budget.retained())
+                .await?;
             applied = 0;
             let spills = written.spills + 1;
             written = Filled {
@@ -232,7 +236,8 @@ async fn fold<P: Projection>(
     }
     tracing::info!(projection = P::NAME, "rebuild: folded; writing out");
     if cursor != written.cursor {
-        out.write(written.cursor, cursor, applied, &last_at).await?;
+        out.write(written.cursor, cursor, applied, &last_at, 0)
+            .await?;
     }
     budget.done(slot);
     tracing::info!(projection = P::NAME, "rebuild: written out");
@@ -251,8 +256,6 @@ struct Output<S> {
     writer: Writer,
     db: ReadDb,
     state: S,
-    /// The tables may hold rows already.
-    stored: bool,
     name: &'static str,
     g: i64,
 }
@@ -275,20 +278,21 @@ impl<S: WorkingSet> Output<S> {
             writer,
             db: db.clone(),
             state,
-            stored,
             name,
             g: target.g,
         })
     }
 
     /// Writes the working set out with the checkpoint's move from `from`
-    /// to `to` (`applied` events, the last recorded at `last_at`).
+    /// to `to` (`applied` events, the last recorded at `last_at`);
+    /// `retain`: the bytes of the most recently changed rows a spill keeps.
     async fn write(
         &mut self,
         from: Cursor,
         to: Cursor,
         applied: i64,
         last_at: &str,
+        retain: usize,
     ) -> Result<(), ProjectionError> {
         let advance = Advance {
             name: self.name,
@@ -298,15 +302,10 @@ impl<S: WorkingSet> Output<S> {
             applied,
             last_event_at: last_at,
         };
-        write_out(
-            &mut self.writer,
-            &self.db,
-            &mut self.state,
-            !self.stored,
-            advance,
-        )
-        .await?;
-        self.stored = true;
+        write_out(&mut self.writer, &self.db, &mut self.state, advance, retain).await?;
+        for table in self.state.tables() {
+            table.written();
+        }
         Ok(())
     }
 }
@@ -319,14 +318,13 @@ fn keep<S: WorkingSet>(state: &mut S, stored: bool) {
 }
 
 /// Writes every changed row of `state` and moves the checkpoint, in one
-/// transaction; then forgets the rows (later loads read the tables).
-/// `fresh`: the tables hold no row yet.
+/// transaction.
 async fn write_out<S: WorkingSet>(
     writer: &mut Writer,
     db: &ReadDb,
     state: &mut S,
-    fresh: bool,
     advance: Advance<'_>,
+    retain: usize,
 ) -> Result<(), ProjectionError> {
     let g = advance.g;
     match writer {
@@ -338,7 +336,7 @@ async fn write_out<S: WorkingSet>(
                 .await?;
             for table in state.tables() {
                 if table.is_dirty() {
-                    copy_table(&mut tx, g, table, fresh).await?;
+                    copy_table(&mut tx, g, table, retain).await?;
                 }
             }
             registry::advance_direct(&mut tx, advance).await?;
@@ -348,16 +346,13 @@ async fn write_out<S: WorkingSet>(
             let mut tx = db.begin_batch().await?;
             for table in state.tables() {
                 if table.is_dirty() {
-                    upsert_all(&mut tx, g, table).await?;
+                    upsert_all(&mut tx, g, table, retain).await?;
                 }
             }
             let a = advance;
             registry::advance(&mut tx, a.name, g, a.from, a.to, a.applied, a.last_event_at).await?;
             tx.commit().await?;
         }
-    }
-    for table in state.tables() {
-        table.clear();
     }
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! The bulk fill of a rebuild: with room for every working set it writes
 //! each table once; at a tiny memory bound it writes out after every read
-//! batch (spills) and merges into what it wrote before. Either way the
+//! batch (spills), keeps the most recently changed rows in memory, copies
+//! rows it never wrote straight in and merges the others into what it
+//! wrote before (a row evicted and changed again is read back). Either way the
 //! result equals the incrementally folded live generation, and the
 //! secondary indexes it dropped for the load are back.
 

@@ -107,12 +107,27 @@ impl RowSink for Collected {
     }
 }
 
+/// Which of a working set's changed rows a drain takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Rows the table cannot hold yet: written straight in.
+    New,
+    /// Rows the table may hold (written earlier by this fill, or by the
+    /// run it resumes): merged with the table's own rule.
+    Stored,
+}
+
 /// One table of a working set that a bulk rebuild keeps in memory across
-/// batches ([`crate::Rows`], [`crate::db::Counters`]).
+/// batches ([`crate::Rows`], [`crate::db::Counters`]). A write-out splits
+/// its changed rows ([`BulkTable::split`]), drains each [`Part`], and
+/// after the commit forgets what it wrote ([`BulkTable::written`]).
 pub trait BulkTable: Send {
     /// Keeps rows across loads from now on; `stored`: the table may hold
     /// rows that are not in memory (loads then read the missing ones).
     fn keep(&mut self, stored: bool);
+
+    /// One batch was folded: rows changed from now on are younger.
+    fn tick(&mut self) {}
 
     /// Roughly how many bytes the rows in memory take.
     fn estimated_bytes(&mut self) -> usize;
@@ -120,23 +135,77 @@ pub trait BulkTable: Send {
     /// The columns rows are drained in.
     fn shape(&self) -> Shape;
 
-    /// Whether a row changed since the last drain.
+    /// Whether a row changed since the last write-out.
     fn is_dirty(&self) -> bool;
 
-    /// Moves changed rows out of memory into `sink` until it is full;
-    /// `Ok(true)` while changed rows remain.
+    /// Sorts the changed rows into the two [`Part`]s, each in key order.
+    /// `retain`: the bytes of the most recently changed rows a spill may
+    /// keep in memory once written (they are likely to change again); at
+    /// 0 every row leaves memory as it is drained.
+    fn split(&mut self, retain: usize);
+
+    /// Whether `part` holds rows to drain.
+    fn has(&self, part: Part) -> bool;
+
+    /// Hands `part`'s rows to `sink` until it is full; `Ok(true)` while
+    /// rows of `part` remain.
     ///
     /// # Errors
     /// A row that cannot be serialized or encoded.
-    fn drain(&mut self, sink: &mut dyn RowSink) -> Result<bool, ProjectionError>;
+    fn drain(&mut self, part: Part, sink: &mut dyn RowSink) -> Result<bool, ProjectionError>;
 
-    /// Forgets every row in memory (after they were written): later loads
-    /// read them from the table.
-    fn clear(&mut self);
+    /// The drained rows are in the table (committed): forgets them, but
+    /// for the ones a spill retains.
+    fn written(&mut self);
+}
+
+/// The keys a bulk fill wrote into a table, as hashes: a key not among
+/// them is not in the table (unless the fill resumed one that held rows),
+/// so neither looked up nor merged. A collision only costs a lookup.
+#[derive(Debug)]
+pub(crate) struct Written {
+    /// The table held rows before this run: any key may be there.
+    resumed: bool,
+    keys: std::collections::HashSet<u64, foldhash::fast::RandomState>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl Written {
+    pub(crate) fn new(resumed: bool) -> Self {
+        Self {
+            resumed,
+            keys: std::collections::HashSet::default(),
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+
+    /// Whether the table may hold `key`.
+    pub(crate) fn may_hold(&self, key: &str) -> bool {
+        use std::hash::BuildHasher;
+        self.resumed || self.keys.contains(&self.hasher.hash_one(key))
+    }
+
+    /// `key` is in the table now.
+    pub(crate) fn add(&mut self, key: &str) {
+        use std::hash::BuildHasher;
+        if !self.resumed {
+            self.keys.insert(self.hasher.hash_one(key));
+        }
+    }
+
+    /// Which part a changed row of `key` belongs to.
+    pub(crate) fn part(&self, key: &str) -> Part {
+        if self.may_hold(key) {
+            Part::Stored
+        } else {
+            Part::New
+        }
+    }
 }
 
 /// Writes every changed row of `table` into generation `g` with upserts
-/// (the portable path; PostgreSQL uses `COPY`, see [`crate::db::copy`]).
+/// (the portable path; PostgreSQL uses `COPY`, see [`crate::db::copy`]);
+/// `retain`: see [`BulkTable::split`].
 ///
 /// # Errors
 /// Database errors; a row that cannot be serialized.
@@ -144,14 +213,19 @@ pub async fn upsert_all(
     tx: &mut Tx<'_>,
     g: i64,
     table: &mut dyn BulkTable,
+    retain: usize,
 ) -> Result<(), ProjectionError> {
     let shape = table.shape();
-    loop {
-        let mut rows = Collected::default();
-        let more = table.drain(&mut rows)?;
-        shape.upsert(tx, g, rows.0).await?;
-        if !more {
-            return Ok(());
+    table.split(retain);
+    for part in [Part::New, Part::Stored] {
+        while table.has(part) {
+            let mut rows = Collected::default();
+            let more = table.drain(part, &mut rows)?;
+            shape.upsert(tx, g, rows.0).await?;
+            if !more {
+                break;
+            }
         }
     }
+    Ok(())
 }

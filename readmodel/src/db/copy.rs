@@ -1,12 +1,13 @@
 //! PostgreSQL's binary `COPY`: how a bulk rebuild writes a working set's
 //! rows into a generation's tables. Into a table that holds nothing yet,
 //! straight in; into one that may (after a spill), through a temporary
-//! stage merged with the table's own upsert rule.
+//! stage merged with the table's own upsert rule. Rows the table cannot hold
+//! yet (keys this fill never wrote) go straight in even then.
 
 use sqlx::postgres::{PgConnection, Postgres};
 use sqlx::{Row, Transaction};
 
-use super::bulk::{BulkTable, RowSink};
+use super::bulk::{BulkTable, Part, RowSink};
 use super::SqlValue;
 use crate::ProjectionError;
 
@@ -116,7 +117,8 @@ async fn kinds(
 }
 
 /// Writes every changed row of `table` into generation `g` inside `tx`
-/// with a binary `COPY`; `fresh`: the table holds no row yet.
+/// with binary `COPY` (`retain`: see [`BulkTable::split`]): rows the table cannot hold yet straight in, the
+/// others through a temporary stage merged with the table's upsert rule.
 ///
 /// # Errors
 /// Database errors; a row that cannot be encoded.
@@ -124,35 +126,56 @@ pub async fn copy_table(
     tx: &mut PgTx<'_>,
     g: i64,
     table: &mut dyn BulkTable,
-    fresh: bool,
+    retain: usize,
 ) -> Result<(), ProjectionError> {
     let shape = table.shape();
     let target = format!("{}_g{g}", shape.table);
     let columns = shape.columns.join(", ");
     let kinds = kinds(tx, &target, &shape.columns).await?;
-    let into = if fresh {
-        target.clone()
-    } else {
+    table.split(retain);
+    let mut encoder = Encoder {
+        table: target.clone(),
+        kinds,
+        buf: Vec::new(),
+    };
+    if table.has(Part::New) {
+        copy_part(tx, &target, &columns, &mut encoder, table, Part::New).await?;
+    }
+    if table.has(Part::Stored) {
         let stage = format!("bulk_stage_{}", shape.table);
         sqlx::query(&format!(
             "CREATE TEMPORARY TABLE {stage} (LIKE {target}) ON COMMIT DROP"
         ))
         .execute(&mut **tx)
         .await?;
-        stage
-    };
-    let mut encoder = Encoder {
-        table: target.clone(),
-        kinds,
-        buf: HEADER.to_vec(),
-    };
+        copy_part(tx, &stage, &columns, &mut encoder, table, Part::Stored).await?;
+        sqlx::query(&format!(
+            "INSERT INTO {target} ({columns}) SELECT {columns} FROM {stage} {}",
+            shape.on_conflict(g)
+        ))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// One `COPY` of `part`'s rows of `table` into `into`.
+async fn copy_part(
+    tx: &mut PgTx<'_>,
+    into: &str,
+    columns: &str,
+    encoder: &mut Encoder,
+    table: &mut dyn BulkTable,
+    part: Part,
+) -> Result<(), ProjectionError> {
+    encoder.buf = HEADER.to_vec();
     let mut copy = (&mut **tx as &mut PgConnection)
         .copy_in_raw(&format!(
             "COPY {into} ({columns}) FROM STDIN (FORMAT binary)"
         ))
         .await?;
     loop {
-        let more = match table.drain(&mut encoder) {
+        let more = match table.drain(part, encoder) {
             Ok(more) => more,
             Err(e) => {
                 copy.abort(e.to_string()).await?;
@@ -168,13 +191,5 @@ pub async fn copy_table(
         }
     }
     copy.finish().await?;
-    if !fresh {
-        sqlx::query(&format!(
-            "INSERT INTO {target} ({columns}) SELECT {columns} FROM {into} {}",
-            shape.on_conflict(g)
-        ))
-        .execute(&mut **tx)
-        .await?;
-    }
     Ok(())
 }

@@ -2,22 +2,24 @@
 
 use std::collections::HashMap;
 
-use super::bulk::{BulkTable, Merge, RowSink, Shape};
+use super::bulk::{BulkTable, Merge, Part, RowSink, Shape, Written};
 use super::{SqlValue, Tx};
 use crate::ProjectionError;
 
 /// Additive counters for one table: key columns → metric deltas, summed in
 /// memory over a batch and written with one upsert per key (in key order).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Counters {
     table: &'static str,
     keys: &'static [&'static str],
     metrics: &'static [&'static str],
     /// The key columns joined by NUL (which no text value holds).
-    rows: HashMap<String, Vec<i64>>,
+    rows: HashMap<String, Vec<i64>, foldhash::fast::RandomState>,
     scratch: String,
-    /// Rows being drained, in reverse key order.
-    draining: Vec<(String, Vec<i64>)>,
+    /// Rows being drained, per [`Part`], in reverse key order.
+    draining: [Vec<(String, Vec<i64>)>; 2],
+    /// What a bulk fill wrote (everywhere else: any key may be stored).
+    written: Written,
 }
 
 /// Between the key columns of a joined key.
@@ -34,9 +36,10 @@ impl Counters {
             table,
             keys,
             metrics,
-            rows: HashMap::new(),
+            rows: HashMap::default(),
             scratch: String::new(),
-            draining: Vec::new(),
+            draining: [Vec::new(), Vec::new()],
+            written: Written::new(true),
         }
     }
 
@@ -109,8 +112,11 @@ fn values(key: &str, deltas: &[i64]) -> Vec<SqlValue> {
 }
 
 impl BulkTable for Counters {
-    /// Deltas add up wherever they are written: nothing to remember.
-    fn keep(&mut self, _stored: bool) {}
+    /// Deltas add up wherever they are written: only which keys the table
+    /// holds is remembered (a new key is copied straight in).
+    fn keep(&mut self, stored: bool) {
+        self.written = Written::new(stored);
+    }
 
     fn estimated_bytes(&mut self) -> usize {
         let per_row = self.metrics.len() * 8 + self.keys.len() * 40 + 96;
@@ -127,26 +133,41 @@ impl BulkTable for Counters {
     }
 
     fn is_dirty(&self) -> bool {
-        !self.rows.is_empty() || !self.draining.is_empty()
+        !self.rows.is_empty() || self.draining.iter().any(|d| !d.is_empty())
     }
 
-    fn drain(&mut self, sink: &mut dyn RowSink) -> Result<bool, ProjectionError> {
-        if self.draining.is_empty() {
-            // Last key first: popped in key order.
-            self.draining = self.rows.drain().collect();
-            self.draining.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    fn split(&mut self, _retain: usize) {
+        for (key, deltas) in self.rows.drain() {
+            let part = self.written.part(&key);
+            self.written.add(&key);
+            self.draining[part as usize].push((key, deltas));
         }
-        while let Some((key, deltas)) = self.draining.pop() {
+        for list in &mut self.draining {
+            // Last key first: popped in key order.
+            list.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        }
+    }
+
+    fn has(&self, part: Part) -> bool {
+        !self.draining[part as usize].is_empty()
+    }
+
+    fn drain(&mut self, part: Part, sink: &mut dyn RowSink) -> Result<bool, ProjectionError> {
+        let list = &mut self.draining[part as usize];
+        while let Some((key, deltas)) = list.pop() {
             sink.row(values(&key, &deltas))?;
             if sink.full() {
-                return Ok(!self.draining.is_empty());
+                return Ok(!list.is_empty());
             }
         }
         Ok(false)
     }
 
-    fn clear(&mut self) {
+    /// Deltas written are gone from memory either way.
+    fn written(&mut self) {
         self.rows.clear();
-        self.draining.clear();
+        for list in &mut self.draining {
+            list.clear();
+        }
     }
 }

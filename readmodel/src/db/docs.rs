@@ -140,14 +140,14 @@ impl Binds {
 ///
 /// # Errors
 /// Database errors, or an unreadable document.
-pub async fn load_docs<T: DocRow>(
+pub async fn load_docs<T: DocRow, S: std::hash::BuildHasher + Default>(
     tx: &mut Tx<'_>,
     table: &str,
     key_column: &str,
     g: i64,
     keys: &[String],
-) -> Result<HashMap<String, T>, ProjectionError> {
-    let mut out = HashMap::new();
+) -> Result<HashMap<String, T, S>, ProjectionError> {
+    let mut out = HashMap::default();
     for chunk in keys.chunks(CHUNK) {
         let sql = format!(
             "SELECT {key_column}, doc FROM {table}_g{g} WHERE {key_column} IN ({})",

@@ -2,60 +2,81 @@
 //! the batch read, and which of them it changed (only those are written).
 //! A bulk rebuild keeps them across batches ([`BulkTable`]).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
-use super::bulk::{BulkTable, RowSink, Shape};
+use super::bulk::{BulkTable, Part, RowSink, Shape, Written};
 use super::{doc_shape, doc_values, load_docs, save_docs, DocRow, Tx};
 use eventlog::StoredEvent;
 
 use crate::models::missing;
 use crate::{FoldError, ProjectionError};
 
+/// A map keyed by row keys (foldhash: the working sets hash every key of
+/// every event; SipHash took 3 % of a rebuild).
+type Map<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 /// The rows of `T`'s table a batch works on.
 #[derive(Debug)]
 pub struct Rows<T> {
-    rows: HashMap<String, T>,
-    /// The changed rows (written in key order, the order writers lock in).
-    dirty: HashSet<String>,
+    rows: Map<T>,
+    /// The changed rows (written in key order, the order writers lock in),
+    /// each with the batch that changed it last.
+    dirty: Map<u32>,
     /// Kept across batches (a bulk rebuild), else `None`.
     kept: Option<Kept>,
 }
 
 /// What a working set kept across batches knows besides its rows.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Kept {
-    /// The table may hold rows that are not in memory.
-    stored: bool,
+    /// Which keys the table may hold.
+    written: Written,
+    /// The batch being folded.
+    epoch: u32,
     /// The keys the last load asked for (this batch's rows).
     batch: Vec<String>,
-    /// Changed rows being drained, last key first.
-    draining: Vec<String>,
+    /// Changed rows being drained, per [`Part`], last key first.
+    draining: [Vec<String>; 2],
+    /// The bytes of rows the write-out under way keeps (a spill: rows stay
+    /// in memory until it commits, the most recent after).
+    retain: usize,
     /// Bytes per row as last sampled, and estimates since.
     per_row: usize,
     estimates: u32,
 }
 
+/// The share of the changed rows a spill keeps in memory: the most
+/// recently changed (an order's events come close together; a row not
+/// changed for a while rarely changes again).
+const RETAIN: usize = 4;
+
 impl<T> Default for Rows<T> {
     fn default() -> Self {
         Self {
-            rows: HashMap::new(),
-            dirty: HashSet::new(),
+            rows: Map::default(),
+            dirty: Map::default(),
             kept: None,
         }
     }
 }
 
 impl<T> Rows<T> {
+    fn epoch(&self) -> u32 {
+        self.kept.as_ref().map_or(0, |k| k.epoch)
+    }
+
     /// A new row (or one replaced): it is written.
     pub fn insert(&mut self, id: String, row: T) {
-        mark(&mut self.dirty, &id);
+        let epoch = self.epoch();
+        mark(&mut self.dirty, &id, epoch);
         self.rows.insert(id, row);
     }
 
     /// A row to change: it is written.
     pub fn get_mut(&mut self, id: &str) -> Option<&mut T> {
+        let epoch = self.epoch();
         let row = self.rows.get_mut(id)?;
-        mark(&mut self.dirty, id);
+        mark(&mut self.dirty, id, epoch);
         Some(row)
     }
 
@@ -70,7 +91,8 @@ impl<T> Rows<T> {
 
     /// Marks a row written (it was changed through a copy).
     pub fn touch(&mut self, id: &str) {
-        mark(&mut self.dirty, id);
+        let epoch = self.epoch();
+        mark(&mut self.dirty, id, epoch);
     }
 
     /// The rows the last load asked for that exist (every row in memory,
@@ -103,17 +125,15 @@ impl<T: DocRow> Rows<T> {
             self.rows = load_docs(tx, T::TABLE, T::KEY, g, &keys).await?;
             return Ok(());
         };
-        if kept.stored {
-            let missing: Vec<String> = keys
-                .iter()
-                .filter(|k| !self.rows.contains_key(*k))
-                .cloned()
-                .collect();
-            if !missing.is_empty() {
-                let found: HashMap<String, T> =
-                    load_docs(tx, T::TABLE, T::KEY, g, &missing).await?;
-                self.rows.extend(found);
-            }
+        // Only rows the table may hold are looked up (a new key is not).
+        let missing: Vec<String> = keys
+            .iter()
+            .filter(|k| !self.rows.contains_key(*k) && kept.written.may_hold(k))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            let found: Map<T> = load_docs(tx, T::TABLE, T::KEY, g, &missing).await?;
+            self.rows.extend(found);
         }
         kept.batch = keys;
         Ok(())
@@ -124,17 +144,20 @@ impl<T: DocRow> Rows<T> {
     /// # Errors
     /// Database errors.
     pub async fn save(&self, tx: &mut Tx<'_>, g: i64) -> Result<(), ProjectionError> {
-        let mut keys: Vec<&String> = self.dirty.iter().collect();
+        let mut keys: Vec<&String> = self.dirty.keys().collect();
         keys.sort_unstable();
         let changed = keys.into_iter().filter_map(|k| self.rows.get_key_value(k));
         save_docs(tx, g, changed).await
     }
 }
 
-/// Adds `id` to `dirty` (allocating only the first time).
-fn mark(dirty: &mut HashSet<String>, id: &str) {
-    if !dirty.contains(id) {
-        dirty.insert(id.to_string());
+/// Marks `id` changed in batch `epoch` (allocating only the first time).
+fn mark(dirty: &mut Map<u32>, id: &str, epoch: u32) {
+    match dirty.get_mut(id) {
+        Some(at) => *at = epoch,
+        None => {
+            dirty.insert(id.to_string(), epoch);
+        }
     }
 }
 
@@ -146,9 +169,20 @@ const RESAMPLE_EVERY: u32 = 16;
 impl<T: DocRow + Send> BulkTable for Rows<T> {
     fn keep(&mut self, stored: bool) {
         self.kept = Some(Kept {
-            stored,
-            ..Kept::default()
+            written: Written::new(stored),
+            epoch: 0,
+            batch: Vec::new(),
+            draining: [Vec::new(), Vec::new()],
+            retain: 0,
+            per_row: 0,
+            estimates: 0,
         });
+    }
+
+    fn tick(&mut self) {
+        if let Some(kept) = &mut self.kept {
+            kept.epoch = kept.epoch.wrapping_add(1);
+        }
     }
 
     fn estimated_bytes(&mut self) -> usize {
@@ -177,40 +211,94 @@ impl<T: DocRow + Send> BulkTable for Rows<T> {
     }
 
     fn is_dirty(&self) -> bool {
-        !self.dirty.is_empty() || self.kept.as_ref().is_some_and(|k| !k.draining.is_empty())
+        !self.dirty.is_empty()
     }
 
-    fn drain(&mut self, sink: &mut dyn RowSink) -> Result<bool, ProjectionError> {
-        let kept = self.kept.get_or_insert_with(Kept::default);
-        if kept.draining.is_empty() {
-            kept.draining = self.dirty.drain().collect();
-            kept.draining.sort_unstable_by(|a, b| b.cmp(a));
+    fn split(&mut self, retain: usize) {
+        let kept = self.kept.get_or_insert_with(|| Kept {
+            written: Written::new(true),
+            epoch: 0,
+            batch: Vec::new(),
+            draining: [Vec::new(), Vec::new()],
+            retain: 0,
+            per_row: 0,
+            estimates: 0,
+        });
+        kept.retain = retain;
+        let mut sort = |key: String| {
+            kept.draining[kept.written.part(&key) as usize].push(key);
+        };
+        if retain > 0 {
+            // The change times decide what stays once written.
+            self.dirty.keys().cloned().for_each(&mut sort);
+        } else {
+            self.dirty.drain().map(|(k, _)| k).for_each(&mut sort);
         }
-        while let Some(key) = kept.draining.pop() {
-            if let Some(row) = self.rows.remove(&key) {
+        for list in &mut kept.draining {
+            for key in list.iter() {
+                kept.written.add(key);
+            }
+            list.sort_unstable_by(|a, b| b.cmp(a));
+        }
+    }
+
+    fn has(&self, part: Part) -> bool {
+        self.kept
+            .as_ref()
+            .is_some_and(|k| !k.draining[part as usize].is_empty())
+    }
+
+    fn drain(&mut self, part: Part, sink: &mut dyn RowSink) -> Result<bool, ProjectionError> {
+        let Some(kept) = &mut self.kept else {
+            return Ok(false);
+        };
+        let list = &mut kept.draining[part as usize];
+        while let Some(key) = list.pop() {
+            if kept.retain > 0 {
+                if let Some(row) = self.rows.get(&key) {
+                    sink.row(doc_values(key, row)?)?;
+                }
+            } else if let Some((key, row)) = self.rows.remove_entry(&key) {
                 sink.row(doc_values(key, &row)?)?;
             }
             if sink.full() {
-                return Ok(!kept.draining.is_empty());
+                return Ok(!list.is_empty());
             }
         }
         Ok(false)
     }
 
-    fn clear(&mut self) {
-        self.rows = HashMap::new();
-        self.dirty.clear();
-        if let Some(kept) = &mut self.kept {
-            kept.stored = true;
-            kept.batch.clear();
-            kept.draining.clear();
+    fn written(&mut self) {
+        let Some(kept) = &mut self.kept else {
+            return;
+        };
+        kept.batch.clear();
+        for list in &mut kept.draining {
+            list.clear();
         }
+        let fits = kept.retain / kept.per_row.max(1);
+        let keep = (self.dirty.len() / RETAIN).min(fits);
+        if keep > 0 {
+            // The most recently changed rows stay (at most a quarter, and
+            // what fits); unchanged rows and the rest go (later loads read
+            // them back).
+            let mut epochs: Vec<u32> = self.dirty.values().copied().collect();
+            let at = epochs.len() - keep - 1;
+            let (_, cutoff, _) = epochs.select_nth_unstable(at);
+            let (cutoff, dirty) = (*cutoff, &self.dirty);
+            self.rows
+                .retain(|k, _| dirty.get(k).is_some_and(|epoch| *epoch > cutoff));
+            self.rows.shrink_to_fit();
+        } else {
+            self.rows = Map::default();
+        }
+        self.dirty = Map::default();
     }
 }
 
 impl<T> std::ops::Deref for Rows<T> {
-    type Target = HashMap<String, T>;
-    fn deref(&self) -> &HashMap<String, T> {
+    type Target = Map<T>;
+    fn deref(&self) -> &Map<T> {
         &self.rows
     }
 }
