@@ -114,6 +114,35 @@ impl Event {
         Self::decode_current(aggregate_type, &current)
     }
 
+    /// [`Event::decode`] from the payload's JSON text: a payload at its
+    /// type's current version is read straight into its event, without a
+    /// [`serde_json::Value`] in between (what a replay of millions of
+    /// events spends most of its decoding on); an older one is upcast.
+    ///
+    /// # Errors
+    /// As [`Event::decode`]; text that is not JSON.
+    pub fn decode_text(
+        aggregate_type: &str,
+        event_type: &str,
+        event_version: &str,
+        payload: &str,
+    ) -> Result<Self, UndecodableEvent> {
+        fn typed<'a, E: serde::Deserialize<'a>>(payload: &'a str) -> Result<E, UndecodableEvent> {
+            serde_json::from_str(payload).map_err(|e| UndecodableEvent::Payload(e.to_string()))
+        }
+        if !crate::upcast::chain(event_type, event_version)?.is_empty() {
+            let value: serde_json::Value = typed(payload)?;
+            return Self::decode(aggregate_type, event_type, event_version, &value);
+        }
+        Ok(match aggregate_type {
+            "User" => Self::User(typed(payload)?),
+            "Product" => Self::Product(typed(payload)?),
+            "Order" => Self::Order(typed(payload)?),
+            "Payment" => Self::Payment(typed(payload)?),
+            other => return Err(UndecodableEvent::UnknownAggregate(other.to_string())),
+        })
+    }
+
     /// Decodes a payload already at its type's current version.
     fn decode_current(
         aggregate_type: &str,

@@ -21,7 +21,8 @@ fn stored(text: &str) -> Vec<Stored> {
 }
 
 /// Loads `s` as the store boundary does (upcast, then typed) and checks
-/// that, written back, it is the upcast payload: no silent field renames.
+/// that, written back, it is the upcast payload: no silent field renames;
+/// decoded from the payload's text instead, it is the same event.
 fn load(s: &Stored) {
     let event = Event::decode(
         &s.aggregate_type,
@@ -35,6 +36,20 @@ fn load(s: &Stored) {
             s.event_type, s.event_version
         )
     });
+    // Read straight from the stored text (a replay's path), the same event.
+    let text = Event::decode_text(
+        &s.aggregate_type,
+        &s.event_type,
+        &s.event_version,
+        &s.payload.to_string(),
+    );
+    assert_eq!(
+        text.as_ref(),
+        Ok(&event),
+        "{} v{} from its text",
+        s.event_type,
+        s.event_version
+    );
     let current =
         upcast::upcast(&s.event_type, &s.event_version, s.payload.clone()).expect("upcast");
     let written = match &event {

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use domain::UndecodableEvent;
 
 use crate::db::on_pool;
-use crate::log_rows::{PG_COLUMNS, SQLITE_COLUMNS};
+use crate::log_rows::{Decode, PG_COLUMNS, PG_TYPED_COLUMNS, SQLITE_COLUMNS};
 use crate::{Database, StoreError};
 
 /// A place in the log: read everything after it.
@@ -168,7 +168,22 @@ impl EventLog {
         after: Cursor,
         limit: u32,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.read(after, limit, true).await
+        self.read(after, limit, true, Decode::Full).await
+    }
+
+    /// [`EventLog::read_from`] for folding (a rebuild's read of the whole
+    /// log): each typed event is decoded straight from the payload's text,
+    /// and `payload` and `metadata` are left `Null` (a fold reads only the
+    /// typed event and the envelope).
+    ///
+    /// # Errors
+    /// As [`EventLog::read_from`].
+    pub async fn read_typed_from(
+        &self,
+        after: Cursor,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read(after, limit, true, Decode::Typed).await
     }
 
     /// [`EventLog::read_from`] without the safe horizon, for a store nobody
@@ -182,7 +197,7 @@ impl EventLog {
         after: Cursor,
         limit: u32,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.read(after, limit, false).await
+        self.read(after, limit, false, Decode::Full).await
     }
 
     async fn read(
@@ -190,6 +205,7 @@ impl EventLog {
         after: Cursor,
         limit: u32,
         horizon: bool,
+        decode: Decode,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let limit = i64::from(limit);
         match &self.db {
@@ -199,8 +215,12 @@ impl EventLog {
                 } else {
                     ""
                 };
+                let columns = match decode {
+                    Decode::Full => PG_COLUMNS,
+                    Decode::Typed => PG_TYPED_COLUMNS,
+                };
                 let sql = format!(
-                    "SELECT {PG_COLUMNS} FROM events \
+                    "SELECT {columns} FROM events \
                      WHERE (transaction_id, position) > ($1::text::xid8, $2) {below} \
                      ORDER BY events.transaction_id, events.position LIMIT $3"
                 );
@@ -210,7 +230,10 @@ impl EventLog {
                     .bind(limit)
                     .fetch_all(pool)
                     .await?;
-                rows.iter().map(StoredEvent::from_pg).collect()
+                match decode {
+                    Decode::Full => rows.iter().map(StoredEvent::from_pg).collect(),
+                    Decode::Typed => rows.iter().map(StoredEvent::typed_from_pg).collect(),
+                }
             }
             Database::Sqlite(pool) => {
                 let sql = format!(
@@ -221,7 +244,9 @@ impl EventLog {
                     .bind(limit)
                     .fetch_all(pool)
                     .await?;
-                rows.iter().map(StoredEvent::from_sqlite).collect()
+                rows.iter()
+                    .map(|row| StoredEvent::from_sqlite(row, decode))
+                    .collect()
             }
         }
     }
@@ -358,7 +383,9 @@ impl EventLog {
                     query = query.bind(*b);
                 }
                 let rows = query.fetch_all(pool).await?;
-                rows.iter().map(StoredEvent::from_sqlite).collect()
+                rows.iter()
+                    .map(|row| StoredEvent::from_sqlite(row, Decode::Full))
+                    .collect()
             }
         }
     }

@@ -52,6 +52,48 @@ async fn append_reports_version_and_position(t: &TestDatabase) {
     assert_eq!(ids.len(), 3, "event ids are unique");
 }
 
+/// The fold's read (the typed event from the payload's text) gives what
+/// the full read gives, envelope and typed event, without the JSON values.
+async fn the_typed_read_matches_the_full_read(t: &TestDatabase) {
+    let repo = Repository::<Product>::new(&t.db, 0, 0);
+    for sku in ["A", "B"] {
+        create_product(&repo, sku).await.expect("create");
+    }
+    let loaded = repo.load("A").await.expect("load");
+    let events = repo
+        .decide(&loaded, reprice(7), &())
+        .await
+        .expect("reprice");
+    repo.commit(loaded, events, HashMap::new(), &[])
+        .await
+        .expect("commit");
+    let log = EventLog::new(t.db.clone());
+    let full = read_eventually(&log, Cursor::START, 3).await;
+    let typed = log.read_typed_from(Cursor::START, 10).await.expect("read");
+    assert_eq!(typed.len(), full.len());
+    for (f, e) in full.iter().zip(&typed) {
+        assert_eq!(e.event.as_ref().ok(), Some(f.typed().expect("typed")));
+        assert_eq!(
+            (e.cursor(), e.event_id, e.sequence),
+            (f.cursor(), f.event_id, f.sequence)
+        );
+        assert_eq!(
+            (&e.aggregate_id, &e.event_type),
+            (&f.aggregate_id, &f.event_type)
+        );
+        assert_eq!(
+            (&e.event_version, e.recorded_at),
+            (&f.event_version, f.recorded_at)
+        );
+        assert!(e.payload.is_null() && !f.payload.is_null());
+    }
+    let after = log
+        .read_typed_from(typed[0].cursor(), 10)
+        .await
+        .expect("read");
+    assert_eq!(after.len(), 2, "reads after its cursor");
+}
+
 async fn a_stale_commit_conflicts(t: &TestDatabase) {
     let repo = Repository::<Product>::new(&t.db, 0, 0);
     create_product(&repo, "A").await.expect("A");
@@ -297,6 +339,7 @@ crate::both_backends!(
     snapshots_and_the_cache_agree_with_the_events,
     append_reports_version_and_position,
     a_stale_commit_conflicts,
+    the_typed_read_matches_the_full_read,
     snapshots_load_the_same_state,
     rejected_commands_append_nothing
 );

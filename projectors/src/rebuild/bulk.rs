@@ -103,7 +103,7 @@ async fn stream(
     let limit = options.read_batch;
     let read = |after: Cursor| {
         let log = log.clone();
-        tokio::spawn(async move { log.read_from(after, limit).await })
+        tokio::spawn(async move { log.read_typed_from(after, limit).await })
     };
     let mut next = read(from);
     let mut events = 0u64;
