@@ -116,15 +116,20 @@ impl<T: DocRow> Rows<T> {
         g: i64,
         keys: impl IntoIterator<Item = String>,
     ) -> Result<(), ProjectionError> {
-        let keys: Vec<String> = keys
-            .into_iter()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
         let Some(kept) = &mut self.kept else {
+            // In key order: the order writers lock rows in.
+            let keys: Vec<String> = keys
+                .into_iter()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
             self.rows = load_docs(tx, T::TABLE, T::KEY, g, &keys).await?;
             return Ok(());
         };
+        // A bulk fill locks nothing: distinct keys, in no order.
+        let keys: std::collections::HashSet<String, foldhash::fast::RandomState> =
+            keys.into_iter().collect();
+        let keys: Vec<String> = keys.into_iter().collect();
         // Only rows the table may hold are looked up (a new key is not).
         let missing: Vec<String> = keys
             .iter()

@@ -123,12 +123,51 @@ pub(crate) async fn load_orders<O: DocRow, P: DocRow>(
 
 /// The event's recorded time as stored in read models (ISO 8601, UTC, µs).
 pub(crate) fn at(event: &StoredEvent) -> String {
-    formatted(event, "%Y-%m-%dT%H:%M:%S%.6fZ", &AT)
+    stamp(event.recorded_at).unwrap_or_else(|| formatted(event, "%Y-%m-%dT%H:%M:%S%.6fZ", &AT))
+}
+
+/// `t` as `%Y-%m-%dT%H:%M:%S%.6fZ`, written by hand: the folds stamp every
+/// event, and chrono's formatter took 2.5 % of a rebuild. `None` for a
+/// year outside 0..=9999 (chrono's path then).
+fn stamp(t: chrono::DateTime<chrono::Utc>) -> Option<String> {
+    use chrono::{Datelike, Timelike};
+    let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
+    let mut out = String::with_capacity(27);
+    push_digits(&mut out, year, 4);
+    for (sep, n) in [
+        ('-', t.month()),
+        ('-', t.day()),
+        ('T', t.hour()),
+        (':', t.minute()),
+        // A leap second reads :60, as chrono writes it.
+        (':', t.second() + t.nanosecond() / 1_000_000_000),
+    ] {
+        out.push(sep);
+        push_digits(&mut out, n, 2);
+    }
+    out.push('.');
+    push_digits(&mut out, (t.nanosecond() % 1_000_000_000) / 1_000, 6);
+    out.push('Z');
+    Some(out)
+}
+
+/// The last `width` decimal digits of `n`, zero-padded.
+fn push_digits(out: &mut String, n: u32, width: u32) {
+    for i in (0..width).rev() {
+        let digit = (n / 10u32.pow(i)) % 10;
+        out.push(char::from_digit(digit, 10).unwrap_or('0'));
+    }
 }
 
 /// The event's recorded day (UTC).
 pub(crate) fn day(event: &StoredEvent) -> String {
-    formatted(event, "%Y-%m-%d", &DAY)
+    match stamp(event.recorded_at) {
+        Some(mut at) => {
+            at.truncate(10);
+            at
+        }
+        None => formatted(event, "%Y-%m-%d", &DAY),
+    }
 }
 
 type Items = std::sync::OnceLock<Vec<chrono::format::Item<'static>>>;
@@ -307,5 +346,36 @@ pub(crate) mod test_events {
                 12,
             ),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, NaiveDate, Utc};
+
+    /// The hand-written stamp is chrono's `%Y-%m-%dT%H:%M:%S%.6fZ`.
+    #[test]
+    fn stamps_match_chrono() {
+        let at = |y, mo, d, h, mi, s, nanos| -> DateTime<Utc> {
+            NaiveDate::from_ymd_opt(y, mo, d)
+                .and_then(|date| date.and_hms_nano_opt(h, mi, s, nanos))
+                .expect("a valid time")
+                .and_utc()
+        };
+        for t in [
+            at(2026, 3, 14, 9, 26, 53, 0),
+            at(1, 1, 1, 0, 0, 0, 999_999_999),
+            at(9999, 12, 31, 23, 59, 59, 123_456_789),
+            at(2016, 12, 31, 23, 59, 59, 1_500_000_000),
+            at(2024, 2, 29, 7, 5, 3, 4_000),
+        ] {
+            assert_eq!(
+                super::stamp(t).as_deref(),
+                Some(t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string().as_str()),
+                "{t:?}"
+            );
+        }
+        assert_eq!(super::stamp(at(10000, 1, 1, 0, 0, 0, 0)), None);
+        assert_eq!(super::stamp(at(-1, 1, 1, 0, 0, 0, 0)), None);
     }
 }
