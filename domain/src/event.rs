@@ -127,39 +127,23 @@ impl Event {
         event_version: &str,
         payload: &str,
     ) -> Result<Self, UndecodableEvent> {
-        fn typed<'a, E: serde::Deserialize<'a>>(payload: &'a str) -> Result<E, UndecodableEvent> {
-            serde_json::from_str(payload).map_err(|e| UndecodableEvent::Payload(e.to_string()))
-        }
         if !crate::upcast::chain(event_type, event_version)?.is_empty() {
-            let value: serde_json::Value = typed(payload)?;
+            let value: serde_json::Value = Payload::typed(payload)?;
             return Self::decode(aggregate_type, event_type, event_version, &value);
         }
-        Ok(match aggregate_type {
-            "User" => Self::User(typed(payload)?),
-            "Product" => Self::Product(typed(payload)?),
-            "Order" => Self::Order(typed(payload)?),
-            "Payment" => Self::Payment(typed(payload)?),
-            other => return Err(UndecodableEvent::UnknownAggregate(other.to_string())),
-        })
+        Self::decode_current(aggregate_type, payload)
     }
 
     /// Decodes a payload already at its type's current version.
-    fn decode_current(
+    fn decode_current<'a>(
         aggregate_type: &str,
-        payload: &serde_json::Value,
+        payload: impl Payload<'a>,
     ) -> Result<Self, UndecodableEvent> {
-        use serde::Deserialize;
-        fn typed<'a, E: Deserialize<'a>>(
-            payload: &'a serde_json::Value,
-        ) -> Result<E, UndecodableEvent> {
-            // From a borrowed Value: no copy of the payload.
-            E::deserialize(payload).map_err(|e| UndecodableEvent::Payload(e.to_string()))
-        }
         Ok(match aggregate_type {
-            "User" => Self::User(typed(payload)?),
-            "Product" => Self::Product(typed(payload)?),
-            "Order" => Self::Order(typed(payload)?),
-            "Payment" => Self::Payment(typed(payload)?),
+            "User" => Self::User(payload.typed()?),
+            "Product" => Self::Product(payload.typed()?),
+            "Order" => Self::Order(payload.typed()?),
+            "Payment" => Self::Payment(payload.typed()?),
             other => return Err(UndecodableEvent::UnknownAggregate(other.to_string())),
         })
     }
@@ -175,6 +159,24 @@ impl Event {
             }
             _ => None,
         }
+    }
+}
+
+/// A stored payload read into a typed event: a JSON value, or its text.
+trait Payload<'a> {
+    fn typed<E: serde::Deserialize<'a>>(self) -> Result<E, UndecodableEvent>;
+}
+
+impl<'a> Payload<'a> for &'a serde_json::Value {
+    fn typed<E: serde::Deserialize<'a>>(self) -> Result<E, UndecodableEvent> {
+        // From a borrowed Value: no copy of the payload.
+        E::deserialize(self).map_err(|e| UndecodableEvent::Payload(e.to_string()))
+    }
+}
+
+impl<'a> Payload<'a> for &'a str {
+    fn typed<E: serde::Deserialize<'a>>(self) -> Result<E, UndecodableEvent> {
+        serde_json::from_str(self).map_err(|e| UndecodableEvent::Payload(e.to_string()))
     }
 }
 

@@ -88,13 +88,21 @@ pub(crate) struct Envelope {
 
 impl From<Envelope> for StoredEvent {
     fn from(e: Envelope) -> Self {
+        let event = domain::Event::decode(
+            &e.aggregate_type,
+            &e.event_type,
+            &e.event_version,
+            &e.payload,
+        );
+        Self::with_event(e, event)
+    }
+}
+
+impl StoredEvent {
+    /// `e` with its typed payload, `event`.
+    pub(crate) fn with_event(e: Envelope, event: Result<domain::Event, UndecodableEvent>) -> Self {
         Self {
-            event: domain::Event::decode(
-                &e.aggregate_type,
-                &e.event_type,
-                &e.event_version,
-                &e.payload,
-            ),
+            event,
             position: e.position,
             transaction_id: e.transaction_id,
             event_id: e.event_id,
@@ -230,10 +238,9 @@ impl EventLog {
                     .bind(limit)
                     .fetch_all(pool)
                     .await?;
-                match decode {
-                    Decode::Full => rows.iter().map(StoredEvent::from_pg).collect(),
-                    Decode::Typed => rows.iter().map(StoredEvent::typed_from_pg).collect(),
-                }
+                rows.iter()
+                    .map(|row| StoredEvent::from_pg(row, decode))
+                    .collect()
             }
             Database::Sqlite(pool) => {
                 let sql = format!(
@@ -374,7 +381,9 @@ impl EventLog {
                     query = query.bind(*b);
                 }
                 let rows = query.fetch_all(pool).await?;
-                rows.iter().map(StoredEvent::from_pg).collect()
+                rows.iter()
+                    .map(|row| StoredEvent::from_pg(row, Decode::Full))
+                    .collect()
             }
             Database::Sqlite(pool) => {
                 let sql = format!("SELECT {SQLITE_COLUMNS} FROM events WHERE {clause}");

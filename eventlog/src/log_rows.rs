@@ -21,10 +21,10 @@ pub(crate) enum Decode {
 }
 
 impl StoredEvent {
-    pub(crate) fn from_pg(row: &PgRow) -> Result<Self, StoreError> {
+    pub(crate) fn from_pg(row: &PgRow, decode: Decode) -> Result<Self, StoreError> {
         let xid: String = row.try_get("txid_text")?;
         let event_id: String = row.try_get("event_id")?;
-        Ok(Self::from(Envelope {
+        let mut e = Envelope {
             position: row.try_get("position")?,
             transaction_id: xid
                 .parse()
@@ -35,73 +35,26 @@ impl StoredEvent {
             sequence: row.try_get("sequence")?,
             event_type: row.try_get("event_type")?,
             event_version: row.try_get("event_version")?,
-            payload: row.try_get("payload")?,
-            metadata: row.try_get("metadata")?,
-            recorded_at: row.try_get("recorded_at")?,
-        }))
-    }
-
-    /// A row of [`PG_TYPED_COLUMNS`]: see [`Decode::Typed`].
-    pub(crate) fn typed_from_pg(row: &PgRow) -> Result<Self, StoreError> {
-        let xid: String = row.try_get("txid_text")?;
-        let event_id: String = row.try_get("event_id")?;
-        let payload: &str = row.try_get("payload_text")?;
-        let aggregate_type: String = row.try_get("aggregate_type")?;
-        let event_type: String = row.try_get("event_type")?;
-        let event_version: String = row.try_get("event_version")?;
-        let event =
-            domain::Event::decode_text(&aggregate_type, &event_type, &event_version, payload);
-        Ok(Self {
-            position: row.try_get("position")?,
-            transaction_id: xid
-                .parse()
-                .map_err(|_| StoreError::Corrupt(format!("xid {xid}")))?,
-            event_id: Uuid::parse_str(&event_id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            aggregate_type,
-            aggregate_id: row.try_get("aggregate_id")?,
-            sequence: row.try_get("sequence")?,
-            event_type,
-            event_version,
             payload: Value::Null,
             metadata: Value::Null,
             recorded_at: row.try_get("recorded_at")?,
-            event,
-        })
+        };
+        match decode {
+            Decode::Full => {
+                e.payload = row.try_get("payload")?;
+                e.metadata = row.try_get("metadata")?;
+                Ok(Self::from(e))
+            }
+            Decode::Typed => Ok(typed(e, row.try_get("payload_text")?)),
+        }
     }
 
     pub(crate) fn from_sqlite(row: &SqliteRow, decode: Decode) -> Result<Self, StoreError> {
         let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(e.to_string());
         let event_id: String = row.try_get("event_id")?;
-        let payload: String = row.try_get("payload")?;
+        let payload: &str = row.try_get("payload")?;
         let recorded_at: String = row.try_get("recorded_at")?;
-        let recorded_at = DateTime::parse_from_rfc3339(&recorded_at)
-            .map_err(|e| corrupt(&e))?
-            .with_timezone(&Utc);
-        if decode == Decode::Typed {
-            let (aggregate_type, event_type, event_version): (String, String, String) = (
-                row.try_get("aggregate_type")?,
-                row.try_get("event_type")?,
-                row.try_get("event_version")?,
-            );
-            let event =
-                domain::Event::decode_text(&aggregate_type, &event_type, &event_version, &payload);
-            return Ok(Self {
-                position: row.try_get("position")?,
-                transaction_id: 0,
-                event_id: Uuid::parse_str(&event_id).map_err(|e| corrupt(&e))?,
-                aggregate_type,
-                aggregate_id: row.try_get("aggregate_id")?,
-                sequence: row.try_get("sequence")?,
-                event_type,
-                event_version,
-                payload: Value::Null,
-                metadata: Value::Null,
-                recorded_at,
-                event,
-            });
-        }
-        let metadata: String = row.try_get("metadata")?;
-        Ok(Self::from(Envelope {
+        let mut e = Envelope {
             position: row.try_get("position")?,
             transaction_id: 0,
             event_id: Uuid::parse_str(&event_id).map_err(|e| corrupt(&e))?,
@@ -110,11 +63,29 @@ impl StoredEvent {
             sequence: row.try_get("sequence")?,
             event_type: row.try_get("event_type")?,
             event_version: row.try_get("event_version")?,
-            payload: serde_json::from_str(&payload).map_err(|e| corrupt(&e))?,
-            metadata: serde_json::from_str(&metadata).map_err(|e| corrupt(&e))?,
-            recorded_at,
-        }))
+            payload: Value::Null,
+            metadata: Value::Null,
+            recorded_at: DateTime::parse_from_rfc3339(&recorded_at)
+                .map_err(|e| corrupt(&e))?
+                .with_timezone(&Utc),
+        };
+        match decode {
+            Decode::Full => {
+                let metadata: &str = row.try_get("metadata")?;
+                e.payload = serde_json::from_str(payload).map_err(|e| corrupt(&e))?;
+                e.metadata = serde_json::from_str(metadata).map_err(|e| corrupt(&e))?;
+                Ok(Self::from(e))
+            }
+            Decode::Typed => Ok(typed(e, payload)),
+        }
     }
+}
+
+/// [`Decode::Typed`]: `e` with its event read from the payload's `text`.
+fn typed(e: Envelope, text: &str) -> StoredEvent {
+    let event =
+        domain::Event::decode_text(&e.aggregate_type, &e.event_type, &e.event_version, text);
+    StoredEvent::with_event(e, event)
 }
 
 // The transaction id goes out as text under another name: an ORDER BY on

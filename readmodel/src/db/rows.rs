@@ -45,6 +45,21 @@ struct Kept {
     estimates: u32,
 }
 
+impl Kept {
+    /// `stored`: the table may hold rows already.
+    fn new(stored: bool) -> Self {
+        Self {
+            written: Written::new(stored),
+            epoch: 0,
+            batch: Vec::new(),
+            draining: [Vec::new(), Vec::new()],
+            retain: 0,
+            per_row: 0,
+            estimates: 0,
+        }
+    }
+}
+
 /// The share of the changed rows a spill keeps in memory: the most
 /// recently changed (an order's events come close together; a row not
 /// changed for a while rarely changes again).
@@ -173,15 +188,7 @@ const RESAMPLE_EVERY: u32 = 16;
 
 impl<T: DocRow + Send> BulkTable for Rows<T> {
     fn keep(&mut self, stored: bool) {
-        self.kept = Some(Kept {
-            written: Written::new(stored),
-            epoch: 0,
-            batch: Vec::new(),
-            draining: [Vec::new(), Vec::new()],
-            retain: 0,
-            per_row: 0,
-            estimates: 0,
-        });
+        self.kept = Some(Kept::new(stored));
     }
 
     fn tick(&mut self) {
@@ -220,15 +227,8 @@ impl<T: DocRow + Send> BulkTable for Rows<T> {
     }
 
     fn split(&mut self, retain: usize) {
-        let kept = self.kept.get_or_insert_with(|| Kept {
-            written: Written::new(true),
-            epoch: 0,
-            batch: Vec::new(),
-            draining: [Vec::new(), Vec::new()],
-            retain: 0,
-            per_row: 0,
-            estimates: 0,
-        });
+        // Outside a bulk fill any key may be stored.
+        let kept = self.kept.get_or_insert_with(|| Kept::new(true));
         kept.retain = retain;
         let mut sort = |key: String| {
             kept.draining[kept.written.part(&key) as usize].push(key);
