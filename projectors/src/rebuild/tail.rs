@@ -219,9 +219,13 @@ async fn catch_up_live<P: Projection>(
 async fn compare<P: Projection>(db: &ReadDb, g: i64) -> Result<Vec<TableDiff>, ProjectionError> {
     let mut out = Vec::new();
     for (table, order) in P::CHECKSUM_ORDER {
-        let (live_rows, live_checksum) = table_checksum(db.pool(), table, order).await?;
-        let (rebuilt_rows, rebuilt_checksum) =
-            table_checksum(db.pool(), &format!("{table}_g{g}"), order).await?;
+        // Both sides at once (the database computes them); one table at a
+        // time, so that rebuilds side by side stay within the pool.
+        let rebuilt = format!("{table}_g{g}");
+        let ((live_rows, live_checksum), (rebuilt_rows, rebuilt_checksum)) = futures::try_join!(
+            table_checksum(db.pool(), table, order),
+            table_checksum(db.pool(), &rebuilt, order),
+        )?;
         out.push(TableDiff {
             table: (*table).to_string(),
             live_rows,
