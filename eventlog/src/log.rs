@@ -86,38 +86,6 @@ pub(crate) struct Envelope {
     pub(crate) recorded_at: DateTime<Utc>,
 }
 
-impl From<Envelope> for StoredEvent {
-    fn from(e: Envelope) -> Self {
-        let event = domain::Event::decode(
-            &e.aggregate_type,
-            &e.event_type,
-            &e.event_version,
-            &e.payload,
-        );
-        Self::with_event(e, event)
-    }
-}
-
-impl StoredEvent {
-    /// `e` with its typed payload, `event`.
-    pub(crate) fn with_event(e: Envelope, event: Result<domain::Event, UndecodableEvent>) -> Self {
-        Self {
-            event,
-            position: e.position,
-            transaction_id: e.transaction_id,
-            event_id: e.event_id,
-            aggregate_type: e.aggregate_type,
-            aggregate_id: e.aggregate_id,
-            sequence: e.sequence,
-            event_type: e.event_type,
-            event_version: e.event_version,
-            payload: e.payload,
-            metadata: e.metadata,
-            recorded_at: e.recorded_at,
-        }
-    }
-}
-
 impl StoredEvent {
     /// The typed event.
     ///

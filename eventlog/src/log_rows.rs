@@ -1,4 +1,5 @@
-//! Rows of the `events` table as [`StoredEvent`]s, per backend.
+//! Rows of the `events` table as [`StoredEvent`]s, per backend, and the
+//! envelope a row gives typed.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -77,6 +78,41 @@ impl StoredEvent {
                 Ok(Self::from(e))
             }
             Decode::Typed => Ok(typed(e, payload)),
+        }
+    }
+}
+
+impl From<Envelope> for StoredEvent {
+    fn from(e: Envelope) -> Self {
+        let event = domain::Event::decode(
+            &e.aggregate_type,
+            &e.event_type,
+            &e.event_version,
+            &e.payload,
+        );
+        Self::with_event(e, event)
+    }
+}
+
+impl StoredEvent {
+    /// `e` with its typed payload, `event`.
+    pub(crate) fn with_event(
+        e: Envelope,
+        event: Result<domain::Event, domain::UndecodableEvent>,
+    ) -> Self {
+        Self {
+            event,
+            position: e.position,
+            transaction_id: e.transaction_id,
+            event_id: e.event_id,
+            aggregate_type: e.aggregate_type,
+            aggregate_id: e.aggregate_id,
+            sequence: e.sequence,
+            event_type: e.event_type,
+            event_version: e.event_version,
+            payload: e.payload,
+            metadata: e.metadata,
+            recorded_at: e.recorded_at,
         }
     }
 }
