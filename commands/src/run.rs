@@ -66,11 +66,13 @@ impl Commands {
     /// sealing personal data with `keys`.
     pub fn new(db: &Database, snapshot_every: usize, cache: usize, keys: Keyring) -> Self {
         let signal = eventlog::AppendSignal::for_database(db);
+        let group = eventlog::AppendGroup::for_database(db);
+        let repo = || Repository::sharing(db, snapshot_every, cache, signal.clone(), group.clone());
         Self {
-            users: Repository::sharing(db, snapshot_every, cache, signal.clone()),
-            products: Repository::sharing(db, snapshot_every, cache, signal.clone()),
-            orders: Repository::sharing(db, snapshot_every, cache, signal.clone()),
-            payments: Repository::sharing(db, snapshot_every, cache, signal),
+            users: repo(),
+            products: repo(),
+            orders: repo(),
+            payments: repo(),
             emails: EmailRegistry::new(db.clone()),
             identities: Reservations::identities(db.clone()),
             log: EventLog::new(db.clone()),

@@ -54,5 +54,5 @@ pub use idempotency::{IdempotencyRecord, IdempotencyStore, KeyState};
 pub use import::{import, ImportedEvent, IMPORT_CHUNK};
 pub use log::{Cursor, EventLog, StoredEvent};
 pub use protect::{Keyring, MasterKeys, NewKey};
-pub use repository::{Committed, Guard, Loaded, Repository, Source};
+pub use repository::{AppendGroup, Committed, Guard, Loaded, Repository, Source};
 pub use signal::{AppendSignal, EVENTS_CHANNEL};

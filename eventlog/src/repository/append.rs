@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use cqrs_es::persist::{EventStoreAggregateContext, SerializedEvent};
 use cqrs_es::{Aggregate, EventEnvelope, EventStore};
 
+use super::group::{self, Append};
 use super::{store_error, Committed, Guard, Loaded, Repository, Store};
 use crate::protect::NewKey;
 use crate::{Database, StoreError};
@@ -19,21 +20,6 @@ enum Insert<'a> {
     /// and the user's new data key stored.
     ClaimingEmail(&'a str, &'a NewKey),
 }
-
-/// Inserts a stream's new events unless a guard's stream has moved on;
-/// returns the positions given (none: a guard failed).
-const APPEND: &str = "\
-INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, e.metadata
-  FROM unnest($3::bigint[], $4::text[], $5::text[], $6::json[], $7::json[])
-       WITH ORDINALITY AS e(sequence, event_type, event_version, payload, metadata, n)
- WHERE NOT EXISTS (
-       SELECT 1 FROM unnest($8::text[], $9::text[], $10::bigint[]) AS g(aggregate_type, aggregate_id, version)
-        WHERE COALESCE((SELECT max(x.sequence) FROM events x
-                         WHERE x.aggregate_type = g.aggregate_type
-                           AND x.aggregate_id = g.aggregate_id), 0) <> g.version)
- ORDER BY e.n
-RETURNING position";
 
 /// A user's first events together with the reservation of their e-mail
 /// address (one user per address) and their data key: all or nothing;
@@ -201,8 +187,8 @@ where
         })
     }
 
-    /// The one-statement append (Postgres): guards or a claim, events,
-    /// positions.
+    /// The one-statement append (Postgres): guards (with the process's
+    /// group, when it has one) or a claim, events, positions.
     async fn append(
         &self,
         pool: &sqlx::PgPool,
@@ -212,68 +198,35 @@ where
         metadata: HashMap<String, String>,
         insert: Insert<'_>,
     ) -> Result<i64, StoreError> {
-        let n = events.len();
-        let (mut sequences, mut types, mut versions, mut payloads, mut metas) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        for (i, payload) in events.into_iter().enumerate() {
-            let envelope = EventEnvelope::<A> {
-                aggregate_id: aggregate_id.to_string(),
-                sequence: before + i + 1,
-                payload,
-                metadata: metadata.clone(),
-            };
-            let s = SerializedEvent::try_from(&envelope)
-                .map_err(|e| StoreError::Backend(e.to_string()))?;
-            sequences.push(
-                i64::try_from(s.sequence)
-                    .map_err(|_| StoreError::Corrupt("sequence overflow".into()))?,
-            );
-            types.push(s.event_type);
-            versions.push(s.event_version);
-            payloads.push(s.payload);
-            metas.push(s.metadata);
-        }
-        let sql = match insert {
-            Insert::Guarded(_) => APPEND,
-            Insert::ClaimingEmail(..) => APPEND_CLAIMING_EMAIL,
+        let mut append = serialized::<A>(aggregate_id, before, events, &metadata)?;
+        let (email, key) = match insert {
+            Insert::Guarded(guards) => {
+                append.guards = guards.to_vec();
+                return match &self.group {
+                    Some(group) => group.append(append).await,
+                    None => group::insert_one(pool, &append).await,
+                };
+            }
+            Insert::ClaimingEmail(email, key) => (email, key),
         };
-        let query = sqlx::query_scalar(sql)
+        let (master, wrapped) = key.stored_form();
+        let positions: Vec<i64> = sqlx::query_scalar(APPEND_CLAIMING_EMAIL)
             .bind(A::TYPE)
             .bind(aggregate_id)
-            .bind(sequences)
-            .bind(types)
-            .bind(versions)
-            .bind(payloads)
-            .bind(metas);
-        let query = match insert {
-            Insert::Guarded(guards) => query
-                .bind(
-                    guards
-                        .iter()
-                        .map(|g| g.aggregate_type.as_str())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(
-                    guards
-                        .iter()
-                        .map(|g| g.aggregate_id.as_str())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(guards.iter().map(|g| g.version).collect::<Vec<_>>()),
-            Insert::ClaimingEmail(email, key) => {
-                let (master, wrapped) = key.stored_form();
-                query.bind(email).bind(master).bind(wrapped)
-            }
-        };
-        let positions: Vec<i64> = query.fetch_all(pool).await.map_err(|e| match &e {
-            sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
-            _ => StoreError::Database(e),
-        })?;
+            .bind(append.sequences)
+            .bind(append.types)
+            .bind(append.versions)
+            .bind(append.payloads)
+            .bind(append.metas)
+            .bind(email)
+            .bind(master)
+            .bind(wrapped)
+            .fetch_all(pool)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
+                _ => StoreError::Database(e),
+            })?;
         positions.into_iter().max().ok_or(StoreError::Stale)
     }
 
@@ -337,4 +290,42 @@ where
         }
         Ok(())
     }
+}
+
+/// `events` as the rows of one append after version `before`.
+fn serialized<A: Aggregate>(
+    aggregate_id: &str,
+    before: usize,
+    events: Vec<A::Event>,
+    metadata: &HashMap<String, String>,
+) -> Result<Append, StoreError> {
+    let n = events.len();
+    let mut a = Append {
+        aggregate_type: A::TYPE.to_string(),
+        aggregate_id: aggregate_id.to_string(),
+        sequences: Vec::with_capacity(n),
+        types: Vec::with_capacity(n),
+        versions: Vec::with_capacity(n),
+        payloads: Vec::with_capacity(n),
+        metas: Vec::with_capacity(n),
+        guards: Vec::new(),
+    };
+    for (i, payload) in events.into_iter().enumerate() {
+        let envelope = EventEnvelope::<A> {
+            aggregate_id: aggregate_id.to_string(),
+            sequence: before + i + 1,
+            payload,
+            metadata: metadata.clone(),
+        };
+        let s =
+            SerializedEvent::try_from(&envelope).map_err(|e| StoreError::Backend(e.to_string()))?;
+        a.sequences.push(
+            i64::try_from(s.sequence).map_err(|_| StoreError::Corrupt("sequence overflow".into()))?,
+        );
+        a.types.push(s.event_type);
+        a.versions.push(s.event_version);
+        a.payloads.push(s.payload);
+        a.metas.push(s.metadata);
+    }
+    Ok(a)
 }

@@ -5,6 +5,7 @@
 //! - `mod.rs`: [`Repository`], [`Loaded`], [`Guard`], [`Source`]; loading and deciding.
 //! - `append`: commits: the guarded one-statement insert, the e-mail-claiming
 //!   registration, and the cqrs-es path for snapshots and SQLite.
+//! - `group`: group commit of the guarded inserts of one process.
 
 use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateError, EventStore};
@@ -12,6 +13,9 @@ use postgres_es::PostgresEventRepository;
 use sqlite_es::SqliteEventRepository;
 
 mod append;
+mod group;
+
+pub use group::AppendGroup;
 
 use crate::cache::{Cache, Entry};
 use crate::{AppendSignal, Database, EventLog, StoreError};
@@ -111,6 +115,7 @@ pub struct Repository<A: Aggregate> {
     snapshot_every: usize,
     cache: Option<Cache<A>>,
     signal: Option<AppendSignal>,
+    group: Option<AppendGroup>,
 }
 
 fn store_error<E: std::error::Error>(e: AggregateError<E>) -> StoreError {
@@ -138,16 +143,24 @@ where
     /// only the events after it. `cache` is how many aggregates' states this
     /// process keeps (0: none, every command reads its stream).
     pub fn new(db: &Database, snapshot_every: usize, cache: usize) -> Self {
-        Self::sharing(db, snapshot_every, cache, AppendSignal::for_database(db))
+        Self::sharing(
+            db,
+            snapshot_every,
+            cache,
+            AppendSignal::for_database(db),
+            AppendGroup::for_database(db),
+        )
     }
 
     /// [`Repository::new`], telling tailers about appends through `signal`
-    /// (shared by the repositories of one process).
+    /// and writing guarded appends with `group` (both shared by the
+    /// repositories of one process).
     pub fn sharing(
         db: &Database,
         snapshot_every: usize,
         cache: usize,
         signal: Option<AppendSignal>,
+        group: Option<AppendGroup>,
     ) -> Self {
         let store = match db {
             Database::Postgres(pool) => {
@@ -180,6 +193,7 @@ where
             snapshot_every,
             cache: (cache > 0).then(|| Cache::new(cache)),
             signal,
+            group,
         }
     }
 

@@ -1,0 +1,402 @@
+//! Group commit on PostgreSQL: guarded appends that arrive while others
+//! are being written go out together, in one statement (one transaction,
+//! one WAL flush) instead of one each.
+//!
+//! Each append keeps its own outcome. Its guards are checked for its own
+//! rows only: a guard that fails skips that append's events, not the
+//! others'. A group never holds two appends that touch one stream (one's
+//! stream is another's stream or guard): such an append waits for the next
+//! group, so within a group every decision was made on states nobody else
+//! in it changes. When the statement fails as a whole (another process
+//! took a stream's next slot first, or the database failed), each append
+//! of the group is tried again on its own, so the loser gets its conflict,
+//! the others go through, and every error is the append's own.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::PgPool;
+use tokio::sync::{oneshot, Notify};
+
+use super::Guard;
+use crate::StoreError;
+
+/// Groups written at once (each on its own connection): while one waits
+/// for its commit, the next gathers what arrives.
+const WORKERS: usize = 4;
+
+/// The most appends, and events, in one group.
+const MOST_APPENDS: usize = 64;
+const MOST_EVENTS: usize = 512;
+
+/// Inserts each append's events unless one of its own guards' streams has
+/// moved on; returns the positions given, with the stream each went to.
+const APPEND_GROUP: &str = "\
+INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_version, e.payload, e.metadata
+  FROM unnest($1::int[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::json[], $8::json[])
+       WITH ORDINALITY AS e(a, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, n)
+ WHERE NOT EXISTS (
+       SELECT 1 FROM unnest($9::int[], $10::text[], $11::text[], $12::bigint[]) AS g(a, aggregate_type, aggregate_id, version)
+        WHERE g.a = e.a
+          AND COALESCE((SELECT max(x.sequence) FROM events x
+                         WHERE x.aggregate_type = g.aggregate_type
+                           AND x.aggregate_id = g.aggregate_id), 0) <> g.version)
+ ORDER BY e.n
+RETURNING position, aggregate_type, aggregate_id";
+
+/// One stream's new events, serialized, with the guards its command
+/// relied on.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Append {
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequences: Vec<i64>,
+    pub types: Vec<String>,
+    pub versions: Vec<String>,
+    pub payloads: Vec<Value>,
+    pub metas: Vec<Value>,
+    pub guards: Vec<Guard>,
+}
+
+impl Append {
+    fn stream(&self) -> (&str, &str) {
+        (&self.aggregate_type, &self.aggregate_id)
+    }
+}
+
+struct Pending {
+    append: Append,
+    reply: oneshot::Sender<Result<i64, StoreError>>,
+}
+
+struct Shared {
+    queue: Mutex<VecDeque<Pending>>,
+    ready: Notify,
+}
+
+/// The appends of one process (cheap to clone; every clone feeds the same
+/// workers, which end a few seconds after the last clone is dropped).
+#[derive(Clone)]
+pub struct AppendGroup {
+    shared: Arc<Shared>,
+}
+
+impl AppendGroup {
+    /// Workers appending through `pool`.
+    pub fn new(pool: PgPool) -> Self {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(VecDeque::new()),
+            ready: Notify::new(),
+        });
+        for _ in 0..WORKERS {
+            tokio::spawn(work(pool.clone(), Arc::downgrade(&shared)));
+        }
+        Self { shared }
+    }
+
+    /// A group for `db` (none on SQLite: one writer at a time anyway).
+    pub fn for_database(db: &crate::Database) -> Option<Self> {
+        match db {
+            crate::Database::Postgres(pool) => Some(Self::new(pool.clone())),
+            crate::Database::Sqlite(_) => None,
+        }
+    }
+
+    /// Appends with the next group; the position of its last event.
+    ///
+    /// # Errors
+    /// As [`insert_one`].
+    pub(crate) async fn append(&self, append: Append) -> Result<i64, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        lock(&self.shared).push_back(Pending { append, reply });
+        self.shared.ready.notify_one();
+        answer
+            .await
+            .map_err(|_| StoreError::Backend("the append group stopped".into()))?
+    }
+}
+
+fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, VecDeque<Pending>> {
+    shared.queue.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+async fn work(pool: PgPool, shared: Weak<Shared>) {
+    loop {
+        let Some(s) = shared.upgrade() else { return };
+        let (group, more) = {
+            let mut queue = lock(&s);
+            let group = take(&mut queue);
+            (group, !queue.is_empty())
+        };
+        if group.is_empty() {
+            // A permit stored by an append meanwhile wakes this at once.
+            let _ = tokio::time::timeout(Duration::from_secs(5), s.ready.notified()).await;
+            continue;
+        }
+        drop(s);
+        if more {
+            // What this group left behind is another worker's.
+            if let Some(s) = shared.upgrade() {
+                s.ready.notify_one();
+            }
+        }
+        write(&pool, group).await;
+    }
+}
+
+/// The next group from the front of `queue`: appends that touch no stream
+/// another of the group touches, in arrival order; the rest stay queued in
+/// theirs.
+fn take(queue: &mut VecDeque<Pending>) -> Vec<Pending> {
+    let mut written: HashSet<(String, String)> = HashSet::new();
+    let mut relied: HashSet<(String, String)> = HashSet::new();
+    let mut group = Vec::new();
+    let mut events = 0;
+    let mut rest = VecDeque::with_capacity(queue.len());
+    while let Some(p) = queue.pop_front() {
+        let a = &p.append;
+        let key = |t: &str, i: &str| (t.to_string(), i.to_string());
+        let (t, i) = a.stream();
+        let fits = group.len() < MOST_APPENDS
+            && (group.is_empty() || events + a.sequences.len() <= MOST_EVENTS)
+            && !written.contains(&key(t, i))
+            && !relied.contains(&key(t, i))
+            && a.guards
+                .iter()
+                .all(|g| !written.contains(&key(&g.aggregate_type, &g.aggregate_id)));
+        if fits {
+            written.insert(key(t, i));
+            relied.extend(
+                a.guards
+                    .iter()
+                    .map(|g| key(&g.aggregate_type, &g.aggregate_id)),
+            );
+            events += a.sequences.len();
+            group.push(p);
+        } else {
+            rest.push_back(p);
+        }
+    }
+    *queue = rest;
+    group
+}
+
+/// Writes a group and answers each append.
+async fn write(pool: &PgPool, group: Vec<Pending>) {
+    let appends: Vec<&Append> = group.iter().map(|p| &p.append).collect();
+    let outcomes = match insert(pool, &appends).await {
+        Ok(outcomes) => outcomes,
+        Err(e) if group.len() == 1 => vec![Err(one_error(e))],
+        Err(e) => {
+            tracing::debug!(error = %e, appends = group.len(), "a group failed; appending one by one");
+            let mut outcomes = Vec::with_capacity(group.len());
+            for a in &appends {
+                outcomes.push(insert_one(pool, a).await);
+            }
+            outcomes
+        }
+    };
+    for (p, outcome) in group.into_iter().zip(outcomes) {
+        // The command may have been given up on (its client went away).
+        let _ = p.reply.send(outcome);
+    }
+}
+
+fn one_error(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
+        _ => StoreError::Database(e),
+    }
+}
+
+/// One append on its own: the position of its last event.
+///
+/// # Errors
+/// [`StoreError::Conflict`] when the stream's next slot is taken,
+/// [`StoreError::Stale`] when a guard failed, [`StoreError::Database`].
+pub(crate) async fn insert_one(pool: &PgPool, append: &Append) -> Result<i64, StoreError> {
+    insert(pool, &[append])
+        .await
+        .map_err(one_error)?
+        .pop()
+        .unwrap_or(Err(StoreError::Stale))
+}
+
+/// One statement for `appends` (no two touching one stream): each one's
+/// last position, or [`StoreError::Stale`] where its guards failed.
+async fn insert(pool: &PgPool, appends: &[&Append]) -> Result<Vec<Result<i64, StoreError>>, sqlx::Error> {
+    let events: usize = appends.iter().map(|a| a.sequences.len()).sum();
+    let mut cols = (
+        Vec::with_capacity(events),
+        Vec::with_capacity(events),
+        Vec::with_capacity(events),
+    );
+    let (mut g_at, mut g_type, mut g_id, mut g_version) = (vec![], vec![], vec![], vec![]);
+    for (n, a) in (0i32..).zip(appends) {
+        for _ in &a.sequences {
+            cols.0.push(n);
+            cols.1.push(a.aggregate_type.as_str());
+            cols.2.push(a.aggregate_id.as_str());
+        }
+        for g in &a.guards {
+            g_at.push(n);
+            g_type.push(g.aggregate_type.as_str());
+            g_id.push(g.aggregate_id.as_str());
+            g_version.push(g.version);
+        }
+    }
+    let strs = |f: fn(&Append) -> &[String]| -> Vec<&str> {
+        appends
+            .iter()
+            .flat_map(|a| f(a).iter().map(String::as_str))
+            .collect()
+    };
+    let values = |f: fn(&Append) -> &[Value]| -> Vec<&Value> {
+        appends.iter().flat_map(|a| f(a).iter()).collect()
+    };
+    let rows: Vec<(i64, String, String)> = sqlx::query_as(APPEND_GROUP)
+        .bind(cols.0)
+        .bind(cols.1)
+        .bind(cols.2)
+        .bind(
+            appends
+                .iter()
+                .flat_map(|a| a.sequences.iter().copied())
+                .collect::<Vec<i64>>(),
+        )
+        .bind(strs(|a| &a.types))
+        .bind(strs(|a| &a.versions))
+        .bind(values(|a| &a.payloads))
+        .bind(values(|a| &a.metas))
+        .bind(g_at)
+        .bind(g_type)
+        .bind(g_id)
+        .bind(g_version)
+        .fetch_all(pool)
+        .await?;
+    Ok(appends
+        .iter()
+        .map(|a| {
+            rows.iter()
+                .filter(|(_, t, i)| (t.as_str(), i.as_str()) == a.stream())
+                .map(|(p, ..)| *p)
+                .max()
+                .ok_or(StoreError::Stale)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::TestDatabase;
+
+    fn guard(id: &str, version: i64) -> Guard {
+        Guard {
+            aggregate_type: "Product".into(),
+            aggregate_id: id.into(),
+            version,
+        }
+    }
+
+    fn append(id: &str, sequence: i64, guards: Vec<Guard>) -> Append {
+        Append {
+            aggregate_type: "Product".into(),
+            aggregate_id: id.into(),
+            sequences: vec![sequence],
+            types: vec!["ProductCreated".into()],
+            versions: vec!["1".into()],
+            payloads: vec![serde_json::json!({"n": sequence})],
+            metas: vec![serde_json::json!({})],
+            guards,
+        }
+    }
+
+    fn pending(a: Append) -> (Pending, oneshot::Receiver<Result<i64, StoreError>>) {
+        let (reply, answer) = oneshot::channel();
+        (Pending { append: a, reply }, answer)
+    }
+
+    async fn streams(pool: &PgPool) -> Vec<(String, i64)> {
+        sqlx::query_as("SELECT aggregate_id, sequence FROM events ORDER BY position")
+            .fetch_all(pool)
+            .await
+            .expect("events")
+    }
+
+    #[test]
+    fn a_group_never_holds_two_appends_touching_one_stream() {
+        let mut queue: VecDeque<Pending> = [
+            append("X", 1, vec![]),
+            append("X", 1, vec![]),
+            append("Y", 1, vec![guard("X", 0)]),
+            append("Z", 1, vec![guard("F", 2)]),
+            append("F", 3, vec![]),
+            append("W", 1, vec![guard("F", 2)]),
+        ]
+        .into_iter()
+        .map(|a| pending(a).0)
+        .collect();
+        let ids = |g: &[Pending]| -> Vec<String> {
+            g.iter().map(|p| p.append.aggregate_id.clone()).collect()
+        };
+        // The second X writes X again, Y relies on X, F is relied on by Z.
+        assert_eq!(ids(&take(&mut queue)), ["X", "Z", "W"]);
+        assert_eq!(ids(&take(&mut queue)), ["X", "F"]);
+        assert_eq!(ids(&take(&mut queue)), ["Y"]);
+        assert!(take(&mut queue).is_empty());
+    }
+
+    #[test]
+    fn a_group_is_bounded() {
+        let mut queue: VecDeque<Pending> = (0..MOST_APPENDS + 3)
+            .map(|i| pending(append(&format!("S{i}"), 1, vec![])).0)
+            .collect();
+        assert_eq!(take(&mut queue).len(), MOST_APPENDS);
+        assert_eq!(take(&mut queue).len(), 3);
+    }
+
+    #[tokio::test]
+    async fn each_append_of_a_group_keeps_its_own_guards() {
+        let t = TestDatabase::postgres().await;
+        let crate::Database::Postgres(pool) = &t.db else {
+            panic!("postgres")
+        };
+        let group = [
+            append("A", 1, vec![]),
+            append("B", 1, vec![guard("G", 5)]),
+            append("C", 1, vec![guard("G", 0)]),
+        ];
+        let outcomes = insert(pool, &group.iter().collect::<Vec<_>>())
+            .await
+            .expect("insert");
+        assert!(matches!(outcomes[0], Ok(p) if p > 0), "{outcomes:?}");
+        assert!(matches!(outcomes[1], Err(StoreError::Stale)), "{outcomes:?}");
+        assert!(matches!(outcomes[2], Ok(p) if p > 0), "{outcomes:?}");
+        assert_eq!(streams(pool).await, [("A".into(), 1), ("C".into(), 1)]);
+        t.drop_database().await;
+    }
+
+    #[tokio::test]
+    async fn a_lost_race_fails_only_its_own_append() {
+        let t = TestDatabase::postgres().await;
+        let crate::Database::Postgres(pool) = &t.db else {
+            panic!("postgres")
+        };
+        // Another process took X's first slot.
+        insert_one(pool, &append("X", 1, vec![]))
+            .await
+            .expect("first");
+        let (lost, lost_answer) = pending(append("X", 1, vec![]));
+        let (won, won_answer) = pending(append("Y", 1, vec![]));
+        write(pool, vec![lost, won]).await;
+        let lost = lost_answer.await.expect("answered");
+        assert!(matches!(lost, Err(StoreError::Conflict)), "{lost:?}");
+        assert!(won_answer.await.expect("answered").is_ok());
+        assert_eq!(streams(pool).await, [("X".into(), 1), ("Y".into(), 1)]);
+        t.drop_database().await;
+    }
+}
