@@ -67,12 +67,11 @@ impl Commands {
     pub fn new(db: &Database, snapshot_every: usize, cache: usize, keys: Keyring) -> Self {
         let signal = eventlog::AppendSignal::for_database(db);
         let group = eventlog::AppendGroup::for_database(db);
-        let repo = || Repository::sharing(db, snapshot_every, cache, signal.clone(), group.clone());
         Self {
-            users: repo(),
-            products: repo(),
-            orders: repo(),
-            payments: repo(),
+            users: Repository::sharing(db, snapshot_every, cache, signal.clone(), group.clone()),
+            products: Repository::sharing(db, snapshot_every, cache, signal.clone(), group.clone()),
+            orders: Repository::sharing(db, snapshot_every, cache, signal.clone(), group.clone()),
+            payments: Repository::sharing(db, snapshot_every, cache, signal, group),
             emails: EmailRegistry::new(db.clone()),
             identities: Reservations::identities(db.clone()),
             log: EventLog::new(db.clone()),
