@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use cqrs_es::persist::{EventStoreAggregateContext, SerializedEvent};
 use cqrs_es::{Aggregate, EventEnvelope, EventStore};
 
-use super::group::{self, Append};
+use super::group::{self, Append, Claim};
 use super::{store_error, Committed, Guard, Loaded, Repository, Store};
 use crate::protect::NewKey;
 use crate::{Database, StoreError};
@@ -20,24 +20,6 @@ enum Insert<'a> {
     /// and the user's new data key stored.
     ClaimingEmail(&'a str, &'a NewKey),
 }
-
-/// A user's first events together with the reservation of their e-mail
-/// address (one user per address) and their data key: all or nothing;
-/// nothing when the address is taken.
-const APPEND_CLAIMING_EMAIL: &str = "\
-WITH claim AS (
-       INSERT INTO user_emails (email, user_id) VALUES ($8, $2)
-       ON CONFLICT DO NOTHING RETURNING 1),
-     sealed AS (
-       INSERT INTO data_keys (subject, master_key, wrapped)
-       SELECT $2, $9, $10 WHERE EXISTS (SELECT 1 FROM claim))
-INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, e.metadata
-  FROM unnest($3::bigint[], $4::text[], $5::text[], $6::json[], $7::json[])
-       WITH ORDINALITY AS e(sequence, event_type, event_version, payload, metadata, n)
- WHERE EXISTS (SELECT 1 FROM claim)
- ORDER BY e.n
-RETURNING position";
 
 /// The version of one stream (0: no events).
 const VERSION: &str =
@@ -187,8 +169,8 @@ where
         })
     }
 
-    /// The one-statement append (Postgres): guards (with the process's
-    /// group, when it has one) or a claim, events, positions.
+    /// The one-statement append (Postgres): guards or a claim, events,
+    /// positions; with the process's group when it has one.
     async fn append(
         &self,
         pool: &sqlx::PgPool,
@@ -199,35 +181,21 @@ where
         insert: Insert<'_>,
     ) -> Result<i64, StoreError> {
         let mut append = serialized::<A>(aggregate_id, before, events, &metadata)?;
-        let (email, key) = match insert {
-            Insert::Guarded(guards) => {
-                append.guards = guards.to_vec();
-                return match &self.group {
-                    Some(group) => group.append(append).await,
-                    None => group::insert_one(pool, &append).await,
-                };
+        match insert {
+            Insert::Guarded(guards) => append.guards = guards.to_vec(),
+            Insert::ClaimingEmail(email, key) => {
+                let (master, wrapped) = key.stored_form();
+                append.claim = Some(Claim {
+                    email: email.to_string(),
+                    master: master.to_string(),
+                    wrapped: wrapped.to_string(),
+                });
             }
-            Insert::ClaimingEmail(email, key) => (email, key),
-        };
-        let (master, wrapped) = key.stored_form();
-        let positions: Vec<i64> = sqlx::query_scalar(APPEND_CLAIMING_EMAIL)
-            .bind(A::TYPE)
-            .bind(aggregate_id)
-            .bind(append.sequences)
-            .bind(append.types)
-            .bind(append.versions)
-            .bind(append.payloads)
-            .bind(append.metas)
-            .bind(email)
-            .bind(master)
-            .bind(wrapped)
-            .fetch_all(pool)
-            .await
-            .map_err(|e| match &e {
-                sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
-                _ => StoreError::Database(e),
-            })?;
-        positions.into_iter().max().ok_or(StoreError::Stale)
+        }
+        match &self.group {
+            Some(group) => group.append(append).await,
+            None => group::insert_one(pool, &append).await,
+        }
     }
 
     /// Appends through cqrs-es (snapshots, SQLite) after checking the
@@ -309,6 +277,7 @@ fn serialized<A: Aggregate>(
         payloads: Vec::with_capacity(n),
         metas: Vec::with_capacity(n),
         guards: Vec::new(),
+        claim: None,
     };
     for (i, payload) in events.into_iter().enumerate() {
         let envelope = EventEnvelope::<A> {

@@ -2,11 +2,12 @@
 //! are being written go out together, in one statement (one transaction,
 //! one WAL flush) instead of one each.
 //!
-//! Each append keeps its own outcome. Its guards are checked for its own
-//! rows only: a guard that fails skips that append's events, not the
-//! others'. A group never holds two appends that touch one stream (one's
-//! stream is another's stream or guard): such an append waits for the next
-//! group, so within a group every decision was made on states nobody else
+//! Each append keeps its own outcome. Its guards (and a registration's
+//! e-mail claim) are checked for its own rows only: a guard that fails, or
+//! an address already taken, skips that append's events, not the others'.
+//! A group never holds two appends that touch one stream (one's stream is
+//! another's stream or guard) or claim one address: such an append waits
+//! for the next group, so within a group every decision was made on states nobody else
 //! in it changes. When the statement fails as a whole (another process
 //! took a stream's next slot first, or the database failed), each append
 //! of the group is tried again on its own, so the loser gets its conflict,
@@ -32,8 +33,19 @@ const MOST_APPENDS: usize = 64;
 const MOST_EVENTS: usize = 512;
 
 /// Inserts each append's events unless one of its own guards' streams has
-/// moved on; returns the positions given, with the stream each went to.
+/// moved on, or its e-mail claim finds the address taken (a claim that
+/// holds reserves the address and stores the user's data key with the
+/// events); returns the positions given, with the stream each went to.
 const APPEND_GROUP: &str = "\
+WITH c AS (
+       SELECT * FROM unnest($13::int[], $14::text[], $15::text[], $16::text[], $17::text[])
+                  AS c(a, user_id, email, master, wrapped)),
+     claimed AS (
+       INSERT INTO user_emails (email, user_id) SELECT email, user_id FROM c
+       ON CONFLICT DO NOTHING RETURNING user_id),
+     sealed AS (
+       INSERT INTO data_keys (subject, master_key, wrapped)
+       SELECT c.user_id, c.master, c.wrapped FROM c WHERE c.user_id IN (SELECT user_id FROM claimed))
 INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
 SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_version, e.payload, e.metadata
   FROM unnest($1::int[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::json[], $8::json[])
@@ -44,8 +56,19 @@ SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_versi
           AND COALESCE((SELECT max(x.sequence) FROM events x
                          WHERE x.aggregate_type = g.aggregate_type
                            AND x.aggregate_id = g.aggregate_id), 0) <> g.version)
+   AND NOT EXISTS (
+       SELECT 1 FROM c WHERE c.a = e.a AND c.user_id NOT IN (SELECT user_id FROM claimed))
  ORDER BY e.n
 RETURNING position, aggregate_type, aggregate_id";
+
+/// A new user's e-mail address (its keyed hash) to reserve, and their data
+/// key (in its stored form) to store, with their first events.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Claim {
+    pub email: String,
+    pub master: String,
+    pub wrapped: String,
+}
 
 /// One stream's new events, serialized, with the guards its command
 /// relied on.
@@ -59,6 +82,7 @@ pub(crate) struct Append {
     pub payloads: Vec<Value>,
     pub metas: Vec<Value>,
     pub guards: Vec<Guard>,
+    pub claim: Option<Claim>,
 }
 
 impl Append {
@@ -166,9 +190,15 @@ fn take(queue: &mut VecDeque<Pending>) -> Vec<Pending> {
             && !relied.contains(&key(t, i))
             && a.guards
                 .iter()
-                .all(|g| !written.contains(&key(&g.aggregate_type, &g.aggregate_id)));
+                .all(|g| !written.contains(&key(&g.aggregate_type, &g.aggregate_id)))
+            && a.claim
+                .as_ref()
+                .is_none_or(|c| !written.contains(&key("", &c.email)));
         if fits {
             written.insert(key(t, i));
+            if let Some(c) = &a.claim {
+                written.insert(key("", &c.email));
+            }
             relied.extend(
                 a.guards
                     .iter()
@@ -235,6 +265,7 @@ async fn insert(pool: &PgPool, appends: &[&Append]) -> Result<Vec<Result<i64, St
         Vec::with_capacity(events),
     );
     let (mut g_at, mut g_type, mut g_id, mut g_version) = (vec![], vec![], vec![], vec![]);
+    let mut claims: (Vec<i32>, Vec<&str>, Vec<&str>, Vec<&str>, Vec<&str>) = Default::default();
     for (n, a) in (0i32..).zip(appends) {
         for _ in &a.sequences {
             cols.0.push(n);
@@ -246,6 +277,13 @@ async fn insert(pool: &PgPool, appends: &[&Append]) -> Result<Vec<Result<i64, St
             g_type.push(g.aggregate_type.as_str());
             g_id.push(g.aggregate_id.as_str());
             g_version.push(g.version);
+        }
+        if let Some(c) = &a.claim {
+            claims.0.push(n);
+            claims.1.push(a.aggregate_id.as_str());
+            claims.2.push(c.email.as_str());
+            claims.3.push(c.master.as_str());
+            claims.4.push(c.wrapped.as_str());
         }
     }
     let strs = |f: fn(&Append) -> &[String]| -> Vec<&str> {
@@ -275,6 +313,11 @@ async fn insert(pool: &PgPool, appends: &[&Append]) -> Result<Vec<Result<i64, St
         .bind(g_type)
         .bind(g_id)
         .bind(g_version)
+        .bind(claims.0)
+        .bind(claims.1)
+        .bind(claims.2)
+        .bind(claims.3)
+        .bind(claims.4)
         .fetch_all(pool)
         .await?;
     Ok(appends
@@ -312,6 +355,7 @@ mod tests {
             payloads: vec![serde_json::json!({"n": sequence})],
             metas: vec![serde_json::json!({})],
             guards,
+            claim: None,
         }
     }
 
@@ -377,6 +421,62 @@ mod tests {
         assert!(matches!(outcomes[1], Err(StoreError::Stale)), "{outcomes:?}");
         assert!(matches!(outcomes[2], Ok(p) if p > 0), "{outcomes:?}");
         assert_eq!(streams(pool).await, [("A".into(), 1), ("C".into(), 1)]);
+        t.drop_database().await;
+    }
+
+    fn claiming(id: &str, email: &str) -> Append {
+        Append {
+            claim: Some(Claim {
+                email: email.into(),
+                master: "m1".into(),
+                wrapped: format!("wrapped-{id}"),
+            }),
+            ..append(id, 1, vec![])
+        }
+    }
+
+    #[tokio::test]
+    async fn a_claim_of_a_taken_address_skips_only_its_own_append() {
+        let t = TestDatabase::postgres().await;
+        let crate::Database::Postgres(pool) = &t.db else {
+            panic!("postgres")
+        };
+        insert_one(pool, &claiming("U0", "taken"))
+            .await
+            .expect("first claim");
+        let mut queue: VecDeque<Pending> = [
+            claiming("U1", "free"),
+            claiming("U2", "taken"),
+            claiming("U3", "free"),
+            claiming("U4", "other"),
+        ]
+        .into_iter()
+        .map(|a| pending(a).0)
+        .collect();
+        let group = take(&mut queue);
+        assert_eq!(group.len(), 3, "one address per group");
+        let appends: Vec<&Append> = group.iter().map(|p| &p.append).collect();
+        let outcomes = insert(pool, &appends).await.expect("insert");
+        assert!(matches!(outcomes[0], Ok(_)), "{outcomes:?}");
+        assert!(matches!(outcomes[1], Err(StoreError::Stale)), "{outcomes:?}");
+        assert!(matches!(outcomes[2], Ok(_)), "{outcomes:?}");
+        assert_eq!(
+            streams(pool).await,
+            [("U0".into(), 1), ("U1".into(), 1), ("U4".into(), 1)]
+        );
+        let keys: Vec<(String, String)> =
+            sqlx::query_as("SELECT subject, wrapped FROM data_keys ORDER BY subject")
+                .fetch_all(pool)
+                .await
+                .expect("keys");
+        let subjects: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
+        assert_eq!(subjects, ["U0", "U1", "U4"], "no key for a failed claim");
+        assert!(keys.iter().all(|(s, w)| *w == format!("wrapped-{s}")));
+        let owner: String = sqlx::query_scalar("SELECT user_id FROM user_emails WHERE email = 'taken'")
+            .fetch_one(pool)
+            .await
+            .expect("owner");
+        assert_eq!(owner, "U0");
         t.drop_database().await;
     }
 
