@@ -14,6 +14,7 @@
 //! the others go through, and every error is the append's own.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -99,6 +100,18 @@ struct Pending {
 struct Shared {
     queue: Mutex<VecDeque<Pending>>,
     ready: Notify,
+    /// Writes in flight (a worker's group, or a lone append written by its
+    /// caller).
+    busy: AtomicUsize,
+}
+
+/// One write in flight while it lives (also when its future is dropped).
+struct Busy<'a>(&'a AtomicUsize);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// The appends of one process (cheap to clone; every clone feeds the same
@@ -106,6 +119,7 @@ struct Shared {
 #[derive(Clone)]
 pub struct AppendGroup {
     shared: Arc<Shared>,
+    pool: PgPool,
 }
 
 impl AppendGroup {
@@ -114,11 +128,12 @@ impl AppendGroup {
         let shared = Arc::new(Shared {
             queue: Mutex::new(VecDeque::new()),
             ready: Notify::new(),
+            busy: AtomicUsize::new(0),
         });
         for _ in 0..WORKERS {
             tokio::spawn(work(pool.clone(), Arc::downgrade(&shared)));
         }
-        Self { shared }
+        Self { shared, pool }
     }
 
     /// A group for `db` (none on SQLite: one writer at a time anyway).
@@ -129,11 +144,25 @@ impl AppendGroup {
         }
     }
 
-    /// Appends with the next group; the position of its last event.
+    /// Appends with the next group; the position of its last event. With
+    /// nothing else in flight, the caller writes its append itself at once
+    /// (a group of one, no hand-over to a worker).
     ///
     /// # Errors
     /// As [`insert_one`].
     pub(crate) async fn append(&self, append: Append) -> Result<i64, StoreError> {
+        let alone = {
+            let queue = lock(&self.shared);
+            let alone = queue.is_empty() && self.shared.busy.load(Ordering::Acquire) == 0;
+            if alone {
+                self.shared.busy.fetch_add(1, Ordering::AcqRel);
+            }
+            alone
+        };
+        if alone {
+            let _busy = Busy(&self.shared.busy);
+            return insert_one(&self.pool, &append).await;
+        }
         let (reply, answer) = oneshot::channel();
         lock(&self.shared).push_back(Pending { append, reply });
         self.shared.ready.notify_one();
@@ -160,14 +189,16 @@ async fn work(pool: PgPool, shared: Weak<Shared>) {
             let _ = tokio::time::timeout(Duration::from_secs(5), s.ready.notified()).await;
             continue;
         }
-        drop(s);
+        s.busy.fetch_add(1, Ordering::AcqRel);
         if more {
             // What this group left behind is another worker's.
-            if let Some(s) = shared.upgrade() {
-                s.ready.notify_one();
-            }
+            s.ready.notify_one();
         }
-        write(&pool, group).await;
+        {
+            let _busy = Busy(&s.busy);
+            write(&pool, group).await;
+        }
+        drop(s);
     }
 }
 
