@@ -34,6 +34,24 @@ impl Default for DatabaseOptions {
     }
 }
 
+/// Pool settings for PostgreSQL: no ping round trip before every
+/// statement under load; only a connection idle for a while (the server
+/// may have restarted meanwhile) is checked before use.
+pub(crate) fn pg_pool(max_connections: u32, acquire_timeout: Duration) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(acquire_timeout)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > IDLE_CHECK {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 /// A connection pool to the event store and its side tables.
 #[derive(Debug, Clone)]
 pub enum Database {
@@ -99,21 +117,7 @@ impl Database {
     pub async fn connect(url: &str, options: &DatabaseOptions) -> Result<Self, StoreError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let connect = PgConnectOptions::from_str(url)?;
-            let pool = PgPoolOptions::new()
-                .max_connections(options.max_connections)
-                .acquire_timeout(options.acquire_timeout)
-                // No ping round trip before every statement under load:
-                // only a connection idle for a while (the server may have
-                // restarted meanwhile) is checked before use.
-                .test_before_acquire(false)
-                .before_acquire(|conn, meta| {
-                    Box::pin(async move {
-                        if meta.idle_for > IDLE_CHECK {
-                            sqlx::Connection::ping(conn).await?;
-                        }
-                        Ok(true)
-                    })
-                })
+            let pool = pg_pool(options.max_connections, options.acquire_timeout)
                 .connect_with(connect)
                 .await?;
             Ok(Self::Postgres(pool))

@@ -289,7 +289,8 @@ fn serialized<A: Aggregate>(
         let s =
             SerializedEvent::try_from(&envelope).map_err(|e| StoreError::Backend(e.to_string()))?;
         a.sequences.push(
-            i64::try_from(s.sequence).map_err(|_| StoreError::Corrupt("sequence overflow".into()))?,
+            i64::try_from(s.sequence)
+                .map_err(|_| StoreError::Corrupt("sequence overflow".into()))?,
         );
         a.types.push(s.event_type);
         a.versions.push(s.event_version);

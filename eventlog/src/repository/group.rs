@@ -123,8 +123,18 @@ pub struct AppendGroup {
 }
 
 impl AppendGroup {
-    /// Workers appending through `pool`.
-    pub fn new(pool: PgPool) -> Self {
+    /// Workers appending to `pool`'s database, through connections of
+    /// their own that plan the group's statement once
+    /// (`plan_cache_mode = force_generic_plan`): PostgreSQL would otherwise
+    /// plan it again for every execution (the arrays' lengths make each
+    /// custom plan look cheaper than the generic one), which costs more
+    /// than running it.
+    pub fn new(pool: &PgPool) -> Self {
+        let connect = (*pool.connect_options())
+            .clone()
+            .options([("plan_cache_mode", "force_generic_plan")]);
+        let pool = crate::db::pg_pool(WORKERS as u32 + 1, pool.options().get_acquire_timeout())
+            .connect_lazy_with(connect);
         let shared = Arc::new(Shared {
             queue: Mutex::new(VecDeque::new()),
             ready: Notify::new(),
@@ -139,7 +149,7 @@ impl AppendGroup {
     /// A group for `db` (none on SQLite: one writer at a time anyway).
     pub fn for_database(db: &crate::Database) -> Option<Self> {
         match db {
-            crate::Database::Postgres(pool) => Some(Self::new(pool.clone())),
+            crate::Database::Postgres(pool) => Some(Self::new(pool)),
             crate::Database::Sqlite(_) => None,
         }
     }
@@ -288,7 +298,10 @@ pub(crate) async fn insert_one(pool: &PgPool, append: &Append) -> Result<i64, St
 
 /// One statement for `appends` (no two touching one stream): each one's
 /// last position, or [`StoreError::Stale`] where its guards failed.
-async fn insert(pool: &PgPool, appends: &[&Append]) -> Result<Vec<Result<i64, StoreError>>, sqlx::Error> {
+async fn insert(
+    pool: &PgPool,
+    appends: &[&Append],
+) -> Result<Vec<Result<i64, StoreError>>, sqlx::Error> {
     let events: usize = appends.iter().map(|a| a.sequences.len()).sum();
     let mut cols = (
         Vec::with_capacity(events),
@@ -449,7 +462,10 @@ mod tests {
             .await
             .expect("insert");
         assert!(matches!(outcomes[0], Ok(p) if p > 0), "{outcomes:?}");
-        assert!(matches!(outcomes[1], Err(StoreError::Stale)), "{outcomes:?}");
+        assert!(
+            matches!(outcomes[1], Err(StoreError::Stale)),
+            "{outcomes:?}"
+        );
         assert!(matches!(outcomes[2], Ok(p) if p > 0), "{outcomes:?}");
         assert_eq!(streams(pool).await, [("A".into(), 1), ("C".into(), 1)]);
         t.drop_database().await;
@@ -489,7 +505,10 @@ mod tests {
         let appends: Vec<&Append> = group.iter().map(|p| &p.append).collect();
         let outcomes = insert(pool, &appends).await.expect("insert");
         assert!(matches!(outcomes[0], Ok(_)), "{outcomes:?}");
-        assert!(matches!(outcomes[1], Err(StoreError::Stale)), "{outcomes:?}");
+        assert!(
+            matches!(outcomes[1], Err(StoreError::Stale)),
+            "{outcomes:?}"
+        );
         assert!(matches!(outcomes[2], Ok(_)), "{outcomes:?}");
         assert_eq!(
             streams(pool).await,
@@ -503,11 +522,35 @@ mod tests {
         let subjects: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
         assert_eq!(subjects, ["U0", "U1", "U4"], "no key for a failed claim");
         assert!(keys.iter().all(|(s, w)| *w == format!("wrapped-{s}")));
-        let owner: String = sqlx::query_scalar("SELECT user_id FROM user_emails WHERE email = 'taken'")
-            .fetch_one(pool)
-            .await
-            .expect("owner");
+        let owner: String =
+            sqlx::query_scalar("SELECT user_id FROM user_emails WHERE email = 'taken'")
+                .fetch_one(pool)
+                .await
+                .expect("owner");
         assert_eq!(owner, "U0");
+        t.drop_database().await;
+    }
+
+    #[tokio::test]
+    async fn the_groups_connections_plan_once() {
+        let t = TestDatabase::postgres().await;
+        let crate::Database::Postgres(pool) = &t.db else {
+            panic!("postgres")
+        };
+        let group = AppendGroup::new(pool);
+        let mode: String = sqlx::query_scalar("SHOW plan_cache_mode")
+            .fetch_one(&group.pool)
+            .await
+            .expect("show");
+        assert_eq!(mode, "force_generic_plan");
+        for i in 0..8 {
+            group
+                .append(append(&format!("G{i}"), 1, vec![guard("F", 0)]))
+                .await
+                .expect("append");
+        }
+        assert_eq!(streams(pool).await.len(), 8);
+        drop(group);
         t.drop_database().await;
     }
 

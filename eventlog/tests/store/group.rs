@@ -34,7 +34,10 @@ async fn appends_at_once_keep_their_own_outcomes() {
                 .decide(&loaded, reprice(200 + price), &())
                 .await
                 .expect("decide");
-            (false, repo.commit(loaded, events, HashMap::new(), &[]).await)
+            (
+                false,
+                repo.commit(loaded, events, HashMap::new(), &[]).await,
+            )
         });
     }
     let (mut created, mut won, mut lost, mut positions) = (0, 0, 0, HashSet::new());
@@ -42,7 +45,11 @@ async fn appends_at_once_keep_their_own_outcomes() {
         match done.expect("task") {
             (true, Ok(c)) => {
                 created += 1;
-                assert!(positions.insert(c.position), "position {} twice", c.position);
+                assert!(
+                    positions.insert(c.position),
+                    "position {} twice",
+                    c.position
+                );
             }
             (false, Ok(c)) => {
                 won += 1;
