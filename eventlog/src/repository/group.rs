@@ -302,34 +302,16 @@ async fn insert(
     pool: &PgPool,
     appends: &[&Append],
 ) -> Result<Vec<Result<i64, StoreError>>, sqlx::Error> {
-    let events: usize = appends.iter().map(|a| a.sequences.len()).sum();
-    let mut cols = (
-        Vec::with_capacity(events),
-        Vec::with_capacity(events),
-        Vec::with_capacity(events),
-    );
-    let (mut g_at, mut g_type, mut g_id, mut g_version) = (vec![], vec![], vec![], vec![]);
-    let mut claims: (Vec<i32>, Vec<&str>, Vec<&str>, Vec<&str>, Vec<&str>) = Default::default();
-    for (n, a) in (0i32..).zip(appends) {
-        for _ in &a.sequences {
-            cols.0.push(n);
-            cols.1.push(a.aggregate_type.as_str());
-            cols.2.push(a.aggregate_id.as_str());
-        }
-        for g in &a.guards {
-            g_at.push(n);
-            g_type.push(g.aggregate_type.as_str());
-            g_id.push(g.aggregate_id.as_str());
-            g_version.push(g.version);
-        }
-        if let Some(c) = &a.claim {
-            claims.0.push(n);
-            claims.1.push(a.aggregate_id.as_str());
-            claims.2.push(c.email.as_str());
-            claims.3.push(c.master.as_str());
-            claims.4.push(c.wrapped.as_str());
-        }
-    }
+    let numbered = || (0i32..).zip(appends.iter().copied());
+    let per_event: Vec<(i32, &Append)> = numbered()
+        .flat_map(|(n, a)| std::iter::repeat_n((n, a), a.sequences.len()))
+        .collect();
+    let guards: Vec<(i32, &Guard)> = numbered()
+        .flat_map(|(n, a)| a.guards.iter().map(move |g| (n, g)))
+        .collect();
+    let claims: Vec<(i32, &str, &Claim)> = numbered()
+        .filter_map(|(n, a)| a.claim.as_ref().map(|c| (n, a.aggregate_id.as_str(), c)))
+        .collect();
     let strs = |f: fn(&Append) -> &[String]| -> Vec<&str> {
         appends
             .iter()
@@ -340,9 +322,19 @@ async fn insert(
         appends.iter().flat_map(|a| f(a).iter()).collect()
     };
     let rows: Vec<(i64, String, String)> = sqlx::query_as(APPEND_GROUP)
-        .bind(cols.0)
-        .bind(cols.1)
-        .bind(cols.2)
+        .bind(per_event.iter().map(|e| e.0).collect::<Vec<_>>())
+        .bind(
+            per_event
+                .iter()
+                .map(|e| e.1.aggregate_type.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            per_event
+                .iter()
+                .map(|e| e.1.aggregate_id.as_str())
+                .collect::<Vec<_>>(),
+        )
         .bind(
             appends
                 .iter()
@@ -353,15 +345,40 @@ async fn insert(
         .bind(strs(|a| &a.versions))
         .bind(values(|a| &a.payloads))
         .bind(values(|a| &a.metas))
-        .bind(g_at)
-        .bind(g_type)
-        .bind(g_id)
-        .bind(g_version)
-        .bind(claims.0)
-        .bind(claims.1)
-        .bind(claims.2)
-        .bind(claims.3)
-        .bind(claims.4)
+        .bind(guards.iter().map(|g| g.0).collect::<Vec<_>>())
+        .bind(
+            guards
+                .iter()
+                .map(|g| g.1.aggregate_type.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            guards
+                .iter()
+                .map(|g| g.1.aggregate_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(guards.iter().map(|g| g.1.version).collect::<Vec<_>>())
+        .bind(claims.iter().map(|c| c.0).collect::<Vec<_>>())
+        .bind(claims.iter().map(|c| c.1).collect::<Vec<_>>())
+        .bind(
+            claims
+                .iter()
+                .map(|c| c.2.email.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            claims
+                .iter()
+                .map(|c| c.2.master.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            claims
+                .iter()
+                .map(|c| c.2.wrapped.as_str())
+                .collect::<Vec<_>>(),
+        )
         .fetch_all(pool)
         .await?;
     Ok(appends
@@ -504,12 +521,12 @@ mod tests {
         assert_eq!(group.len(), 3, "one address per group");
         let appends: Vec<&Append> = group.iter().map(|p| &p.append).collect();
         let outcomes = insert(pool, &appends).await.expect("insert");
-        assert!(matches!(outcomes[0], Ok(_)), "{outcomes:?}");
+        assert!(outcomes[0].is_ok(), "{outcomes:?}");
         assert!(
             matches!(outcomes[1], Err(StoreError::Stale)),
             "{outcomes:?}"
         );
-        assert!(matches!(outcomes[2], Ok(_)), "{outcomes:?}");
+        assert!(outcomes[2].is_ok(), "{outcomes:?}");
         assert_eq!(
             streams(pool).await,
             [("U0".into(), 1), ("U1".into(), 1), ("U4".into(), 1)]
