@@ -7,23 +7,28 @@
 //! an address already taken, skips that append's events, not the others'.
 //! A group never holds two appends that touch one stream (one's stream is
 //! another's stream or guard) or claim one address: such an append waits
-//! for the next group, so within a group every decision was made on states nobody else
-//! in it changes. When the statement fails as a whole (another process
-//! took a stream's next slot first, or the database failed), each append
-//! of the group is tried again on its own, so the loser gets its conflict,
-//! the others go through, and every error is the append's own.
+//! for the next group, so within a group every decision was made on states
+//! nobody else in it changes. When the statement fails for a reason of the
+//! data (another process took a stream's next slot first), each append of
+//! the group is tried again on its own, so the loser gets its conflict and
+//! the others go through; when the database is unreachable, all fail as
+//! unavailable at once, and an append never waits for a connection longer
+//! than a lone one would (the pool's acquire timeout).
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::{oneshot, Notify};
 
-use super::Guard;
 use crate::StoreError;
+
+mod insert;
+
+use insert::{failed, insert, one_error};
+pub(crate) use insert::{insert_one, Append, Claim};
 
 /// Groups written at once (each on its own connection): while one waits
 /// for its commit, the next gathers what arrives.
@@ -33,67 +38,9 @@ const WORKERS: usize = 4;
 const MOST_APPENDS: usize = 64;
 const MOST_EVENTS: usize = 512;
 
-/// Inserts each append's events unless one of its own guards' streams has
-/// moved on, or its e-mail claim finds the address taken (a claim that
-/// holds reserves the address and stores the user's data key with the
-/// events); returns the positions given, with the stream each went to.
-const APPEND_GROUP: &str = "\
-WITH c AS (
-       SELECT * FROM unnest($13::int[], $14::text[], $15::text[], $16::text[], $17::text[])
-                  AS c(a, user_id, email, master, wrapped)),
-     claimed AS (
-       INSERT INTO user_emails (email, user_id) SELECT email, user_id FROM c
-       ON CONFLICT DO NOTHING RETURNING user_id),
-     sealed AS (
-       INSERT INTO data_keys (subject, master_key, wrapped)
-       SELECT c.user_id, c.master, c.wrapped FROM c WHERE c.user_id IN (SELECT user_id FROM claimed))
-INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_version, e.payload, e.metadata
-  FROM unnest($1::int[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::json[], $8::json[])
-       WITH ORDINALITY AS e(a, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, n)
- WHERE NOT EXISTS (
-       SELECT 1 FROM unnest($9::int[], $10::text[], $11::text[], $12::bigint[]) AS g(a, aggregate_type, aggregate_id, version)
-        WHERE g.a = e.a
-          AND COALESCE((SELECT max(x.sequence) FROM events x
-                         WHERE x.aggregate_type = g.aggregate_type
-                           AND x.aggregate_id = g.aggregate_id), 0) <> g.version)
-   AND NOT EXISTS (
-       SELECT 1 FROM c WHERE c.a = e.a AND c.user_id NOT IN (SELECT user_id FROM claimed))
- ORDER BY e.n
-RETURNING position, aggregate_type, aggregate_id";
-
-/// A new user's e-mail address (its keyed hash) to reserve, and their data
-/// key (in its stored form) to store, with their first events.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Claim {
-    pub email: String,
-    pub master: String,
-    pub wrapped: String,
-}
-
-/// One stream's new events, serialized, with the guards its command
-/// relied on.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Append {
-    pub aggregate_type: String,
-    pub aggregate_id: String,
-    pub sequences: Vec<i64>,
-    pub types: Vec<String>,
-    pub versions: Vec<String>,
-    pub payloads: Vec<Value>,
-    pub metas: Vec<Value>,
-    pub guards: Vec<Guard>,
-    pub claim: Option<Claim>,
-}
-
-impl Append {
-    fn stream(&self) -> (&str, &str) {
-        (&self.aggregate_type, &self.aggregate_id)
-    }
-}
-
 struct Pending {
     append: Append,
+    since: Instant,
     reply: oneshot::Sender<Result<i64, StoreError>>,
 }
 
@@ -133,15 +80,15 @@ impl AppendGroup {
         let connect = (*pool.connect_options())
             .clone()
             .options([("plan_cache_mode", "force_generic_plan")]);
-        let pool = crate::db::pg_pool(WORKERS as u32 + 1, pool.options().get_acquire_timeout())
-            .connect_lazy_with(connect);
+        let patience = pool.options().get_acquire_timeout();
+        let pool = crate::db::pg_pool(WORKERS as u32 + 1, patience).connect_lazy_with(connect);
         let shared = Arc::new(Shared {
             queue: Mutex::new(VecDeque::new()),
             ready: Notify::new(),
             busy: AtomicUsize::new(0),
         });
         for _ in 0..WORKERS {
-            tokio::spawn(work(pool.clone(), Arc::downgrade(&shared)));
+            tokio::spawn(work(pool.clone(), patience, Arc::downgrade(&shared)));
         }
         Self { shared, pool }
     }
@@ -174,7 +121,11 @@ impl AppendGroup {
             return insert_one(&self.pool, &append).await;
         }
         let (reply, answer) = oneshot::channel();
-        lock(&self.shared).push_back(Pending { append, reply });
+        lock(&self.shared).push_back(Pending {
+            append,
+            since: Instant::now(),
+            reply,
+        });
         self.shared.ready.notify_one();
         answer
             .await
@@ -186,7 +137,7 @@ fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, VecDeque<Pending>> {
     shared.queue.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-async fn work(pool: PgPool, shared: Weak<Shared>) {
+async fn work(pool: PgPool, patience: Duration, shared: Weak<Shared>) {
     loop {
         let Some(s) = shared.upgrade() else { return };
         let (group, more) = {
@@ -206,7 +157,7 @@ async fn work(pool: PgPool, shared: Weak<Shared>) {
         }
         {
             let _busy = Busy(&s.busy);
-            write(&pool, group).await;
+            write(&pool, patience, group).await;
         }
         drop(s);
     }
@@ -255,20 +206,21 @@ fn take(queue: &mut VecDeque<Pending>) -> Vec<Pending> {
     group
 }
 
-/// Writes a group and answers each append.
-async fn write(pool: &PgPool, group: Vec<Pending>) {
-    let appends: Vec<&Append> = group.iter().map(|p| &p.append).collect();
-    let outcomes = match insert(pool, &appends).await {
-        Ok(outcomes) => outcomes,
-        Err(e) if group.len() == 1 => vec![Err(one_error(e))],
-        Err(e) => {
-            tracing::debug!(error = %e, appends = group.len(), "a group failed; appending one by one");
-            let mut outcomes = Vec::with_capacity(group.len());
-            for a in &appends {
-                outcomes.push(insert_one(pool, a).await);
-            }
-            outcomes
-        }
+/// Writes a group and answers each append. Nothing is sent when no
+/// connection frees up within what the longest-waiting append has left of
+/// `patience` (the pool's acquire timeout): those appends fail as
+/// unavailable, unwritten, as a lone append would.
+async fn write(pool: &PgPool, patience: Duration, group: Vec<Pending>) {
+    let waited = group
+        .iter()
+        .map(|p| p.since.elapsed())
+        .max()
+        .unwrap_or_default();
+    let left = patience.saturating_sub(waited);
+    let outcomes = match tokio::time::timeout(left, pool.acquire()).await {
+        Ok(Ok(mut conn)) => outcomes(&mut conn, &group).await,
+        Ok(Err(e)) => failed(e, group.len()),
+        Err(_) => failed(sqlx::Error::PoolTimedOut, group.len()),
     };
     for (p, outcome) in group.into_iter().zip(outcomes) {
         // The command may have been given up on (its client went away).
@@ -276,126 +228,29 @@ async fn write(pool: &PgPool, group: Vec<Pending>) {
     }
 }
 
-fn one_error(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
-        _ => StoreError::Database(e),
+/// Each append's outcome: the group's statement, or when it fails for a
+/// reason of the data (a lost race), each append again on its own.
+async fn outcomes(conn: &mut PgConnection, group: &[Pending]) -> Vec<Result<i64, StoreError>> {
+    let appends: Vec<&Append> = group.iter().map(|p| &p.append).collect();
+    match insert(&mut *conn, &appends).await {
+        Ok(outcomes) => outcomes,
+        Err(e) if group.len() == 1 || crate::is_unreachable(&e) => failed(e, group.len()),
+        Err(e) => {
+            tracing::debug!(error = %e, appends = group.len(), "a group failed; appending one by one");
+            let mut outcomes = Vec::with_capacity(group.len());
+            for a in appends {
+                let one = insert(&mut *conn, &[a]).await.map_err(one_error);
+                outcomes.push(one.and_then(|mut o| o.pop().unwrap_or(Err(StoreError::Stale))));
+            }
+            outcomes
+        }
     }
-}
-
-/// One append on its own: the position of its last event.
-///
-/// # Errors
-/// [`StoreError::Conflict`] when the stream's next slot is taken,
-/// [`StoreError::Stale`] when a guard failed, [`StoreError::Database`].
-pub(crate) async fn insert_one(pool: &PgPool, append: &Append) -> Result<i64, StoreError> {
-    insert(pool, &[append])
-        .await
-        .map_err(one_error)?
-        .pop()
-        .unwrap_or(Err(StoreError::Stale))
-}
-
-/// One statement for `appends` (no two touching one stream): each one's
-/// last position, or [`StoreError::Stale`] where its guards failed.
-async fn insert(
-    pool: &PgPool,
-    appends: &[&Append],
-) -> Result<Vec<Result<i64, StoreError>>, sqlx::Error> {
-    let numbered = || (0i32..).zip(appends.iter().copied());
-    let per_event: Vec<(i32, &Append)> = numbered()
-        .flat_map(|(n, a)| std::iter::repeat_n((n, a), a.sequences.len()))
-        .collect();
-    let guards: Vec<(i32, &Guard)> = numbered()
-        .flat_map(|(n, a)| a.guards.iter().map(move |g| (n, g)))
-        .collect();
-    let claims: Vec<(i32, &str, &Claim)> = numbered()
-        .filter_map(|(n, a)| a.claim.as_ref().map(|c| (n, a.aggregate_id.as_str(), c)))
-        .collect();
-    let strs = |f: fn(&Append) -> &[String]| -> Vec<&str> {
-        appends
-            .iter()
-            .flat_map(|a| f(a).iter().map(String::as_str))
-            .collect()
-    };
-    let values = |f: fn(&Append) -> &[Value]| -> Vec<&Value> {
-        appends.iter().flat_map(|a| f(a).iter()).collect()
-    };
-    let rows: Vec<(i64, String, String)> = sqlx::query_as(APPEND_GROUP)
-        .bind(per_event.iter().map(|e| e.0).collect::<Vec<_>>())
-        .bind(
-            per_event
-                .iter()
-                .map(|e| e.1.aggregate_type.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            per_event
-                .iter()
-                .map(|e| e.1.aggregate_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            appends
-                .iter()
-                .flat_map(|a| a.sequences.iter().copied())
-                .collect::<Vec<i64>>(),
-        )
-        .bind(strs(|a| &a.types))
-        .bind(strs(|a| &a.versions))
-        .bind(values(|a| &a.payloads))
-        .bind(values(|a| &a.metas))
-        .bind(guards.iter().map(|g| g.0).collect::<Vec<_>>())
-        .bind(
-            guards
-                .iter()
-                .map(|g| g.1.aggregate_type.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            guards
-                .iter()
-                .map(|g| g.1.aggregate_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(guards.iter().map(|g| g.1.version).collect::<Vec<_>>())
-        .bind(claims.iter().map(|c| c.0).collect::<Vec<_>>())
-        .bind(claims.iter().map(|c| c.1).collect::<Vec<_>>())
-        .bind(
-            claims
-                .iter()
-                .map(|c| c.2.email.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            claims
-                .iter()
-                .map(|c| c.2.master.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            claims
-                .iter()
-                .map(|c| c.2.wrapped.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .fetch_all(pool)
-        .await?;
-    Ok(appends
-        .iter()
-        .map(|a| {
-            rows.iter()
-                .filter(|(_, t, i)| (t.as_str(), i.as_str()) == a.stream())
-                .map(|(p, ..)| *p)
-                .max()
-                .ok_or(StoreError::Stale)
-        })
-        .collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::repository::Guard;
     use crate::testing::TestDatabase;
 
     fn guard(id: &str, version: i64) -> Guard {
@@ -422,7 +277,15 @@ mod tests {
 
     fn pending(a: Append) -> (Pending, oneshot::Receiver<Result<i64, StoreError>>) {
         let (reply, answer) = oneshot::channel();
-        (Pending { append: a, reply }, answer)
+        let since = Instant::now();
+        (
+            Pending {
+                append: a,
+                since,
+                reply,
+            },
+            answer,
+        )
     }
 
     async fn streams(pool: &PgPool) -> Vec<(String, i64)> {
@@ -583,7 +446,7 @@ mod tests {
             .expect("first");
         let (lost, lost_answer) = pending(append("X", 1, vec![]));
         let (won, won_answer) = pending(append("Y", 1, vec![]));
-        write(pool, vec![lost, won]).await;
+        write(pool, Duration::from_secs(2), vec![lost, won]).await;
         let lost = lost_answer.await.expect("answered");
         assert!(matches!(lost, Err(StoreError::Conflict)), "{lost:?}");
         assert!(won_answer.await.expect("answered").is_ok());
