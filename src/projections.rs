@@ -60,19 +60,26 @@ pub async fn open(data: &DataDir, store: &StoreArgs) -> anyhow::Result<ReadDb> {
 /// Starts every projection's tail loop, woken by `wake` (fed by appends in
 /// this process and, on Postgres, by the platform's `LISTEN`); signals
 /// `commits` after commits.
-pub fn start(store: &Database, db: &ReadDb, wake: &Wake, commits: &Wake) -> Running {
+/// `linger`: see [`projectors::engine::Pace`].
+pub fn start(
+    store: &Database,
+    db: &ReadDb,
+    (wake, commits): (&Wake, &Wake),
+    linger: Duration,
+) -> Running {
     let (stop, stopped) = watch::channel(false);
     let poll = if db.is_postgres() {
         Duration::from_secs(1)
     } else {
         Duration::from_millis(250)
     };
+    let pace = projectors::engine::Pace { poll, linger };
     let tasks = projectors::spawn_all(
         &EventLog::new(store.clone()),
         db,
         wake,
         commits,
-        poll,
+        pace,
         &stopped,
     );
     Running { stop, tasks }

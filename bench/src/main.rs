@@ -107,8 +107,11 @@ async fn main() -> anyhow::Result<()> {
 async fn commands_and_graphql(args: &Args, report: &mut Report) -> anyhow::Result<Option<f64>> {
     let mut best: Option<f64> = None;
     if args.runs("commands") {
-        command_rows(args, report, "commands", "command service").await?;
-        best = Some(command_rows(args, report, "serve", "all roles").await?);
+        command_rows(args, report, ("commands", &[]), "command service").await?;
+        best = Some(command_rows(args, report, ("serve", &[]), "all roles").await?);
+        // The same without the tailers' linger: what it buys.
+        let no_linger = ["--projection-linger", "0s"];
+        command_rows(args, report, ("serve", &no_linger), "all roles, no linger").await?;
     }
     if args.runs("graphql") {
         graphql_rows(args, report).await?;
@@ -122,12 +125,12 @@ async fn commands_and_graphql(args: &Args, report: &mut Report) -> anyhow::Resul
 async fn command_rows(
     args: &Args,
     report: &mut Report,
-    role: &str,
+    (role, extra): (&str, &[&str]),
     label: &str,
 ) -> anyhow::Result<f64> {
     let dur = Duration::from_secs(args.seconds);
     let db = procs::fresh_database(&args.postgres, "commands").await?;
-    let server = Shopstream::start(&[role], Some(&db.url), &[]).await?;
+    let server = Shopstream::start(&[role], Some(&db.url), extra).await?;
     let api = Api::new(server.base(), SECRET);
     let skus = api.catalog(50).await?;
     let mut best: f64 = 0.0;
@@ -139,7 +142,7 @@ async fn command_rows(
             "commands",
             &format!("{clients} clients, {label}"),
             json!({
-                "process": format!("shopstream {role}"),
+                "process": format!("shopstream {role} {}", extra.join(" ")).trim_end(),
                 "commands_per_s": l.rate(), "p50_ms": l.p(50.0), "p99_ms": l.p(99.0),
                 "errors": l.errors, "failures": l.failures,
                 "raw_inserts_per_s": raw.rate(), "raw_p50_ms": raw.p(50.0), "raw_p99_ms": raw.p(99.0),
@@ -148,7 +151,7 @@ async fn command_rows(
         );
     }
     report.memory(
-        &format!("shopstream {role} (postgres) under command load"),
+        &format!("shopstream {role} (postgres, {label}) under command load"),
         peak_rss_mib(server.pid()),
     );
     server.stop();
@@ -185,7 +188,13 @@ async fn graphql_rows(args: &Args, report: &mut Report) -> anyhow::Result<()> {
 /// maximum command rate (measured first, 16 clients; `fallback` when that
 /// fails), in each profile.
 async fn freshness(args: &Args, report: &mut Report, fallback: f64) -> anyhow::Result<()> {
-    for profile in ["embedded", "postgres", "kafka"] {
+    for (profile, linger) in [
+        ("embedded", None),
+        ("postgres", None),
+        // What the tailers' linger costs in freshness.
+        ("postgres", Some("0s")),
+        ("kafka", None),
+    ] {
         let broker = if profile == "kafka" {
             match Broker::start().await {
                 Ok(b) => Some(b),
@@ -203,6 +212,9 @@ async fn freshness(args: &Args, report: &mut Report, fallback: f64) -> anyhow::R
             Some(procs::fresh_database(&args.postgres, profile).await?)
         };
         let mut extra: Vec<String> = Vec::new();
+        if let Some(l) = linger {
+            extra.extend(["--projection-linger".into(), l.into()]);
+        }
         if let Some(b) = &broker {
             extra.extend([
                 "--kafka-brokers".into(),
@@ -227,7 +239,10 @@ async fn freshness(args: &Args, report: &mut Report, fallback: f64) -> anyhow::R
         let done = background.stop().await;
         report.row(
             "freshness",
-            &format!("{profile}, load {paced:.0} commands/s (max {max:.0})"),
+            &format!(
+                "{profile}{}, load {paced:.0} commands/s (max {max:.0})",
+                linger.map_or(String::new(), |l| format!(" (--projection-linger {l})"))
+            ),
             json!({
                 "with_token_p50_ms": with_token.p(50.0), "with_token_p99_ms": with_token.p(99.0),
                 "without_token_p50_ms": without.p(50.0), "without_token_p99_ms": without.p(99.0),

@@ -11,6 +11,33 @@ use tokio::sync::watch;
 /// Events per batch (and per transaction).
 pub const BATCH: u32 = 1000;
 
+/// The default [`Pace::linger`].
+pub const LINGER: Duration = Duration::from_millis(20);
+
+/// How a tailer paces its reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    /// Read even without a wake-up this often (a missed signal, a swap by
+    /// another process).
+    pub poll: Duration,
+    /// The shortest time between the starts of two batches while events
+    /// keep coming: a wake-up sooner than this after the last batch waits
+    /// out the rest, so that under load each commit carries more events
+    /// (fewer transactions beside the appends), while an event after a
+    /// quiet spell is folded at once. A full batch is followed at once.
+    pub linger: Duration,
+}
+
+impl Pace {
+    /// Polling every `poll`, no linger.
+    pub fn polling(poll: Duration) -> Self {
+        Self {
+            poll,
+            linger: Duration::ZERO,
+        }
+    }
+}
+
 /// The outcome of one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Applied {
@@ -184,9 +211,10 @@ pub async fn run<P: Projection>(
     db: ReadDb,
     wake: Wake,
     commits: Wake,
-    poll: Duration,
+    pace: Pace,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let Pace { poll, linger } = pace;
     let mut woken = wake.subscribe();
     let mut current: Option<GenerationState> = None;
     // Whether to look for a swap by another process when the log has
@@ -196,6 +224,7 @@ pub async fn run<P: Projection>(
         if *shutdown.borrow() {
             return;
         }
+        let started = tokio::time::Instant::now();
         let read_again = match step::<P>(&log, &db, &mut current, check_live).await {
             Ok(Step::Idle) => false,
             Ok(Step::Applied { full }) => {
@@ -229,7 +258,13 @@ pub async fn run<P: Projection>(
         check_live = false;
         if !read_again {
             tokio::select! {
-                _ = woken.changed() => {}
+                _ = woken.changed() => {
+                    // Events came soon after the last batch: let more join them.
+                    tokio::select! {
+                        () = tokio::time::sleep_until(started + linger) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
                 _ = tokio::time::sleep(poll) => check_live = true,
                 _ = shutdown.changed() => {}
             }

@@ -19,8 +19,6 @@ pub mod rebuild;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-use std::time::Duration;
-
 use eventlog::EventLog;
 use readmodel::{
     Analytics, CustomerView, OrderViewProjection, Projection, ProjectionError, ReadDb, Wake,
@@ -29,18 +27,19 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// Starts every projection's tail loop (several projections, one process).
-/// `wake` signals new events; `commits` is signalled after every commit.
+/// `wake` signals new events; `commits` is signalled after every commit;
+/// `pace`: how often to read.
 pub fn spawn_all(
     log: &EventLog,
     db: &ReadDb,
     wake: &Wake,
     commits: &Wake,
-    poll: Duration,
+    pace: engine::Pace,
     shutdown: &watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
     fn one<P: Projection>(
         (log, db, wake, commits): (&EventLog, &ReadDb, &Wake, &Wake),
-        poll: Duration,
+        pace: engine::Pace,
         shutdown: &watch::Receiver<bool>,
     ) -> JoinHandle<()> {
         let (log, db, wake, commits) = (log.clone(), db.clone(), wake.clone(), commits.clone());
@@ -49,15 +48,15 @@ pub fn spawn_all(
             db,
             wake,
             commits,
-            poll,
+            pace,
             shutdown.clone(),
         ))
     }
     let with = (log, db, wake, commits);
     vec![
-        one::<CustomerView>(with, poll, shutdown),
-        one::<OrderViewProjection>(with, poll, shutdown),
-        one::<Analytics>(with, poll, shutdown),
+        one::<CustomerView>(with, pace, shutdown),
+        one::<OrderViewProjection>(with, pace, shutdown),
+        one::<Analytics>(with, pace, shutdown),
     ]
 }
 

@@ -6,7 +6,8 @@ use clap::Args;
 
 use crate::config::{
     AuthArgs, CommandArgs, DataDir, EdgeArgs, GraphqlArgs, HttpLimitsArgs, KafkaArgs, ListenArgs,
-    LogArgs, OperationsArgs, ProviderArgs, RepositoryArgs, SagaArgs, Settings, StoreArgs,
+    LogArgs, OperationsArgs, ProjectorArgs, ProviderArgs, RepositoryArgs, SagaArgs, Settings,
+    StoreArgs,
 };
 
 /// The store an operator command works on.
@@ -58,6 +59,8 @@ pub struct ServeArgs {
     pub graphql: GraphqlArgs,
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub projectors: ProjectorArgs,
     /// Run the order–payment saga too (orders are paid or cancelled
     /// without anyone driving them).
     #[arg(long, env = "SHOPSTREAM_SAGA")]
@@ -73,6 +76,8 @@ pub struct ProjectArgs {
     pub base: Base,
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub projectors: ProjectorArgs,
 }
 
 /// `relay`: store → Kafka.
@@ -259,6 +264,7 @@ impl ServeArgs {
         s.commands = Some(self.commands);
         s.graphql = Some(self.graphql);
         s.kafka = Some(self.kafka);
+        s.projectors = Some(self.projectors);
         s.saga = Some(self.saga_settings);
         s
     }

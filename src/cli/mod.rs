@@ -243,6 +243,7 @@ impl Command {
                 let log = a.base.target.log.clone();
                 let mut s = a.base.settings();
                 s.kafka = Some(a.kafka);
+                s.projectors = Some(a.projectors);
                 (Roles::PROJECTORS, s, log)
             }
             Self::Relay(a) => {

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 
 pub use http::{EdgeArgs, HttpLimitsArgs, ListenArgs, OperationsArgs};
 pub use kafka::KafkaArgs;
-pub use service::{CommandArgs, GraphqlArgs, LogArgs, RepositoryArgs, SagaArgs};
+pub use service::{CommandArgs, GraphqlArgs, LogArgs, ProjectorArgs, RepositoryArgs, SagaArgs};
 pub use store::{AuthArgs, DataDir, ProviderArgs, StoreArgs};
 
 /// What one process runs with: every group its role takes; the groups of
@@ -40,6 +40,8 @@ pub struct Settings {
     pub repositories: Option<RepositoryArgs>,
     pub commands: Option<CommandArgs>,
     pub graphql: Option<GraphqlArgs>,
+    /// The store tailers' pace (roles running projectors).
+    pub projectors: Option<ProjectorArgs>,
     pub saga: Option<SagaArgs>,
 }
 
@@ -64,6 +66,7 @@ impl Settings {
             repositories: None,
             commands: None,
             graphql: None,
+            projectors: None,
             saga: None,
         }
     }

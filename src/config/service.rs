@@ -57,6 +57,27 @@ pub struct RepositoryArgs {
     pub aggregate_cache: usize,
 }
 
+/// The projectors that tail the store.
+#[derive(Debug, Clone, Args)]
+pub struct ProjectorArgs {
+    /// While events keep coming, the shortest time between two batches of
+    /// one projection: more events per read-model transaction under load
+    /// (fewer writes beside the appends), at most this much later in the
+    /// read models. An event after a quiet spell is folded at once; `0s`
+    /// folds every wake-up. Kafka-fed projectors batch what arrives.
+    #[arg(long, env = "SHOPSTREAM_PROJECTION_LINGER", default_value = "20ms",
+          value_parser = parse_linger)]
+    pub projection_linger: Duration,
+}
+
+fn parse_linger(raw: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(raw).map_err(|e| e.to_string())?;
+    if d > Duration::from_secs(1) {
+        return Err("at most 1s (the tailers poll every second anyway)".into());
+    }
+    Ok(d)
+}
+
 /// The GraphQL service.
 #[derive(Debug, Clone, Args)]
 pub struct GraphqlArgs {

@@ -29,7 +29,7 @@ pub(super) fn start(p: &Platform, settings: &Settings, roles: Roles) -> anyhow::
     };
     started.roles.push(wakeups(p, settings, roles));
     if roles.projectors {
-        started.roles.push(projectors(p));
+        started.roles.push(projectors(p, settings));
     }
     if let (true, Some(kafka)) = (roles.relay, &p.kafka) {
         let relay = relay::Relay::new(&p.db, relay::RelayConfig::new(kafka.clone()))
@@ -91,7 +91,7 @@ fn wakeups(p: &Platform, settings: &Settings, roles: Roles) -> Background {
 }
 
 /// The projections: Kafka-fed when Kafka is configured, else tailing the store.
-fn projectors(p: &Platform) -> Background {
+fn projectors(p: &Platform, settings: &Settings) -> Background {
     let running = match &p.kafka {
         Some(kafka) => {
             tracing::info!(projections = ?readmodel::NAMES, brokers = %kafka.brokers, "projectors consuming Kafka");
@@ -99,7 +99,11 @@ fn projectors(p: &Platform) -> Background {
         }
         None => {
             tracing::info!(projections = ?readmodel::NAMES, "projectors tailing the store");
-            projections::start(&p.db, &p.read_db, &p.wake, &p.commits)
+            let linger = settings
+                .projectors
+                .as_ref()
+                .map_or(projectors::engine::LINGER, |a| a.projection_linger);
+            projections::start(&p.db, &p.read_db, (&p.wake, &p.commits), linger)
         }
     };
     let (stop, join) = running.into_parts();

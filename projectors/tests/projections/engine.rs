@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use eventlog::testing::TestDatabase;
 use eventlog::{Cursor, EventLog};
-use projectors::engine::{apply_batch, ensure_live};
+use projectors::engine::{apply_batch, ensure_live, Pace};
 use projectors::rebuild::{self, Options};
 use rand::Rng;
 use readmodel::{
@@ -150,7 +150,7 @@ async fn poison_event_stops_only_its_projection(t: &TestDatabase) {
         &db,
         &Wake::default(),
         &Wake::default(),
-        Duration::from_millis(20),
+        Pace::polling(Duration::from_millis(20)),
         &stopped,
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -208,7 +208,11 @@ async fn rebuild_under_load_swaps_atomically(t: &TestDatabase) {
         &db,
         &wake,
         &Wake::default(),
-        Duration::from_millis(20),
+        // Under load the tailers linger, as they do in production.
+        Pace {
+            poll: Duration::from_millis(20),
+            linger: projectors::engine::LINGER,
+        },
         &stopped,
     );
 

@@ -1,7 +1,7 @@
 //! Projection tests on real databases (SQLite and PostgreSQL): incremental
 //! folding equals a from-scratch rebuild, poison events stop one projection,
 //! rebuilds swap atomically under load; the bulk fill spills and builds its
-//! indexes.
+//! indexes; the tailers' linger batches bursts.
 
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
@@ -25,6 +25,7 @@ macro_rules! both_backends {
 
 mod bulk;
 mod engine;
+mod linger;
 
 pub async fn read_db(t: &eventlog::testing::TestDatabase) -> readmodel::ReadDb {
     readmodel::ReadDb::connect(&t.url, 4)
