@@ -252,7 +252,10 @@ async fn freshness(args: &Args, report: &mut Report, fallback: f64) -> anyhow::R
             }),
         );
         report.memory(
-            &format!("serve ({profile}) under freshness load"),
+            &format!(
+                "serve ({profile}{}) under freshness load",
+                linger.map_or(String::new(), |l| format!(", --projection-linger {l}"))
+            ),
             peak_rss_mib(serve.pid()),
         );
         serve.stop();
