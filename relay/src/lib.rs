@@ -18,22 +18,28 @@ pub use publish::{
     checkpoint, Relay, RelayCheckpoint, RelayConfig, RelayError, RelayState, RelayStatus,
 };
 
-use readmodel::{ReadDb, Wake};
+use readmodel::{Analytics, CustomerView, OrderViewProjection, Projection, ReadDb, Wake};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Starts the Kafka consumer that feeds every projection (the distributed
-/// profile).
+/// Starts every projection's Kafka consumer (the distributed profile).
 pub fn spawn_all(
     settings: &kafka::KafkaSettings,
     db: &ReadDb,
     commits: &Wake,
     shutdown: &watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
-    vec![tokio::spawn(source::run(
-        settings.clone(),
-        db.clone(),
-        commits.clone(),
-        shutdown.clone(),
-    ))]
+    fn one<P: Projection>(
+        (settings, db, commits): (&kafka::KafkaSettings, &ReadDb, &Wake),
+        shutdown: &watch::Receiver<bool>,
+    ) -> JoinHandle<()> {
+        let (settings, db, commits) = (settings.clone(), db.clone(), commits.clone());
+        tokio::spawn(source::run::<P>(settings, db, commits, shutdown.clone()))
+    }
+    let with = (settings, db, commits);
+    vec![
+        one::<CustomerView>(with, shutdown),
+        one::<OrderViewProjection>(with, shutdown),
+        one::<Analytics>(with, shutdown),
+    ]
 }

@@ -5,9 +5,6 @@
 //! (`projection_kafka_members`, a lease renewed every second), and each
 //! member assigns its partitions to its Kafka consumer at the offsets the
 //! database holds, so nothing depends on the broker's group coordinator.
-//! One consumer per process feeds all its projections: each record is
-//! fetched and decoded once, and each projection applies a batch in its
-//! own transaction, side by side with the others.
 //!
 //! Exactly-once effect (invariant 4): the read-model rows, each partition's
 //! next offset, and the cursor of the last record seen in it commit in one
@@ -26,22 +23,17 @@
 //! # Layout
 //! - `mod.rs`: [`run`], the consumer loop; the record types.
 //! - `apply`: [`apply_records`], one batch in one transaction.
-//! - `membership`: leases, partition shares, the lanes (one per
-//!   projection), assignment at the lowest stored offsets.
+//! - `membership`: leases, partition shares, assignment at stored offsets.
 //! - The partitions' positions are SQL of `readmodel::offsets`.
 
 mod apply;
 mod membership;
 
-use membership::{Lane, Member};
-
 use std::time::Duration;
 
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::Message;
-use readmodel::{
-    registry, Analytics, CustomerView, OrderViewProjection, ProjectionError, ReadDb, Wake,
-};
+use readmodel::{registry, Projection, ProjectionError, ReadDb, Wake};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -141,6 +133,53 @@ async fn connect(
     }
 }
 
+/// This process's place among a projection's consumers.
+struct Member {
+    id: String,
+    owned: Vec<i32>,
+    /// Assign again at the stored positions (after a seek or a failure).
+    reassign: bool,
+    next_heartbeat: Instant,
+}
+
+impl Member {
+    /// Renews the lease when due and takes this member's share.
+    async fn heartbeat(
+        &mut self,
+        consumer: &StreamConsumer,
+        db: &ReadDb,
+        name: &str,
+        (settings, partitions): (&KafkaSettings, i32),
+    ) {
+        if Instant::now() < self.next_heartbeat {
+            return;
+        }
+        self.next_heartbeat = Instant::now() + HEARTBEAT;
+        let timeout = settings.session_timeout_ms;
+        match membership::membership(db, name, &self.id, partitions, timeout).await {
+            Ok(mine) if mine != self.owned || self.reassign => {
+                match membership::assign(consumer, db, name, &settings.topic, &mine).await {
+                    Ok(()) => {
+                        self.owned = mine;
+                        self.reassign = false;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, projection = name, "cannot assign partitions")
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, projection = name, "membership heartbeat failed"),
+        }
+    }
+
+    /// Reads from the stored positions at the next heartbeat, which is now.
+    fn reread(&mut self) {
+        self.reassign = true;
+        self.next_heartbeat = Instant::now();
+    }
+}
+
 /// The next batch: the first record within `wait`, then whatever follows
 /// within 2 ms each, up to [`BATCH`] (`None`: nothing arrived).
 async fn next_batch(
@@ -169,115 +208,59 @@ async fn next_batch(
     Some(batch)
 }
 
-/// Keeps the live generations of every projection up to date from Kafka
-/// until `shutdown` flips to true, through one consumer for all of them
-/// (one fetch and one decode of each record per process). Waits (never
-/// exits) while the broker is unreachable. Signals `commits` after commits.
+/// Keeps `P`'s live generation up to date from Kafka until `shutdown`
+/// flips to true. Waits (never exits) while the broker is unreachable.
+/// Signals `commits` after every commit.
 ///
-/// The processes running the projections share each projection's
-/// partitions through leases in the database (`projection_kafka_members`):
-/// a new process takes its share within a second, a dead one's partitions
-/// move after the session timeout.
-pub async fn run(
+/// The processes running `P` share its partitions through leases in the
+/// database (`projection_kafka_members`): a new process takes its share
+/// within a second, a dead one's partitions move after the session timeout.
+pub async fn run<P: Projection>(
     settings: KafkaSettings,
     db: ReadDb,
     commits: Wake,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let Some((consumer, partitions)) = connect(&settings, "projectors", &mut shutdown).await else {
+    let Some((consumer, partitions)) = connect(&settings, P::NAME, &mut shutdown).await else {
         return;
     };
     let mut member = Member {
         id: uuid::Uuid::new_v4().to_string(),
-        lanes: vec![
-            Lane::of::<CustomerView>(),
-            Lane::of::<OrderViewProjection>(),
-            Lane::of::<Analytics>(),
-        ],
-        assigned: Vec::new(),
+        owned: Vec::new(),
+        reassign: false,
         next_heartbeat: Instant::now(),
     };
-    tracing::info!(projections = ?readmodel::NAMES, topic = %settings.topic, partitions, member = %member.id, "consuming from Kafka");
+    tracing::info!(projection = P::NAME, topic = %settings.topic, partitions, member = %member.id, "consuming from Kafka");
     while !*shutdown.borrow() {
         member
-            .heartbeat(&consumer, &db, (&settings, partitions))
+            .heartbeat(&consumer, &db, P::NAME, (&settings, partitions))
             .await;
         let wait = member
             .next_heartbeat
             .saturating_duration_since(Instant::now());
-        if member.assigned.is_empty() {
+        if member.owned.is_empty() {
             pause(wait, &mut shutdown).await;
             continue;
         }
         let Some(batch) = next_batch(&consumer, wait, &mut shutdown).await else {
             continue;
         };
-        if apply_lanes(&db, &mut member, (&settings.topic, partitions), &batch).await {
+        received::<P>(&batch);
+        let started = std::time::Instant::now();
+        let applied = apply_records::<P>(&db, &settings.topic, Some(partitions), &batch).await;
+        let delay = after_batch::<P>(&db, &mut member, applied, batch.len(), started).await;
+        if let Some(delay) = delay {
+            pause(delay, &mut shutdown).await;
+        } else {
             commits.notify();
         }
     }
-    for lane in &member.lanes {
-        membership::leave(&db, lane.name, &member.id).await;
-    }
-}
-
-/// Applies `batch` to every lane not paused, side by side (each its own
-/// transaction), each with the records of the partitions it owns. True
-/// when one committed.
-async fn apply_lanes(
-    db: &ReadDb,
-    member: &mut Member,
-    (topic, partitions): (&str, i32),
-    batch: &[Incoming],
-) -> bool {
-    let now = Instant::now();
-    let assigned = &member.assigned;
-    // A lane waiting to read again from its positions skips what the
-    // consumer reads until it is assigned there.
-    let ready = |l: &Lane| !l.paused(now) && !l.stopped && !l.reread && !l.owned.is_empty();
-    let work: Vec<(usize, Vec<Incoming>)> = member
-        .lanes
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| ready(l))
-        .map(|(i, l)| {
-            // Usually a lane owns all the consumer reads: no copy then.
-            let own = if &l.owned == assigned {
-                Vec::new()
-            } else {
-                batch
-                    .iter()
-                    .filter(|r| l.owned.contains(&r.partition))
-                    .cloned()
-                    .collect()
-            };
-            (i, own)
-        })
-        .filter(|(i, own)| member.lanes[*i].owned == *assigned || !own.is_empty())
-        .collect();
-    let started = std::time::Instant::now();
-    let results = futures::future::join_all(work.iter().map(|(i, own)| {
-        let lane = &member.lanes[*i];
-        let records = if &lane.owned == assigned { batch } else { own };
-        received(lane.name, records);
-        (lane.apply)(db, topic, Some(partitions), records)
-    }))
-    .await;
-    let mut committed = false;
-    for ((i, own), applied) in work.iter().zip(results) {
-        let records = if own.is_empty() {
-            batch.len()
-        } else {
-            own.len()
-        };
-        committed |= after_batch(db, member, *i, applied, (records, started)).await;
-    }
-    committed
+    membership::leave(&db, P::NAME, &member.id).await;
 }
 
 /// Records how long the oldest event of a batch took from its append to
 /// this consumer (relay, broker and fetch).
-fn received(name: &str, batch: &[Incoming]) {
+fn received<P: Projection>(batch: &[Incoming]) {
     let oldest = batch
         .iter()
         .filter_map(|r| match &r.record {
@@ -289,43 +272,38 @@ fn received(name: &str, batch: &[Incoming]) {
         telemetry::metrics::observe_since(
             "projector_kafka_receive_delay_seconds",
             "From an event's append to its arrival at a projector (the oldest event of each batch).",
-            &[("projection", name)],
+            &[("projection", P::NAME)],
             at.into(),
         );
     }
 }
 
-/// Records what a batch did to lane `i`; pauses the lane after a failure
-/// or on a stopped generation. True after a commit.
-async fn after_batch(
+/// Records what a batch did; `Some(delay)` when the loop should wait
+/// before reading again (a stopped generation, a failed batch), `None`
+/// after a commit.
+async fn after_batch<P: Projection>(
     db: &ReadDb,
     member: &mut Member,
-    i: usize,
     applied: Result<(Outcome, i64), ProjectionError>,
-    (records, started): (usize, std::time::Instant),
-) -> bool {
-    let name = member.lanes[i].name;
+    records: usize,
+    started: std::time::Instant,
+) -> Option<Duration> {
     match applied {
         Ok((outcome, g)) => {
             if !outcome.seeks.is_empty() {
                 // Another member moved a partition on (an overlap while
-                // ownership changed hands), or this lane skipped records
-                // while paused: read from the database's place.
-                tracing::debug!(projection = name, seeks = ?outcome.seeks, "re-assigning at the stored positions");
-                member.reread(i);
+                // ownership changed hands): read from the database's place.
+                tracing::debug!(projection = P::NAME, seeks = ?outcome.seeks, "re-assigning at the stored positions");
+                member.reread();
             }
-            let lane = &mut member.lanes[i];
             if outcome.stopped {
-                // A poison event stopped the live generation; the heartbeat
-                // looks again every second (an operator's rebuild may swap
-                // in a new one).
-                lane.stopped = true;
-                lane.resume_at = Some(Instant::now() + Duration::from_secs(1));
-                return false;
+                // A poison event stopped the live generation; wait for
+                // an operator's rebuild to swap in a new one.
+                member.reassign = true;
+                return Some(Duration::from_secs(1));
             }
-            lane.resume_at = None;
             projectors::engine::record_batch(
-                name,
+                P::NAME,
                 outcome.applied,
                 started.elapsed(),
                 outcome.oldest,
@@ -333,33 +311,32 @@ async fn after_batch(
             telemetry::metrics::count(
                 "projector_duplicates_total",
                 "Redelivered events skipped.",
-                &[("projection", name)],
+                &[("projection", P::NAME)],
                 outcome.duplicates as f64,
             );
             tracing::debug!(
-                projection = name,
+                projection = P::NAME,
                 generation = g,
                 records,
                 applied = outcome.applied,
                 "kafka batch applied"
             );
-            true
+            None
         }
         Err(e) => {
             if let ProjectionError::Poison { position, message } = &e {
-                tracing::error!(projection = name, position, error = %message, "poison event: projection stopped");
-                if let Ok(Some(g)) = registry::live_generation(db, name).await {
-                    if let Err(e) = registry::fail(db, name, g, *position, message).await {
+                tracing::error!(projection = P::NAME, position, error = %message, "poison event: projection stopped");
+                if let Ok(Some(g)) = registry::live_generation(db, P::NAME).await {
+                    if let Err(e) = registry::fail(db, P::NAME, g, *position, message).await {
                         tracing::error!(error = %e, "could not record the failure");
                     }
                 }
             } else {
-                tracing::warn!(projection = name, error = %e, "kafka batch failed; retrying");
+                tracing::warn!(projection = P::NAME, error = %e, "kafka batch failed; retrying");
             }
-            // Read the batch again from where the database says, shortly.
-            member.lanes[i].resume_at = Some(Instant::now() + Duration::from_millis(500));
-            member.reread(i);
-            false
+            // Read the batch again from where the database says.
+            member.reread();
+            Some(Duration::from_millis(500))
         }
     }
 }
