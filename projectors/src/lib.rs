@@ -11,10 +11,12 @@
 //!
 //! # Layout
 //! - `engine`: batch application, the tail loop, first generations.
+//! - `observe`: event spans and batch metrics (both sources).
 //! - `rebuild`: shadow rebuild with progress, diff, verify and swap.
 //! - `testing` (feature `testing`): a seeded generator of valid shop activity.
 
 pub mod engine;
+pub mod observe;
 pub mod rebuild;
 #[cfg(feature = "testing")]
 pub mod testing;

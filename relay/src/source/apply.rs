@@ -125,7 +125,7 @@ async fn commit<P: Projection>(
         .copied()
         .filter(|e| P::handles(&e.event_type))
         .collect();
-    let spans = projectors::engine::event_spans::<P>(relevant.iter().copied());
+    let spans = projectors::observe::event_spans::<P>(relevant.iter().copied());
     if let Err((i, e)) = fold_into::<P>(db, &mut tx, g, &relevant).await? {
         return Err(ProjectionError::Poison {
             position: relevant[i].position,

@@ -302,7 +302,7 @@ async fn after_batch<P: Projection>(
                 member.reassign = true;
                 return Some(Duration::from_secs(1));
             }
-            projectors::engine::record_batch(
+            projectors::observe::record_batch(
                 P::NAME,
                 outcome.applied,
                 started.elapsed(),
