@@ -53,6 +53,7 @@ pub use health::{Health, HealthState};
 pub use idempotency::{IdempotencyRecord, IdempotencyStore, KeyState};
 pub use import::{import, ImportedEvent, IMPORT_CHUNK};
 pub use log::{Cursor, EventLog, StoredEvent};
+pub use log_rows::RawBatch;
 pub use protect::{Keyring, MasterKeys, NewKey};
 pub use repository::{AppendGroup, Committed, Guard, Loaded, Repository, Source};
 pub use signal::{AppendSignal, EVENTS_CHANNEL};

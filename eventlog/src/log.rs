@@ -7,7 +7,7 @@ use uuid::Uuid;
 use domain::UndecodableEvent;
 
 use crate::db::on_pool;
-use crate::log_rows::{Decode, PG_COLUMNS, PG_TYPED_COLUMNS, SQLITE_COLUMNS};
+use crate::log_rows::{Decode, RawBatch, PG_COLUMNS, PG_TYPED_COLUMNS, SQLITE_COLUMNS};
 use crate::{Database, StoreError};
 
 /// A place in the log: read everything after it.
@@ -159,7 +159,23 @@ impl EventLog {
         after: Cursor,
         limit: u32,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.read(after, limit, true, Decode::Typed).await
+        self.read_rows_from(after, limit).await?.decode()
+    }
+
+    /// [`EventLog::read_typed_from`], the rows decoded later
+    /// ([`RawBatch::decode`]): the next read can start first.
+    ///
+    /// # Errors
+    /// As [`EventLog::read_from`].
+    pub async fn read_rows_from(&self, after: Cursor, limit: u32) -> Result<RawBatch, StoreError> {
+        match &self.db {
+            Database::Postgres(pool) => {
+                RawBatch::pg(pg_rows(pool, after, limit, true, Decode::Typed).await?)
+            }
+            Database::Sqlite(_) => Ok(RawBatch::decoded(
+                self.read(after, limit, true, Decode::Typed).await?,
+            )),
+        }
     }
 
     /// [`EventLog::read_from`] without the safe horizon, for a store nobody
@@ -183,40 +199,19 @@ impl EventLog {
         horizon: bool,
         decode: Decode,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let limit = i64::from(limit);
         match &self.db {
-            Database::Postgres(pool) => {
-                let below = if horizon {
-                    "AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
-                } else {
-                    ""
-                };
-                let columns = match decode {
-                    Decode::Full => PG_COLUMNS,
-                    Decode::Typed => PG_TYPED_COLUMNS,
-                };
-                let sql = format!(
-                    "SELECT {columns} FROM events \
-                     WHERE (transaction_id, position) > ($1::text::xid8, $2) {below} \
-                     ORDER BY events.transaction_id, events.position LIMIT $3"
-                );
-                let rows = sqlx::query(&sql)
-                    .bind(after.transaction_id.to_string())
-                    .bind(after.position)
-                    .bind(limit)
-                    .fetch_all(pool)
-                    .await?;
-                rows.iter()
-                    .map(|row| StoredEvent::from_pg(row, decode))
-                    .collect()
-            }
+            Database::Postgres(pool) => pg_rows(pool, after, limit, horizon, decode)
+                .await?
+                .iter()
+                .map(|row| StoredEvent::from_pg(row, decode))
+                .collect(),
             Database::Sqlite(pool) => {
                 let sql = format!(
                     "SELECT {SQLITE_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
                 );
                 let rows = sqlx::query(&sql)
                     .bind(after.position)
-                    .bind(limit)
+                    .bind(i64::from(limit))
                     .fetch_all(pool)
                     .await?;
                 rows.iter()
@@ -366,4 +361,35 @@ impl EventLog {
             }
         }
     }
+}
+
+/// The rows of a read of the log on PostgreSQL (see [`Cursor`] for
+/// `horizon`), in the columns `decode` selects.
+async fn pg_rows(
+    pool: &sqlx::PgPool,
+    after: Cursor,
+    limit: u32,
+    horizon: bool,
+    decode: Decode,
+) -> Result<Vec<sqlx::postgres::PgRow>, StoreError> {
+    let below = if horizon {
+        "AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+    } else {
+        ""
+    };
+    let columns = match decode {
+        Decode::Full => PG_COLUMNS,
+        Decode::Typed => PG_TYPED_COLUMNS,
+    };
+    let sql = format!(
+        "SELECT {columns} FROM events \
+         WHERE (transaction_id, position) > ($1::text::xid8, $2) {below} \
+         ORDER BY events.transaction_id, events.position LIMIT $3"
+    );
+    Ok(sqlx::query(&sql)
+        .bind(after.transaction_id.to_string())
+        .bind(after.position)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?)
 }

@@ -24,8 +24,11 @@ use crate::engine;
 
 /// Events per read of the log.
 pub(super) const READ_BATCH: u32 = 4096;
-/// Read batches alive at once (queued, folded, being read), per estimate.
-const IN_FLIGHT: usize = 4;
+/// Batches decoded ahead of the folds.
+const DECODING: usize = 2;
+/// Read batches alive at once (being read, decoded, queued, folded), per
+/// estimate.
+const IN_FLIGHT: usize = DECODING + 4;
 /// What one read event takes in memory, roughly (envelope, payload, typed).
 const EVENT_BYTES: usize = 2048;
 
@@ -89,9 +92,10 @@ pub(super) async fn fill(
     Ok(out)
 }
 
-/// Reads the log from `from` in large batches (the next read overlapping
-/// the folds of the current batch) and hands each batch to every fold task,
-/// until a read comes back short: the rest is the live path's.
+/// Reads the log from `from` in large batches and hands each batch to
+/// every fold task, until a read comes back short: the rest is the live
+/// path's. The reads, the decoding of each batch (on a blocking thread)
+/// and the folds overlap; batches still reach the folds in log order.
 async fn stream(
     log: &EventLog,
     from: Cursor,
@@ -100,23 +104,24 @@ async fn stream(
     options: &mut Options<'_>,
 ) -> Result<(), eventlog::StoreError> {
     let head = log.head().await?;
-    let limit = options.read_batch;
-    let read = |after: Cursor| {
-        let log = log.clone();
-        tokio::spawn(async move { log.read_typed_from(after, limit).await })
-    };
-    let mut next = read(from);
+    let (tx, mut decoded) = mpsc::channel(DECODING);
+    let reader = tokio::spawn(read_ahead(log.clone(), from, options.read_batch, tx));
     let mut events = 0u64;
-    loop {
-        let batch = match next.await {
-            Ok(batch) => batch?,
+    while let Some(decoding) = decoded.recv().await {
+        let batch = match decoding.await {
+            Ok(batch) => batch,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         };
-        let Some(last) = batch.last().map(StoredEvent::cursor) else {
-            return Ok(());
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => {
+                reader.abort();
+                return Err(e);
+            }
         };
-        let short = batch.len() < limit as usize;
-        next = read(last);
+        let Some(last) = batch.last().map(StoredEvent::cursor) else {
+            continue;
+        };
         events += batch.len() as u64;
         let batch = Arc::new(batch);
         for tx in senders {
@@ -129,9 +134,39 @@ async fn stream(
             head,
             elapsed: started.elapsed(),
         });
-        if short {
-            next.abort();
+    }
+    match reader.await {
+        Ok(read) => read,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// A batch being decoded.
+type Decoding = tokio::task::JoinHandle<Result<Vec<StoredEvent>, eventlog::StoreError>>;
+
+/// Reads batches of `limit` events from `from` until one comes back short,
+/// sending each to be decoded as soon as it arrives, and reading on.
+async fn read_ahead(
+    log: EventLog,
+    mut after: Cursor,
+    limit: u32,
+    out: mpsc::Sender<Decoding>,
+) -> Result<(), eventlog::StoreError> {
+    loop {
+        let raw = log.read_rows_from(after, limit).await?;
+        let short = raw.len() < limit as usize;
+        let last = raw.last();
+        if !raw.is_empty()
+            && out
+                .send(tokio::task::spawn_blocking(move || raw.decode()))
+                .await
+                .is_err()
+        {
             return Ok(());
+        }
+        match last {
+            Some(last) if !short => after = last,
+            _ => return Ok(()),
         }
     }
 }
@@ -188,6 +223,7 @@ async fn fold<P: Projection>(
     };
     let (mut cursor, mut events, mut applied) = (target.cursor, 0u64, 0i64);
     let mut last_at = String::new();
+    let mut reads = Reads::open(&db).await?;
     while let Some(batch) = rx.recv().await {
         let fresh: Vec<&StoredEvent> = batch.iter().filter(|e| e.cursor() > cursor).collect();
         let Some(last) = fresh.last() else { continue };
@@ -197,10 +233,7 @@ async fn fold<P: Projection>(
             .filter(|e| P::handles(&e.event_type))
             .collect();
         if !relevant.is_empty() {
-            let mut tx = db.begin().await?;
-            let folded =
-                engine::fold_with::<P>(&db, &mut tx, target.g, &relevant, &mut out.state).await?;
-            tx.rollback().await?;
+            let folded = reads.fold::<P>(target.g, &relevant, &mut out.state).await?;
             if folded.is_err() {
                 budget.spilled(slot, 0);
                 return Ok(written);
@@ -222,8 +255,15 @@ async fn fold<P: Projection>(
             .map(|t| t.estimated_bytes())
             .sum();
         if budget.update(slot, bytes) {
+            let spilling = Instant::now();
             out.write(written.cursor, cursor, applied, &last_at, budget.retained())
                 .await?;
+            tracing::info!(
+                projection = P::NAME,
+                mib = bytes >> 20,
+                seconds = spilling.elapsed().as_secs_f64(),
+                "rebuild: working set written out early (--rebuild-memory)"
+            );
             applied = 0;
             let spills = written.spills + 1;
             written = Filled {
@@ -234,6 +274,7 @@ async fn fold<P: Projection>(
             budget.spilled(slot, bytes);
         }
     }
+    drop(reads);
     tracing::info!(projection = P::NAME, "rebuild: folded; writing out");
     if cursor != written.cursor {
         out.write(written.cursor, cursor, applied, &last_at, 0)
@@ -249,6 +290,46 @@ async fn fold<P: Projection>(
         events,
         spills: written.spills,
     })
+}
+
+/// The transaction a fold task's loads read in. PostgreSQL: one for the
+/// whole fill, never committed (at read committed, every statement sees
+/// what the spills committed since), instead of a begin and a rollback
+/// per batch. SQLite: one per batch (a transaction there reads a single
+/// snapshot).
+struct Reads {
+    db: ReadDb,
+    held: Option<readmodel::db::Tx<'static>>,
+}
+
+impl Reads {
+    async fn open(db: &ReadDb) -> Result<Self, ProjectionError> {
+        let held = if db.is_postgres() {
+            Some(db.begin().await?)
+        } else {
+            None
+        };
+        Ok(Self {
+            db: db.clone(),
+            held,
+        })
+    }
+
+    /// [`engine::fold_with`] in the reads' transaction.
+    async fn fold<P: Projection>(
+        &mut self,
+        g: i64,
+        events: &[&StoredEvent],
+        state: &mut P::State,
+    ) -> Result<Result<(), (usize, readmodel::FoldError)>, ProjectionError> {
+        if let Some(tx) = &mut self.held {
+            return engine::fold_with::<P>(&self.db, tx, g, events, state).await;
+        }
+        let mut tx = self.db.begin().await?;
+        let folded = engine::fold_with::<P>(&self.db, &mut tx, g, events, state).await?;
+        tx.rollback().await?;
+        Ok(folded)
+    }
 }
 
 /// A fold task's working set and where it is written.
@@ -367,10 +448,20 @@ pub(super) async fn drop_indexes(db: &ReadDb, target: &Target) -> Result<(), Pro
     Ok(())
 }
 
-/// Builds `target`'s secondary indexes after the load.
+/// Builds `target`'s secondary indexes after the load: on PostgreSQL side
+/// by side (each on a connection of its own, as the pool allows), on
+/// SQLite (one writer) one after another.
 pub(super) async fn build_indexes(db: &ReadDb, target: &Target) -> Result<(), ProjectionError> {
-    for (_, create) in registry::indexes(target.schema, target.g) {
-        sqlx::query(&create).execute(db.pool()).await?;
-    }
+    use futures::{StreamExt, TryStreamExt};
+    let creates = registry::indexes(target.schema, target.g);
+    let side_by_side = if db.is_postgres() { creates.len() } else { 1 };
+    futures::stream::iter(creates)
+        .map(|(_, create)| async move {
+            sqlx::query(&create).execute(db.pool()).await?;
+            Ok::<_, ProjectionError>(())
+        })
+        .buffer_unordered(side_by_side.max(1))
+        .try_collect::<Vec<()>>()
+        .await?;
     Ok(())
 }

@@ -26,6 +26,9 @@ pub struct State {
     /// Whether the generation being written has the roll-up table (one
     /// built at version 1 does not, until it is rebuilt).
     pub rollup: bool,
+    /// The generation `rollup` was read for (a working set a bulk fill
+    /// keeps across batches asks once).
+    pub rollup_of: Option<i64>,
     pub payments: Counters,
     pub funnel: Counters,
 }
@@ -57,6 +60,7 @@ impl Default for State {
                 &["quantity", "revenue_minor"],
             ),
             rollup: true,
+            rollup_of: None,
             payments: Counters::new(
                 "analytics_payments",
                 &["day", "outcome", "reason"],

@@ -14,13 +14,17 @@ use crate::{Batch, ProjectionError, WorkingSet};
 impl WorkingSet for State {
     async fn load(&mut self, tx: &mut Tx<'_>, batch: Batch<'_>) -> Result<(), ProjectionError> {
         let orders = ids_of(batch.events, "Order");
-        let version: Option<i64> = sqlx::query_scalar(
-            "SELECT version FROM projection_state WHERE name = 'analytics' AND generation = $1",
-        )
-        .bind(batch.g)
-        .fetch_optional(&mut **tx)
-        .await?;
-        self.rollup = version.is_none_or(|v| v >= 2);
+        if self.rollup_of != Some(batch.g) {
+            // A generation's version never changes.
+            let version: Option<i64> = sqlx::query_scalar(
+                "SELECT version FROM projection_state WHERE name = 'analytics' AND generation = $1",
+            )
+            .bind(batch.g)
+            .fetch_optional(&mut **tx)
+            .await?;
+            self.rollup = version.is_none_or(|v| v >= 2);
+            self.rollup_of = Some(batch.g);
+        }
         self.orders.load(tx, batch.g, orders).await
     }
 
