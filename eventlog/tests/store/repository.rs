@@ -92,6 +92,20 @@ async fn the_typed_read_matches_the_full_read(t: &TestDatabase) {
         .await
         .expect("read");
     assert_eq!(after.len(), 2, "reads after its cursor");
+    // The rows decoded later (a rebuild's reader) are the same events, and
+    // the batch knows where the next read starts before it is decoded.
+    let raw = log.read_rows_from(Cursor::START, 10).await.expect("read");
+    assert_eq!(raw.len(), typed.len());
+    assert_eq!(raw.last(), typed.last().map(|e| e.cursor()));
+    assert_eq!(raw.decode().expect("decode"), typed);
+    let tail = log
+        .read_rows_from(typed[2].cursor(), 10)
+        .await
+        .expect("read");
+    assert!(
+        tail.is_empty() && tail.last().is_none(),
+        "nothing after the last"
+    );
 }
 
 async fn a_stale_commit_conflicts(t: &TestDatabase) {
