@@ -19,16 +19,13 @@ use tokio::sync::mpsc;
 
 use super::budget::Budget;
 use super::tail::Filled;
-use super::{Options, Progress, RebuildError};
-use crate::engine;
+use super::{Options, RebuildError};
 
 /// Events per read of the log.
 pub(super) const READ_BATCH: u32 = 4096;
-/// Batches decoded ahead of the folds.
-const DECODING: usize = 2;
 /// Read batches alive at once (being read, decoded, queued, folded), per
 /// estimate.
-const IN_FLIGHT: usize = DECODING + 4;
+const IN_FLIGHT: usize = super::read::DECODING + 4;
 /// What one read event takes in memory, roughly (envelope, payload, typed).
 const EVENT_BYTES: usize = 2048;
 
@@ -79,7 +76,7 @@ pub(super) async fn fill(
         .map(|(t, _)| t.cursor)
         .min()
         .unwrap_or(Cursor::START);
-    let read = stream(log, from, &senders, started, options).await;
+    let read = super::read::stream(log, from, &senders, started, options).await;
     drop(senders);
     let mut out = Vec::new();
     for task in tasks {
@@ -90,85 +87,6 @@ pub(super) async fn fill(
     }
     read?;
     Ok(out)
-}
-
-/// Reads the log from `from` in large batches and hands each batch to
-/// every fold task, until a read comes back short: the rest is the live
-/// path's. The reads, the decoding of each batch (on a blocking thread)
-/// and the folds overlap; batches still reach the folds in log order.
-async fn stream(
-    log: &EventLog,
-    from: Cursor,
-    senders: &[mpsc::Sender<Arc<Vec<StoredEvent>>>],
-    started: Instant,
-    options: &mut Options<'_>,
-) -> Result<(), eventlog::StoreError> {
-    let head = log.head().await?;
-    let (tx, mut decoded) = mpsc::channel(DECODING);
-    let reader = tokio::spawn(read_ahead(log.clone(), from, options.read_batch, tx));
-    let mut events = 0u64;
-    while let Some(decoding) = decoded.recv().await {
-        let batch = match decoding.await {
-            Ok(batch) => batch,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        };
-        let batch = match batch {
-            Ok(batch) => batch,
-            Err(e) => {
-                reader.abort();
-                return Err(e);
-            }
-        };
-        let Some(last) = batch.last().map(StoredEvent::cursor) else {
-            continue;
-        };
-        events += batch.len() as u64;
-        let batch = Arc::new(batch);
-        for tx in senders {
-            // A task that stopped (an error, a poison event) takes no more.
-            let _ = tx.send(batch.clone()).await;
-        }
-        (options.progress)(Progress {
-            events,
-            position: last.position,
-            head,
-            elapsed: started.elapsed(),
-        });
-    }
-    match reader.await {
-        Ok(read) => read,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
-}
-
-/// A batch being decoded.
-type Decoding = tokio::task::JoinHandle<Result<Vec<StoredEvent>, eventlog::StoreError>>;
-
-/// Reads batches of `limit` events from `from` until one comes back short,
-/// sending each to be decoded as soon as it arrives, and reading on.
-async fn read_ahead(
-    log: EventLog,
-    mut after: Cursor,
-    limit: u32,
-    out: mpsc::Sender<Decoding>,
-) -> Result<(), eventlog::StoreError> {
-    loop {
-        let raw = log.read_rows_from(after, limit).await?;
-        let short = raw.len() < limit as usize;
-        let last = raw.last();
-        if !raw.is_empty()
-            && out
-                .send(tokio::task::spawn_blocking(move || raw.decode()))
-                .await
-                .is_err()
-        {
-            return Ok(());
-        }
-        match last {
-            Some(last) if !short => after = last,
-            _ => return Ok(()),
-        }
-    }
 }
 
 /// What a fold task is given.
@@ -223,7 +141,7 @@ async fn fold<P: Projection>(
     };
     let (mut cursor, mut events, mut applied) = (target.cursor, 0u64, 0i64);
     let mut last_at = String::new();
-    let mut reads = Reads::open(&db).await?;
+    let mut reads = super::read::Reads::open(&db).await?;
     while let Some(batch) = rx.recv().await {
         let fresh: Vec<&StoredEvent> = batch.iter().filter(|e| e.cursor() > cursor).collect();
         let Some(last) = fresh.last() else { continue };
@@ -290,46 +208,6 @@ async fn fold<P: Projection>(
         events,
         spills: written.spills,
     })
-}
-
-/// The transaction a fold task's loads read in. PostgreSQL: one for the
-/// whole fill, never committed (at read committed, every statement sees
-/// what the spills committed since), instead of a begin and a rollback
-/// per batch. SQLite: one per batch (a transaction there reads a single
-/// snapshot).
-struct Reads {
-    db: ReadDb,
-    held: Option<readmodel::db::Tx<'static>>,
-}
-
-impl Reads {
-    async fn open(db: &ReadDb) -> Result<Self, ProjectionError> {
-        let held = if db.is_postgres() {
-            Some(db.begin().await?)
-        } else {
-            None
-        };
-        Ok(Self {
-            db: db.clone(),
-            held,
-        })
-    }
-
-    /// [`engine::fold_with`] in the reads' transaction.
-    async fn fold<P: Projection>(
-        &mut self,
-        g: i64,
-        events: &[&StoredEvent],
-        state: &mut P::State,
-    ) -> Result<Result<(), (usize, readmodel::FoldError)>, ProjectionError> {
-        if let Some(tx) = &mut self.held {
-            return engine::fold_with::<P>(&self.db, tx, g, events, state).await;
-        }
-        let mut tx = self.db.begin().await?;
-        let folded = engine::fold_with::<P>(&self.db, &mut tx, g, events, state).await?;
-        tx.rollback().await?;
-        Ok(folded)
-    }
 }
 
 /// A fold task's working set and where it is written.

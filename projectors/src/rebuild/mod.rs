@@ -14,6 +14,7 @@
 
 mod budget;
 mod bulk;
+mod read;
 mod tail;
 
 use std::time::{Duration, Instant};
