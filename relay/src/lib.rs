@@ -22,7 +22,8 @@ use readmodel::{Analytics, CustomerView, OrderViewProjection, Projection, ReadDb
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Starts every projection's Kafka consumer (the distributed profile).
+/// Starts every projection's Kafka source and the process's one consumer
+/// that feeds them (the distributed profile).
 pub fn spawn_all(
     settings: &kafka::KafkaSettings,
     db: &ReadDb,
@@ -31,15 +32,19 @@ pub fn spawn_all(
 ) -> Vec<JoinHandle<()>> {
     fn one<P: Projection>(
         (settings, db, commits): (&kafka::KafkaSettings, &ReadDb, &Wake),
+        feed: source::Subscription,
         shutdown: &watch::Receiver<bool>,
     ) -> JoinHandle<()> {
-        let (settings, db, commits) = (settings.clone(), db.clone(), commits.clone());
-        tokio::spawn(source::run::<P>(settings, db, commits, shutdown.clone()))
+        let (settings, db, with) = (settings.clone(), db.clone(), (commits.clone(), feed));
+        tokio::spawn(source::run::<P>(settings, db, with, shutdown.clone()))
     }
+    // One consumer for the three projections (see `source::feed`).
+    let ([customers, orders, analytics], feed) = source::spawn_feed(settings, shutdown);
     let with = (settings, db, commits);
     vec![
-        one::<CustomerView>(with, shutdown),
-        one::<OrderViewProjection>(with, shutdown),
-        one::<Analytics>(with, shutdown),
+        one::<CustomerView>(with, customers, shutdown),
+        one::<OrderViewProjection>(with, orders, shutdown),
+        one::<Analytics>(with, analytics, shutdown),
+        feed,
     ]
 }

@@ -39,7 +39,7 @@ pub struct KafkaSettings {
     pub partitions: i32,
     /// Replication factor when the relay creates the topic.
     pub replication_factor: i32,
-    /// Kafka group ids are `<group_prefix>.<projection>`.
+    /// The projector processes' Kafka group id is `<group_prefix>.projectors`.
     pub group_prefix: String,
     /// A projector process that has not renewed its lease for this long is
     /// dead; its partitions move to the others.
@@ -187,21 +187,22 @@ impl KafkaSettings {
         config
     }
 
-    /// A projection's consumer. Partitions are assigned explicitly at the
-    /// offsets the read-model database holds; nothing is committed to Kafka.
-    pub fn consumer_config(&self, projection: &str) -> ClientConfig {
+    /// A projector process's consumer (`group`: the group id's suffix).
+    /// Partitions are assigned explicitly at the offsets the read-model
+    /// database holds; nothing is committed to Kafka.
+    pub fn consumer_config(&self, group: &str) -> ClientConfig {
         let mut config = self.client_config();
         config
-            .set("group.id", format!("{}.{projection}", self.group_prefix))
+            .set("group.id", format!("{}.{group}", self.group_prefix))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
             .set("fetch.wait.max.ms", "10")
             // librdkafka prefetches up to 64 MiB per consumer by default: a
-            // projector (three consumers) catching up a backlog then held
-            // ~415 MiB. 16 MiB each keeps the folds fed at a fraction of
-            // that (`--only scaleout`; 8 MiB starved them: -36 %).
+            // projector then held ~415 MiB catching up a backlog (three
+            // consumers then). 16 MiB keeps the folds fed at a fraction of
+            // that (`--only scaleout`).
             .set("queued.max.messages.kbytes", "16384");
         self.apply_extra(&mut config);
         config

@@ -1,12 +1,14 @@
 //! Who consumes which partitions: members of a projection lease their
 //! place in the database (`projection_kafka_members`, renewed every
 //! heartbeat); each takes every partition `p` with `p % members == its
-//! index`, and assigns them to its consumer at the offsets the database
-//! holds, so nothing depends on the broker's group coordinator.
+//! index`, and has the process's feed read them from the offsets the
+//! database holds, so nothing depends on the broker's group coordinator.
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+
 use readmodel::{offsets, ProjectionError, ReadDb};
+
+use super::feed::Start;
 
 /// This member's share of `partitions`: renews its lease, expires dead
 /// members, and takes every partition `p` with `p % members == its index`.
@@ -46,30 +48,19 @@ pub(super) async fn membership(
     Ok((0..partitions).filter(|p| p % n == index as i32).collect())
 }
 
-/// Assigns `partitions` to the consumer at the offsets the database holds
-/// for the live generation (the beginning where it holds none).
-pub(super) async fn assign(
-    consumer: &StreamConsumer,
+/// Where each of `partitions` is to be read from: the offsets the database
+/// holds for the live generation (`None`: from the beginning).
+pub(super) async fn stored(
     db: &ReadDb,
     name: &str,
     topic: &str,
     partitions: &[i32],
-) -> Result<(), ProjectionError> {
+) -> Result<BTreeMap<i32, Start>, ProjectionError> {
     let stored = offsets::live_offsets(db, name, topic).await?;
-    let mut list = TopicPartitionList::new();
-    for p in partitions {
-        let offset = stored
-            .get(p)
-            .filter(|n| **n >= 0)
-            .map_or(Offset::Beginning, |n| Offset::Offset(*n));
-        list.add_partition_offset(topic, *p, offset)
-            .map_err(|e| ProjectionError::Corrupt(e.to_string()))?;
-    }
-    consumer
-        .assign(&list)
-        .map_err(|e| ProjectionError::Corrupt(format!("kafka assign: {e}")))?;
-    tracing::info!(projection = name, ?partitions, "consuming partitions");
-    Ok(())
+    Ok(partitions
+        .iter()
+        .map(|p| (*p, stored.get(p).copied().filter(|n| *n >= 0)))
+        .collect())
 }
 
 pub(super) async fn leave(db: &ReadDb, name: &str, member: &str) {

@@ -3,8 +3,9 @@
 //! killing one hands its partitions to the others after the session timeout.
 //! Membership lives in the database beside the positions
 //! (`projection_kafka_members`, a lease renewed every second), and each
-//! member assigns its partitions to its Kafka consumer at the offsets the
-//! database holds, so nothing depends on the broker's group coordinator.
+//! member has its partitions read from the offsets the database holds, so
+//! nothing depends on the broker's group coordinator. A process has one
+//! consumer for all its projections (`feed`).
 //!
 //! Exactly-once effect (invariant 4): the read-model rows, each partition's
 //! next offset, and the cursor of the last record seen in it commit in one
@@ -23,21 +24,23 @@
 //! # Layout
 //! - `mod.rs`: [`run`], the consumer loop; the record types.
 //! - `apply`: [`apply_records`], one batch in one transaction.
-//! - `membership`: leases, partition shares, assignment at stored offsets.
+//! - `feed`: the process's one consumer, handing records to its projections.
+//! - `membership`: leases, partition shares, the stored offsets to read from.
 //! - The partitions' positions are SQL of `readmodel::offsets`.
 
 mod apply;
+mod feed;
 mod membership;
 
 use std::time::Duration;
 
-use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::Message;
 use readmodel::{registry, Projection, ProjectionError, ReadDb, Wake};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 pub use apply::apply_records;
+pub use feed::{spawn as spawn_feed, Subscription};
 
 use crate::kafka::{self, KafkaSettings, Record};
 
@@ -101,28 +104,16 @@ async fn pause(wait: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
     *shutdown.borrow()
 }
 
-/// The consumer and the topic's partition count, once the broker answers
-/// (`None`: shut down while waiting).
-async fn connect(
+/// The topic's partition count, once the broker answers (`None`: shut
+/// down while waiting).
+async fn partition_count(
     settings: &KafkaSettings,
     name: &str,
     shutdown: &mut watch::Receiver<bool>,
-) -> Option<(StreamConsumer, i32)> {
-    let consumer: StreamConsumer = loop {
-        match settings.consumer_config(name).create() {
-            Ok(c) => break c,
-            Err(e) => {
-                tracing::error!(error = %e, projection = name, "cannot create the Kafka consumer");
-                if pause(Duration::from_secs(2), shutdown).await {
-                    return None;
-                }
-            }
-        }
-    };
-    // The partition count comes from the broker: wait for it.
+) -> Option<i32> {
     loop {
         match settings.partition_count().await {
-            Ok(n) => return Some((consumer, n)),
+            Ok(n) => return Some(n),
             Err(e) => {
                 tracing::debug!(error = %e, projection = name, "waiting for the events topic");
                 if pause(Duration::from_secs(1), shutdown).await {
@@ -146,7 +137,7 @@ impl Member {
     /// Renews the lease when due and takes this member's share.
     async fn heartbeat(
         &mut self,
-        consumer: &StreamConsumer,
+        feed: &mut Subscription,
         db: &ReadDb,
         name: &str,
         (settings, partitions): (&KafkaSettings, i32),
@@ -158,8 +149,10 @@ impl Member {
         let timeout = settings.session_timeout_ms;
         match membership::membership(db, name, &self.id, partitions, timeout).await {
             Ok(mine) if mine != self.owned || self.reassign => {
-                match membership::assign(consumer, db, name, &settings.topic, &mine).await {
-                    Ok(()) => {
+                match membership::stored(db, name, &settings.topic, &mine).await {
+                    Ok(at) => {
+                        feed.own(at);
+                        tracing::info!(projection = name, partitions = ?mine, "consuming partitions");
                         self.owned = mine;
                         self.reassign = false;
                     }
@@ -183,25 +176,24 @@ impl Member {
 /// The next batch: the first record within `wait`, then whatever follows
 /// within 2 ms each, up to [`BATCH`] (`None`: nothing arrived).
 async fn next_batch(
-    consumer: &StreamConsumer,
+    feed: &mut Subscription,
     wait: Duration,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Option<Vec<Incoming>> {
     let first = tokio::select! {
-        m = consumer.recv() => m,
+        m = feed.recv() => m,
         () = tokio::time::sleep(wait) => return None,
         _ = shutdown.changed() => return None,
     };
-    let mut batch = match first {
-        Ok(m) => vec![take(&m)],
-        Err(e) => {
-            tracing::debug!(error = %e, "kafka consumer");
-            return None;
-        }
+    let Some(first) = first else {
+        // The feed has stopped: the process is shutting down.
+        pause(wait, shutdown).await;
+        return None;
     };
+    let mut batch = vec![first];
     while batch.len() < BATCH {
-        match tokio::time::timeout(Duration::from_millis(2), consumer.recv()).await {
-            Ok(Ok(m)) => batch.push(take(&m)),
+        match tokio::time::timeout(Duration::from_millis(2), feed.recv()).await {
+            Ok(Some(m)) => batch.push(m),
             _ => break,
         }
     }
@@ -218,10 +210,10 @@ async fn next_batch(
 pub async fn run<P: Projection>(
     settings: KafkaSettings,
     db: ReadDb,
-    commits: Wake,
+    (commits, mut feed): (Wake, Subscription),
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let Some((consumer, partitions)) = connect(&settings, P::NAME, &mut shutdown).await else {
+    let Some(partitions) = partition_count(&settings, P::NAME, &mut shutdown).await else {
         return;
     };
     let mut member = Member {
@@ -233,7 +225,7 @@ pub async fn run<P: Projection>(
     tracing::info!(projection = P::NAME, topic = %settings.topic, partitions, member = %member.id, "consuming from Kafka");
     while !*shutdown.borrow() {
         member
-            .heartbeat(&consumer, &db, P::NAME, (&settings, partitions))
+            .heartbeat(&mut feed, &db, P::NAME, (&settings, partitions))
             .await;
         let wait = member
             .next_heartbeat
@@ -242,13 +234,17 @@ pub async fn run<P: Projection>(
             pause(wait, &mut shutdown).await;
             continue;
         }
-        let Some(batch) = next_batch(&consumer, wait, &mut shutdown).await else {
+        let Some(batch) = next_batch(&mut feed, wait, &mut shutdown).await else {
             continue;
         };
         received::<P>(&batch);
         let started = std::time::Instant::now();
         let applied = apply_records::<P>(&db, &settings.topic, Some(partitions), &batch).await;
         let delay = after_batch::<P>(&db, &mut member, applied, batch.len(), started).await;
+        if member.owned.is_empty() {
+            // Stopped on a poison event: hold none of the feed's records back.
+            feed.own(std::collections::BTreeMap::new());
+        }
         if let Some(delay) = delay {
             pause(delay, &mut shutdown).await;
         } else {
@@ -298,7 +294,9 @@ async fn after_batch<P: Projection>(
             }
             if outcome.stopped {
                 // A poison event stopped the live generation; wait for
-                // an operator's rebuild to swap in a new one.
+                // an operator's rebuild to swap in a new one, owning
+                // nothing meanwhile (the next heartbeat takes them again).
+                member.owned.clear();
                 member.reassign = true;
                 return Some(Duration::from_secs(1));
             }
