@@ -60,6 +60,25 @@ fn release_freed_memory() {
     });
 }
 
+/// mimalloc's `mi_option_purge_delay`: the same index in its v2 and v3
+/// headers (`mimalloc.h`, `mi_option_e`); the Rust bindings do not name it.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// From now on, memory freed in this process goes back to the system at
+/// once instead of after mimalloc's purge delay (1 s by default), unless
+/// the operator chose a delay (`MIMALLOC_PURGE_DELAY`). For a bulk job
+/// bounded by its resident memory (`projections rebuild --rebuild-memory`):
+/// with the delay, a spill's freed pages stayed resident until the next
+/// batches reused them, and the bound did not hold.
+pub fn purge_freed_memory_at_once() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
+    // SAFETY: `mi_option_set` stores an integer in mimalloc's option table;
+    // it takes no pointers and may be called at any time.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+}
+
 pub mod admin;
 pub mod cli;
 pub mod config;
@@ -69,3 +88,28 @@ pub mod projections;
 pub mod rebuilds;
 pub mod saga;
 pub mod seed;
+
+#[cfg(test)]
+mod tests {
+    use libmimalloc_sys::{mi_option_get, mi_option_set};
+
+    use super::MI_OPTION_PURGE_DELAY;
+
+    #[test]
+    fn freed_memory_is_purged_at_once_unless_the_operator_chose_a_delay() {
+        // SAFETY: reading and writing mimalloc's option table (integers).
+        let get = || unsafe { mi_option_get(MI_OPTION_PURGE_DELAY) };
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+            // The index names the purge delay: mimalloc v3's default, 1 s.
+            assert_eq!(get(), 1000);
+            super::purge_freed_memory_at_once();
+            assert_eq!(get(), 0);
+            // SAFETY: as above.
+            unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 1000) };
+        } else {
+            let chosen = get();
+            super::purge_freed_memory_at_once();
+            assert_eq!(get(), chosen);
+        }
+    }
+}

@@ -282,6 +282,8 @@ pub async fn rebuild_cmd(
     verify: bool,
     memory: usize,
 ) -> anyhow::Result<()> {
+    // The bound is on resident memory: freed pages must leave at once.
+    crate::purge_freed_memory_at_once();
     let log = EventLog::new(store.clone());
     let label = match names {
         [one] => one.clone(),
