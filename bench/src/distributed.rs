@@ -63,9 +63,28 @@ const STAGES: &[(&str, &str)] = &[
     ),
 ];
 
-/// The `_sum` and `_count` of every [`STAGES`] histogram one process
-/// exports at `base/metrics`, over all label sets.
-async fn stage_totals(base: &str) -> HashMap<&'static str, (f64, f64)> {
+/// One stage's histogram totals: sum, count, and how many were at most
+/// 50 ms and at most 100 ms (the buckets around the freshness target).
+#[derive(Debug, Clone, Copy, Default)]
+struct Totals {
+    sum: f64,
+    count: f64,
+    within_50ms: f64,
+    within_100ms: f64,
+}
+
+impl Totals {
+    fn add(&mut self, other: Totals) {
+        self.sum += other.sum;
+        self.count += other.count;
+        self.within_50ms += other.within_50ms;
+        self.within_100ms += other.within_100ms;
+    }
+}
+
+/// The [`Totals`] of every [`STAGES`] histogram one process exports at
+/// `base/metrics`, over all label sets.
+async fn stage_totals(base: &str) -> HashMap<&'static str, Totals> {
     let mut out = HashMap::new();
     let Ok(text) = reqwest::get(format!("{base}/metrics")).await else {
         return out;
@@ -81,11 +100,17 @@ async fn stage_totals(base: &str) -> HashMap<&'static str, (f64, f64)> {
         };
         for (_, metric) in STAGES {
             let full = format!("shopstream_{metric}");
-            let entry = out.entry(*metric).or_insert((0.0, 0.0));
+            let entry: &mut Totals = out.entry(*metric).or_default();
             if name == format!("{full}_sum") {
-                entry.0 += value;
+                entry.sum += value;
             } else if name == format!("{full}_count") {
-                entry.1 += value;
+                entry.count += value;
+            } else if name == format!("{full}_bucket") {
+                if series.contains("le=\"0.05\"") {
+                    entry.within_50ms += value;
+                } else if series.contains("le=\"0.1\"") {
+                    entry.within_100ms += value;
+                }
             }
         }
     }
@@ -93,30 +118,37 @@ async fn stage_totals(base: &str) -> HashMap<&'static str, (f64, f64)> {
 }
 
 /// [`stage_totals`] over several processes, added up.
-async fn all_stage_totals(processes: &[&Shopstream]) -> HashMap<&'static str, (f64, f64)> {
-    let mut out: HashMap<&'static str, (f64, f64)> = HashMap::new();
+async fn all_stage_totals(processes: &[&Shopstream]) -> HashMap<&'static str, Totals> {
+    let mut out: HashMap<&'static str, Totals> = HashMap::new();
     for p in processes {
-        for (metric, (sum, count)) in stage_totals(p.base()).await {
-            let e = out.entry(metric).or_default();
-            (e.0, e.1) = (e.0 + sum, e.1 + count);
+        for (metric, totals) in stage_totals(p.base()).await {
+            out.entry(metric).or_default().add(totals);
         }
     }
     out
 }
 
-/// Each stage's mean delay between two [`all_stage_totals`], in ms.
+/// Each stage's mean delay between two [`all_stage_totals`], in ms, and
+/// the share of its samples over 50 ms and over 100 ms (where the
+/// freshness tail comes from).
 fn stage_means(
-    before: &HashMap<&'static str, (f64, f64)>,
-    after: &HashMap<&'static str, (f64, f64)>,
+    before: &HashMap<&'static str, Totals>,
+    after: &HashMap<&'static str, Totals>,
 ) -> serde_json::Value {
     let mut out = serde_json::Map::new();
     for (label, metric) in STAGES {
-        let (s0, c0) = before.get(metric).copied().unwrap_or_default();
-        let (s1, c1) = after.get(metric).copied().unwrap_or_default();
-        let mean = (c1 > c0).then(|| (s1 - s0) / (c1 - c0) * 1000.0);
+        let t0 = before.get(metric).copied().unwrap_or_default();
+        let t1 = after.get(metric).copied().unwrap_or_default();
+        let n = t1.count - t0.count;
+        let mean = (n > 0.0).then(|| (t1.sum - t0.sum) / n * 1000.0);
+        let over = |within: f64| (n > 0.0).then(|| 1.0 - within / n);
         out.insert(
             (*label).to_string(),
-            json!({ "mean_ms": mean, "samples": c1 - c0 }),
+            json!({
+                "mean_ms": mean, "samples": n,
+                "over_50ms": over(t1.within_50ms - t0.within_50ms),
+                "over_100ms": over(t1.within_100ms - t0.within_100ms),
+            }),
         );
     }
     serde_json::Value::Object(out)

@@ -17,7 +17,7 @@ use readmodel::{Projection, ProjectionError, ReadDb, WorkingSet};
 use sqlx::{Connection, PgConnection};
 use tokio::sync::mpsc;
 
-use super::budget::Budget;
+use super::budget::{Budget, Step};
 use super::tail::Filled;
 use super::{Options, RebuildError};
 
@@ -28,10 +28,26 @@ pub(super) const READ_BATCH: u32 = 4096;
 const IN_FLIGHT: usize = super::read::DECODING + 4;
 /// What one read event takes in memory, roughly (envelope, payload, typed).
 const EVENT_BYTES: usize = 2048;
+/// How long a task over the bound waits before it asks again.
+const WAIT: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Memory the batches in flight take, reserved out of the bound.
 pub(super) const fn reserve(read_batch: u32) -> usize {
     IN_FLIGHT * read_batch as usize * EVENT_BYTES
+}
+
+/// The fewest events per read a bound makes the fill take.
+const LEAST_READ_BATCH: u32 = 256;
+
+/// Events per read under a bound of `memory` bytes: `asked`, or fewer so
+/// that the batches in flight take at most a quarter of the bound (at
+/// the default 256 MiB, the full 4,096; at 64 MiB, 1,365).
+pub(super) fn read_batch_for(memory: usize, asked: u32) -> u32 {
+    let fits = memory / 4 / (IN_FLIGHT * EVENT_BYTES);
+    u32::try_from(fits)
+        .unwrap_or(u32::MAX)
+        .clamp(LEAST_READ_BATCH, asked.max(LEAST_READ_BATCH))
+        .min(asked)
 }
 
 /// A projection the fill folds.
@@ -57,7 +73,12 @@ pub(super) async fn fill(
     options: &mut Options<'_>,
 ) -> Result<Vec<Result<Filled, RebuildError>>, RebuildError> {
     let started = Instant::now();
-    let budget = Arc::new(Budget::new(options.memory, targets.len()));
+    options.read_batch = read_batch_for(options.memory, options.read_batch);
+    let budget = Arc::new(Budget::new(
+        options.memory,
+        targets.len(),
+        options.read_batch,
+    ));
     let mut senders = Vec::new();
     let mut tasks = Vec::new();
     for (slot, (target, spawn)) in targets.iter().enumerate() {
@@ -153,7 +174,7 @@ async fn fold<P: Projection>(
         if !relevant.is_empty() {
             let folded = reads.fold::<P>(target.g, &relevant, &mut out.state).await?;
             if folded.is_err() {
-                budget.spilled(slot, 0);
+                budget.spilled(slot);
                 return Ok(written);
             }
         }
@@ -172,10 +193,19 @@ async fn fold<P: Projection>(
             .iter_mut()
             .map(|t| t.estimated_bytes())
             .sum();
-        if budget.update(slot, bytes) {
+        let mut step = budget.update(slot, bytes);
+        while step == Step::Wait {
+            // Over the bound: the others' write-outs free memory first.
+            tokio::time::sleep(WAIT).await;
+            step = budget.update(slot, bytes);
+        }
+        if step == Step::Spill {
             let spilling = Instant::now();
-            out.write(written.cursor, cursor, applied, &last_at, budget.retained())
-                .await?;
+            let wrote = out
+                .write(written.cursor, cursor, applied, &last_at, budget.retained())
+                .await;
+            budget.spilled(slot);
+            wrote?;
             tracing::info!(
                 projection = P::NAME,
                 mib = bytes >> 20,
@@ -189,7 +219,6 @@ async fn fold<P: Projection>(
                 events,
                 spills,
             };
-            budget.spilled(slot, bytes);
         }
     }
     drop(reads);
@@ -198,7 +227,7 @@ async fn fold<P: Projection>(
         out.write(written.cursor, cursor, applied, &last_at, 0)
             .await?;
     }
-    budget.done(slot);
+    budget.spilled(slot);
     tracing::info!(projection = P::NAME, "rebuild: written out");
     if let Writer::Direct(conn) = out.writer {
         let _ = conn.close().await;
@@ -342,4 +371,21 @@ pub(super) async fn build_indexes(db: &ReadDb, target: &Target) -> Result<(), Pr
         .try_collect::<Vec<()>>()
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smaller_bounds_read_smaller_batches() {
+        const MIB: usize = 1 << 20;
+        assert_eq!(read_batch_for(256 * MIB, READ_BATCH), READ_BATCH);
+        assert_eq!(read_batch_for(64 * MIB, READ_BATCH), 1365);
+        assert!(reserve(read_batch_for(64 * MIB, READ_BATCH)) <= 16 * MIB);
+        assert_eq!(read_batch_for(super::super::MIN_MEMORY, READ_BATCH), 1024);
+        // Never below the least, never above what was asked.
+        assert_eq!(read_batch_for(MIB, READ_BATCH), LEAST_READ_BATCH);
+        assert_eq!(read_batch_for(MIB, 16), 16);
+    }
 }

@@ -108,9 +108,10 @@ pub struct Options<'a> {
 /// The default memory bound of a rebuild: 256 MiB.
 pub const DEFAULT_MEMORY: usize = 256 << 20;
 
-/// The least memory bound a rebuild takes: the batches in flight and room
-/// for working sets.
-pub const MIN_MEMORY: usize = bulk::reserve(bulk::READ_BATCH) + (16 << 20);
+/// The least memory bound a rebuild takes (48 MiB): a quarter for the
+/// batches in flight (smaller reads under a smaller bound), the rest for
+/// working sets.
+pub const MIN_MEMORY: usize = 48 << 20;
 
 impl<'a> Options<'a> {
     /// `verify`, `progress` and the default memory bound.

@@ -99,7 +99,7 @@ fn take_new<'a>(
             );
         }
         last_offset = r.offset;
-        match &r.record {
+        match r.record.as_deref() {
             Some(Record::Event(e)) if e.cursor() > top => {
                 top = e.cursor();
                 fresh.push(e);

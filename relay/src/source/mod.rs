@@ -55,8 +55,10 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 pub struct Incoming {
     pub partition: i32,
     pub offset: i64,
-    /// `None`: not a record the relay wrote (skipped, counted).
-    pub record: Option<Record>,
+    /// `None`: not a record the relay wrote (skipped, counted). Shared:
+    /// the one consumer hands the same record to every projection that
+    /// takes it, without copying the event.
+    pub record: Option<std::sync::Arc<Record>>,
 }
 
 /// What one batch did.
@@ -76,7 +78,7 @@ pub struct Outcome {
 
 fn take(message: &rdkafka::message::BorrowedMessage<'_>) -> Incoming {
     let record = match kafka::decode(message) {
-        Ok(r) => Some(r),
+        Ok(r) => Some(std::sync::Arc::new(r)),
         Err(e) => {
             tracing::warn!(error = %e, "skipping a record the relay did not write");
             telemetry::metrics::count(
@@ -259,7 +261,7 @@ pub async fn run<P: Projection>(
 fn received<P: Projection>(batch: &[Incoming]) {
     let oldest = batch
         .iter()
-        .filter_map(|r| match &r.record {
+        .filter_map(|r| match r.record.as_deref() {
             Some(Record::Event(e)) => Some(e.recorded_at),
             _ => None,
         })

@@ -2,6 +2,8 @@
 //! the relay writes them (events, then a watermark), applied by two members
 //! racing over the same partition, as happens while ownership changes hands.
 
+use std::sync::Arc;
+
 use eventlog::testing::TestDatabase;
 use eventlog::{Cursor, EventLog};
 use projectors::testing::Shop;
@@ -44,13 +46,13 @@ async fn racing_members_apply_each_record_once() {
         .map(|(i, e)| Incoming {
             partition: 0,
             offset: i as i64,
-            record: Some(Record::Event(Box::new(e.clone()))),
+            record: Some(Arc::new(Record::Event(Box::new(e.clone())))),
         })
         .collect();
     records.push(Incoming {
         partition: 0,
         offset: records.len() as i64,
-        record: Some(Record::Watermark(head)),
+        record: Some(Arc::new(Record::Watermark(head))),
     });
     // Additive counters (analytics) show a double apply; the customer view
     // is checked too.
