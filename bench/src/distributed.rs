@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::cpu::{busy_between, cpu_ticks, Role, Shares};
 use crate::load::{self, Api, Latencies};
 use crate::procs::{self, peak_rss_mib, Broker, Shopstream};
 use crate::report::Report;
-use crate::scaleout::{busy_between, cpu_ticks};
 use crate::{Args, SECRET};
 
 /// Freshness (with the token, p99) the deployment should stay under.
@@ -191,8 +191,22 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     let skus = api.catalog(50).await?;
     let load = command_phase(&api, &skus, &db.url, &pool, dur, report).await?;
     let recorders = [&relay, &projector_a, &projector_b, &query];
+    let roles = [
+        Role::Pids("relay", vec![relay.pid()]),
+        Role::Pids("projectors", vec![projector_a.pid(), projector_b.pid()]),
+        Role::Pids("command API", vec![commands.pid()]),
+        Role::Pids("query API", vec![query.pid()]),
+        Role::Pids("broker (tansu)", vec![broker.pid()]),
+        Role::Comm("PostgreSQL", "postgres"),
+        Role::Pids("load generator", vec![std::process::id()]),
+    ];
+    let phases = Phases {
+        recorders: &recorders,
+        roles: &roles,
+        probes: args.probes,
+    };
     let (background, with_token) =
-        freshness_phases(&api, &skus, load.rate(), &recorders, args.probes, report).await?;
+        freshness_phases(&api, &skus, load.rate(), &phases, report).await?;
     for (what, process) in [
         ("relay", &relay),
         ("projector a", &projector_a),
@@ -240,18 +254,31 @@ pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the freshness phases measure: the processes whose stage
+/// histograms add up, the roles whose CPU is read, the probes per phase.
+#[derive(Clone, Copy)]
+struct Phases<'a> {
+    recorders: &'a [&'a Shopstream],
+    roles: &'a [Role],
+    probes: usize,
+}
+
 /// Freshness with and without the token under two paced loads (light,
-/// then half of `max`), each with its legs and the machine's busy share;
-/// the second load keeps running and is returned with its with-token
-/// latencies.
+/// then half of `max`), each with its legs, the machine's busy share and
+/// each role's share of it; the second load keeps running and is returned
+/// with its with-token latencies.
 async fn freshness_phases(
     api: &Api,
     skus: &[String],
     max: f64,
-    recorders: &[&Shopstream],
-    probes: usize,
+    phases: &Phases<'_>,
     report: &mut Report,
 ) -> anyhow::Result<(load::Paced, Latencies)> {
+    let Phases {
+        recorders,
+        roles,
+        probes,
+    } = *phases;
     // Freshness at a light load (the machine has CPU to spare) and at half
     // the rate the deployment sustains (how the other groups measure it).
     let half = if max > 1.0 { max / 2.0 } else { 100.0 };
@@ -265,8 +292,10 @@ async fn freshness_phases(
         tokio::time::sleep(Duration::from_secs(1)).await;
         let totals_before = all_stage_totals(recorders).await;
         let cpu_before = cpu_ticks();
+        let shares = Shares::start(roles);
         let (token, without) = api.freshness(probes).await;
         let busy = busy_between(cpu_before, cpu_ticks());
+        let cores = shares.cores();
         report.row(
             "distributed",
             &format!("freshness under {rate:.0} commands/s"),
@@ -276,6 +305,7 @@ async fn freshness_phases(
                 "probes": token.samples.len() + without.samples.len(),
                 "errors": token.errors + without.errors,
                 "machine_busy": busy,
+                "cpu_cores": cores,
                 "legs": stage_means(&totals_before, &all_stage_totals(recorders).await),
             }),
         );

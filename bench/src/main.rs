@@ -10,6 +10,7 @@
 //! Benchmarks report numbers; they assert nothing.
 
 mod analytics;
+mod cpu;
 mod distributed;
 mod flood;
 mod load;

@@ -311,6 +311,10 @@ impl Broker {
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Broker {

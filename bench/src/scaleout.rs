@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::json;
 
+use crate::cpu::{busy_between, cpu_seconds, cpu_ticks};
 use crate::procs::{self, peak_rss_mib, Broker, Shopstream};
 use crate::report::Report;
 use crate::Args;
@@ -26,41 +27,6 @@ async fn published(pool: &sqlx::PgPool) -> anyhow::Result<(i64, i64)> {
             .fetch_one(pool)
             .await?;
     Ok((head, done))
-}
-
-/// The machine's busy and total CPU time so far (`/proc/stat`, in ticks).
-pub(crate) fn cpu_ticks() -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let fields: Vec<u64> = stat
-        .lines()
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    let total: u64 = fields.iter().sum();
-    // idle and iowait are the 4th and 5th fields.
-    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
-    Some((total - idle, total))
-}
-
-/// The share of the machine's CPU time that was busy between two
-/// [`cpu_ticks`] readings.
-pub(crate) fn busy_between(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
-    match (before, after) {
-        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => Some((b1 - b0) as f64 / (t1 - t0) as f64),
-        _ => None,
-    }
-}
-
-/// A process's CPU seconds so far (user + system, `/proc/<pid>/stat`).
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces) in parentheses.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
 }
 
 pub async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {

@@ -3,6 +3,8 @@
 //! the next offset and the cursor of the last record seen. The Kafka source
 //! writes them with its rows; status, the tail loop and rebuilds read them.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use eventlog::Cursor;
 use sqlx::Row;
 
@@ -102,7 +104,8 @@ pub struct LiveBatch {
     pub cursor: Cursor,
 }
 
-/// Locks `name`'s live generation for a batch and reads its checkpoint.
+/// Locks `name`'s live generation for a batch and reads its checkpoint,
+/// in one statement.
 ///
 /// # Errors
 /// Database errors; [`ProjectionError::Unknown`] without a live generation.
@@ -111,26 +114,21 @@ pub async fn lock_live(
     name: &str,
     postgres: bool,
 ) -> Result<LiveBatch, ProjectionError> {
-    let lock = if postgres { " FOR SHARE" } else { "" };
-    let g: Option<i64> = sqlx::query_scalar(&format!(
-        "SELECT generation FROM projection_live WHERE name = $1{lock}"
+    let lock = if postgres { " FOR SHARE OF l" } else { "" };
+    let row = sqlx::query(&format!(
+        "SELECT l.generation, s.state, s.cursor_txid, s.cursor_position \
+         FROM projection_live l JOIN projection_state s ON s.name = l.name AND s.generation = l.generation \
+         WHERE l.name = $1{lock}"
     ))
     .bind(name)
     .fetch_optional(&mut **tx)
-    .await?;
-    let generation = g.ok_or_else(|| ProjectionError::Unknown(name.into()))?;
-    let row = sqlx::query(
-        "SELECT state, cursor_txid, cursor_position FROM projection_state WHERE name = $1 AND generation = $2",
-    )
-    .bind(name)
-    .bind(generation)
-    .fetch_one(&mut **tx)
-    .await?;
-    let state: String = row.try_get(0)?;
+    .await?
+    .ok_or_else(|| ProjectionError::Unknown(name.into()))?;
+    let state: String = row.try_get(1)?;
     Ok(LiveBatch {
-        generation,
+        generation: row.try_get(0)?,
         failed: state == "failed",
-        cursor: parse_cursor(&row.try_get::<String, _>(1)?, row.try_get(2)?)?,
+        cursor: parse_cursor(&row.try_get::<String, _>(2)?, row.try_get(3)?)?,
     })
 }
 
@@ -142,95 +140,129 @@ pub struct PartitionPosition {
     pub cursor: Cursor,
 }
 
-/// A topic partition of one projection generation.
+/// One topic of one projection generation.
 #[derive(Debug, Clone, Copy)]
-pub struct PartitionOf<'a> {
+pub struct TopicOf<'a> {
     pub name: &'a str,
     pub generation: i64,
     pub topic: &'a str,
-    pub partition: i32,
 }
 
-/// Locks one partition's row (creating it at `base`, the generation's
-/// checkpoint, when missing: two members reading a partition nobody has
-/// consumed yet must queue on the same row, and a lock on a missing row
-/// locks nothing) and returns its position.
+/// `partitions` as SQL integer literals (they are numbers, never text).
+fn literals(partitions: impl Iterator<Item = i32>) -> Vec<String> {
+    partitions.map(|p| p.to_string()).collect()
+}
+
+/// Locks the rows of `partitions` (ascending, as every member locks them;
+/// created at `base`, the generation's checkpoint, when missing: two
+/// members reading a partition nobody has consumed yet must queue on the
+/// same row, and a lock on a missing row locks nothing) and returns their
+/// positions, in two statements whatever their number.
 ///
 /// # Errors
 /// Database errors.
-pub async fn lock_partition(
+pub async fn lock_partitions(
     tx: &mut Tx<'_>,
-    at: PartitionOf<'_>,
+    at: TopicOf<'_>,
+    partitions: &BTreeSet<i32>,
     base: Cursor,
     postgres: bool,
-) -> Result<PartitionPosition, ProjectionError> {
-    sqlx::query(
+) -> Result<BTreeMap<i32, PartitionPosition>, ProjectionError> {
+    let mut out = BTreeMap::new();
+    if partitions.is_empty() {
+        return Ok(out);
+    }
+    let numbers = literals(partitions.iter().copied());
+    let tuples: Vec<String> = numbers
+        .iter()
+        .map(|p| format!("($1, $2, $3, {p}, -1, $4, $5)"))
+        .collect();
+    sqlx::query(&format!(
         "INSERT INTO projection_kafka_offsets (name, generation, topic, partition, next_offset, cursor_txid, cursor_position) \
-         VALUES ($1, $2, $3, $4, -1, $5, $6) ON CONFLICT (name, generation, topic, partition) DO NOTHING",
-    )
+         VALUES {} ON CONFLICT (name, generation, topic, partition) DO NOTHING",
+        tuples.join(", ")
+    ))
     .bind(at.name)
     .bind(at.generation)
     .bind(at.topic)
-    .bind(at.partition)
     .bind(base.transaction_id.to_string())
     .bind(base.position)
     .execute(&mut **tx)
     .await?;
     let lock = if postgres { " FOR UPDATE" } else { "" };
-    let stored = sqlx::query(&format!(
-        "SELECT next_offset, cursor_txid, cursor_position FROM projection_kafka_offsets \
-         WHERE name = $1 AND generation = $2 AND topic = $3 AND partition = $4{lock}"
+    let rows = sqlx::query(&format!(
+        "SELECT partition, next_offset, cursor_txid, cursor_position FROM projection_kafka_offsets \
+         WHERE name = $1 AND generation = $2 AND topic = $3 AND partition IN ({}) ORDER BY partition{lock}",
+        numbers.join(", ")
     ))
     .bind(at.name)
     .bind(at.generation)
     .bind(at.topic)
-    .bind(at.partition)
-    .fetch_optional(&mut **tx)
+    .fetch_all(&mut **tx)
     .await?;
-    Ok(match stored {
-        Some(r) => PartitionPosition {
-            next_offset: Some(r.try_get::<i64, _>(0)?).filter(|n| *n >= 0),
-            cursor: parse_cursor(&r.try_get::<String, _>(1)?, r.try_get(2)?)?,
-        },
-        // Everything the generation already holds is a duplicate.
-        None => PartitionPosition {
+    for r in &rows {
+        let position = PartitionPosition {
+            next_offset: Some(r.try_get::<i64, _>(1)?).filter(|n| *n >= 0),
+            cursor: parse_cursor(&r.try_get::<String, _>(2)?, r.try_get(3)?)?,
+        };
+        out.insert(r.try_get::<i32, _>(0)?, position);
+    }
+    // A row gone again (a generation dropped meanwhile): everything the
+    // generation already holds is a duplicate.
+    for p in partitions {
+        out.entry(*p).or_insert(PartitionPosition {
             next_offset: None,
             cursor: base,
-        },
-    })
+        });
+    }
+    Ok(out)
 }
 
-/// Stores one partition's new position.
+/// Stores the new positions of the partitions a batch moved (partition →
+/// next offset and cursor), in one statement.
 ///
 /// # Errors
 /// Database errors.
-pub async fn store_partition(
+pub async fn store_partitions(
     tx: &mut Tx<'_>,
-    at: PartitionOf<'_>,
-    next_offset: i64,
-    cursor: Cursor,
+    at: TopicOf<'_>,
+    moved: &BTreeMap<i32, (i64, Cursor)>,
 ) -> Result<(), ProjectionError> {
-    sqlx::query(
+    if moved.is_empty() {
+        return Ok(());
+    }
+    // Placeholders ascend by first appearance (SQLite numbers them so).
+    let tuples: Vec<String> = moved
+        .keys()
+        .enumerate()
+        .map(|(i, p)| {
+            let n = 4 + 3 * i;
+            format!("($1, $2, $3, {p}, ${n}, ${}, ${})", n + 1, n + 2)
+        })
+        .collect();
+    let sql = format!(
         "INSERT INTO projection_kafka_offsets (name, generation, topic, partition, next_offset, cursor_txid, cursor_position) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) \
-         ON CONFLICT (name, generation, topic, partition) DO UPDATE SET \
+         VALUES {} ON CONFLICT (name, generation, topic, partition) DO UPDATE SET \
          next_offset = excluded.next_offset, cursor_txid = excluded.cursor_txid, cursor_position = excluded.cursor_position",
-    )
-    .bind(at.name)
-    .bind(at.generation)
-    .bind(at.topic)
-    .bind(at.partition)
-    .bind(next_offset)
-    .bind(cursor.transaction_id.to_string())
-    .bind(cursor.position)
-    .execute(&mut **tx)
-    .await?;
+        tuples.join(", ")
+    );
+    let mut q = sqlx::query(&sql)
+        .bind(at.name)
+        .bind(at.generation)
+        .bind(at.topic);
+    for (next_offset, cursor) in moved.values() {
+        q = q
+            .bind(*next_offset)
+            .bind(cursor.transaction_id.to_string())
+            .bind(cursor.position);
+    }
+    q.execute(&mut **tx).await?;
     Ok(())
 }
 
-/// The lowest cursor over all `partitions` of generation `g`, once every
-/// partition has one. On Postgres the generation's row is locked first, so
-/// the last of two concurrent batches sees the other's partition rows.
+/// Generation `g`'s checkpoint (its row locked on Postgres, so the last
+/// of two concurrent batches sees the other's partition rows) and the
+/// lowest cursor over all `partitions`, once every partition has one.
 ///
 /// # Errors
 /// Database errors.
@@ -240,16 +272,16 @@ pub async fn watermark(
     topic: &str,
     partitions: i32,
     postgres: bool,
-) -> Result<Option<Cursor>, ProjectionError> {
-    if postgres {
-        sqlx::query(
-            "SELECT 1 FROM projection_state WHERE name = $1 AND generation = $2 FOR UPDATE",
-        )
-        .bind(name)
-        .bind(g)
-        .execute(&mut **tx)
-        .await?;
-    }
+) -> Result<(Cursor, Option<Cursor>), ProjectionError> {
+    let lock = if postgres { " FOR UPDATE" } else { "" };
+    let row = sqlx::query(&format!(
+        "SELECT cursor_txid, cursor_position FROM projection_state WHERE name = $1 AND generation = $2{lock}"
+    ))
+    .bind(name)
+    .bind(g)
+    .fetch_one(&mut **tx)
+    .await?;
+    let checkpoint = parse_cursor(&row.try_get::<String, _>(0)?, row.try_get(1)?)?;
     let rows = sqlx::query(
         "SELECT partition, cursor_txid, cursor_position FROM projection_kafka_offsets \
          WHERE name = $1 AND generation = $2 AND topic = $3",
@@ -269,7 +301,7 @@ pub async fn watermark(
             low = Some(low.map_or(c, |l| l.min(c)));
         }
     }
-    Ok(if seen == partitions { low } else { None })
+    Ok((checkpoint, if seen == partitions { low } else { None }))
 }
 
 /// The next offset per partition of `name`'s live generation on `topic`.

@@ -292,6 +292,21 @@ pub async fn progress(
     .fetch_one(&mut **tx)
     .await?;
     let current = parse_cursor(&row.try_get::<String, _>(0)?, row.try_get(1)?)?;
+    advance_kafka(tx, (name, g, current), watermark, applied, last_event_at).await
+}
+
+/// [`progress`] from a checkpoint `current` the caller read with the
+/// generation's row locked (one statement fewer).
+///
+/// # Errors
+/// Database errors.
+pub async fn advance_kafka(
+    tx: &mut Tx<'_>,
+    (name, g, current): (&str, i64, Cursor),
+    watermark: Option<Cursor>,
+    applied: i64,
+    last_event_at: Option<&str>,
+) -> Result<(), ProjectionError> {
     let to = watermark.filter(|w| *w > current).unwrap_or(current);
     if to == current && applied == 0 {
         return Ok(());

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use eventlog::{Cursor, StoredEvent};
 use projectors::engine::fold_into;
-use readmodel::offsets::{self, PartitionOf};
+use readmodel::offsets::{self, TopicOf};
 use readmodel::{registry, Projection, ProjectionError, ReadDb, Tx};
 
 use super::{Incoming, Outcome};
@@ -37,20 +37,24 @@ pub async fn apply_records<P: Projection>(
     for r in batch {
         by_partition.entry(r.partition).or_default().push(r);
     }
+    let at = TopicOf {
+        name: P::NAME,
+        generation: g,
+        topic,
+    };
+    let touched = by_partition.keys().copied().collect();
+    let positions = offsets::lock_partitions(&mut tx, at, &touched, live.cursor, postgres).await?;
     let mut fresh: Vec<&StoredEvent> = Vec::new();
+    let mut moved = BTreeMap::new();
     for (partition, records) in &by_partition {
-        let at = PartitionOf {
-            name: P::NAME,
-            generation: g,
-            topic,
-            partition: *partition,
+        let Some(position) = positions.get(partition) else {
+            continue;
         };
-        let position = offsets::lock_partition(&mut tx, at, live.cursor, postgres).await?;
-        let taken = take_new(records, position, &mut outcome, &mut fresh);
-        if let Some((last_offset, top)) = taken {
-            offsets::store_partition(&mut tx, at, last_offset + 1, top).await?;
+        if let Some(to) = take_new(records, *position, &mut outcome, &mut fresh) {
+            moved.insert(*partition, (to.0 + 1, to.1));
         }
     }
+    offsets::store_partitions(&mut tx, at, &moved).await?;
     // Partitions are independent streams; across them the log order is the
     // natural one (within each, it is already the commit order).
     fresh.sort_by_key(|e| e.cursor());
@@ -133,26 +137,40 @@ async fn commit<P: Projection>(
         });
     }
     let postgres = db.is_postgres();
-    let watermark = match partitions {
-        Some(n) => offsets::watermark(&mut tx, (P::NAME, g), topic, n, postgres).await?,
-        None => None,
-    };
     let last_at = fresh
         .iter()
         .map(|e| e.recorded_at)
         .max()
         .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string());
     let applied = relevant.len() as i64;
-    registry::progress(
-        &mut tx,
-        P::NAME,
-        g,
-        watermark,
-        applied,
-        last_at.as_deref(),
-        postgres,
-    )
-    .await?;
+    match partitions {
+        Some(n) => {
+            // The checkpoint comes with the watermark's lock: one
+            // statement fewer per batch.
+            let (current, watermark) =
+                offsets::watermark(&mut tx, (P::NAME, g), topic, n, postgres).await?;
+            registry::advance_kafka(
+                &mut tx,
+                (P::NAME, g, current),
+                watermark,
+                applied,
+                last_at.as_deref(),
+            )
+            .await?;
+        }
+        None => {
+            registry::progress(
+                &mut tx,
+                P::NAME,
+                g,
+                None,
+                applied,
+                last_at.as_deref(),
+                postgres,
+            )
+            .await?;
+        }
+    }
     tx.commit().await?;
     drop(spans);
     Ok(())

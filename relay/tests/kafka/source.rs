@@ -13,11 +13,11 @@ use relay::source::{apply_records, Incoming};
 
 use crate::read_db;
 
-async fn race<P: Projection>(db: &readmodel::ReadDb, records: &[Incoming]) {
+async fn race<P: Projection>(db: &readmodel::ReadDb, partitions: i32, records: &[Incoming]) {
     for chunk in records.chunks(37) {
         let (a, b) = tokio::join!(
-            apply_records::<P>(db, "events", Some(1), chunk),
-            apply_records::<P>(db, "events", Some(1), chunk)
+            apply_records::<P>(db, "events", Some(partitions), chunk),
+            apply_records::<P>(db, "events", Some(partitions), chunk)
         );
         a.expect("first member");
         b.expect("second member");
@@ -26,6 +26,17 @@ async fn race<P: Projection>(db: &readmodel::ReadDb, records: &[Incoming]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_members_apply_each_record_once() {
+    racing_members(1).await;
+}
+
+/// A batch spans several partitions: their positions are locked and stored
+/// together, and the checkpoint waits for every partition's watermark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_members_over_several_partitions() {
+    racing_members(3).await;
+}
+
+async fn racing_members(partitions: i32) {
     let t = TestDatabase::postgres().await;
     let log = EventLog::new(t.db.clone());
     let db = read_db(&t).await;
@@ -40,25 +51,48 @@ async fn racing_members_apply_each_record_once() {
         head = last.cursor();
         events.extend(batch);
     }
-    let mut records: Vec<Incoming> = events
+    // Events round the partitions, each partition's offsets dense, then a
+    // watermark on every partition, as the relay writes them.
+    let mut next = vec![0_i64; partitions as usize];
+    let mut records = Vec::new();
+    let mut push = |partition: i32, record: Record| {
+        let offset = &mut next[partition as usize];
+        records.push(Incoming {
+            partition,
+            offset: *offset,
+            record: Some(Arc::new(record)),
+        });
+        *offset += 1;
+    };
+    for (i, e) in events.iter().enumerate() {
+        push(i as i32 % partitions, Record::Event(Box::new(e.clone())));
+    }
+    for partition in 0..partitions {
+        push(partition, Record::Watermark(head));
+    }
+    // Before the last partition's watermark the checkpoint is that
+    // partition's last event: the lowest over all partitions.
+    let last_partition = partitions - 1;
+    let lowest = events
         .iter()
         .enumerate()
-        .map(|(i, e)| Incoming {
-            partition: 0,
-            offset: i as i64,
-            record: Some(Arc::new(Record::Event(Box::new(e.clone())))),
-        })
-        .collect();
-    records.push(Incoming {
-        partition: 0,
-        offset: records.len() as i64,
-        record: Some(Arc::new(Record::Watermark(head))),
-    });
+        .filter(|(i, _)| *i as i32 % partitions == last_partition)
+        .map(|(_, e)| e.position)
+        .next_back()
+        .expect("an event on the last partition");
+    let (before, last) = records.split_at(records.len() - 1);
+    race::<Analytics>(&db, partitions, before).await;
+    let status = readmodel::status::all(&log, &db).await.expect("status");
+    let s = status
+        .iter()
+        .find(|s| s.name == Analytics::NAME)
+        .expect("status");
+    assert_eq!(s.position, lowest, "{s:?}");
+    race::<Analytics>(&db, partitions, last).await;
+    race::<CustomerView>(&db, partitions, &records).await;
+
     // Additive counters (analytics) show a double apply; the customer view
     // is checked too.
-    race::<Analytics>(&db, &records).await;
-    race::<CustomerView>(&db, &records).await;
-
     let status = readmodel::status::all(&log, &db).await.expect("status");
     for name in [Analytics::NAME, CustomerView::NAME] {
         let s = status.iter().find(|s| s.name == name).expect("status");
