@@ -148,11 +148,6 @@ pub struct TopicOf<'a> {
     pub topic: &'a str,
 }
 
-/// `partitions` as SQL integer literals (they are numbers, never text).
-fn literals(partitions: impl Iterator<Item = i32>) -> Vec<String> {
-    partitions.map(|p| p.to_string()).collect()
-}
-
 /// Locks the rows of `partitions` (ascending, as every member locks them;
 /// created at `base`, the generation's checkpoint, when missing: two
 /// members reading a partition nobody has consumed yet must queue on the
@@ -172,34 +167,47 @@ pub async fn lock_partitions(
     if partitions.is_empty() {
         return Ok(out);
     }
-    let numbers = literals(partitions.iter().copied());
-    let tuples: Vec<String> = numbers
-        .iter()
-        .map(|p| format!("($1, $2, $3, {p}, -1, $4, $5)"))
+    // The statements' text depends on how many partitions, not which:
+    // a handful of prepared statements per connection. Placeholders ascend
+    // by first appearance (SQLite numbers them so).
+    let tuples: Vec<String> = (0..partitions.len())
+        .map(|i| {
+            let p = if i == 0 { 4 } else { 6 + i };
+            format!("($1, $2, $3, ${p}, -1, $5, $6)")
+        })
         .collect();
-    sqlx::query(&format!(
+    let sql = format!(
         "INSERT INTO projection_kafka_offsets (name, generation, topic, partition, next_offset, cursor_txid, cursor_position) \
          VALUES {} ON CONFLICT (name, generation, topic, partition) DO NOTHING",
         tuples.join(", ")
-    ))
-    .bind(at.name)
-    .bind(at.generation)
-    .bind(at.topic)
-    .bind(base.transaction_id.to_string())
-    .bind(base.position)
-    .execute(&mut **tx)
-    .await?;
+    );
+    let mut insert = sqlx::query(&sql)
+        .bind(at.name)
+        .bind(at.generation)
+        .bind(at.topic);
+    for (i, p) in partitions.iter().enumerate() {
+        insert = insert.bind(*p);
+        if i == 0 {
+            insert = insert
+                .bind(base.transaction_id.to_string())
+                .bind(base.position);
+        }
+    }
+    insert.execute(&mut **tx).await?;
     let lock = if postgres { " FOR UPDATE" } else { "" };
-    let rows = sqlx::query(&format!(
+    let sql = format!(
         "SELECT partition, next_offset, cursor_txid, cursor_position FROM projection_kafka_offsets \
          WHERE name = $1 AND generation = $2 AND topic = $3 AND partition IN ({}) ORDER BY partition{lock}",
-        numbers.join(", ")
-    ))
-    .bind(at.name)
-    .bind(at.generation)
-    .bind(at.topic)
-    .fetch_all(&mut **tx)
-    .await?;
+        crate::db::placeholders(4, partitions.len())
+    );
+    let mut select = sqlx::query(&sql)
+        .bind(at.name)
+        .bind(at.generation)
+        .bind(at.topic);
+    for p in partitions {
+        select = select.bind(*p);
+    }
+    let rows = select.fetch_all(&mut **tx).await?;
     for r in &rows {
         let position = PartitionPosition {
             next_offset: Some(r.try_get::<i64, _>(1)?).filter(|n| *n >= 0),
@@ -232,13 +240,8 @@ pub async fn store_partitions(
         return Ok(());
     }
     // Placeholders ascend by first appearance (SQLite numbers them so).
-    let tuples: Vec<String> = moved
-        .keys()
-        .enumerate()
-        .map(|(i, p)| {
-            let n = 4 + 3 * i;
-            format!("($1, $2, $3, {p}, ${n}, ${}, ${})", n + 1, n + 2)
-        })
+    let tuples: Vec<String> = (0..moved.len())
+        .map(|i| format!("($1, $2, $3, {})", crate::db::placeholders(4 + 4 * i, 4)))
         .collect();
     let sql = format!(
         "INSERT INTO projection_kafka_offsets (name, generation, topic, partition, next_offset, cursor_txid, cursor_position) \
@@ -250,8 +253,9 @@ pub async fn store_partitions(
         .bind(at.name)
         .bind(at.generation)
         .bind(at.topic);
-    for (next_offset, cursor) in moved.values() {
+    for (partition, (next_offset, cursor)) in moved {
         q = q
+            .bind(*partition)
             .bind(*next_offset)
             .bind(cursor.transaction_id.to_string())
             .bind(cursor.position);
@@ -273,15 +277,7 @@ pub async fn watermark(
     partitions: i32,
     postgres: bool,
 ) -> Result<(Cursor, Option<Cursor>), ProjectionError> {
-    let lock = if postgres { " FOR UPDATE" } else { "" };
-    let row = sqlx::query(&format!(
-        "SELECT cursor_txid, cursor_position FROM projection_state WHERE name = $1 AND generation = $2{lock}"
-    ))
-    .bind(name)
-    .bind(g)
-    .fetch_one(&mut **tx)
-    .await?;
-    let checkpoint = parse_cursor(&row.try_get::<String, _>(0)?, row.try_get(1)?)?;
+    let checkpoint = crate::registry::locked_checkpoint(tx, name, g, postgres).await?;
     let rows = sqlx::query(
         "SELECT partition, cursor_txid, cursor_position FROM projection_kafka_offsets \
          WHERE name = $1 AND generation = $2 AND topic = $3",

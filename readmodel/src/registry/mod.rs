@@ -283,6 +283,21 @@ pub async fn progress(
     last_event_at: Option<&str>,
     postgres: bool,
 ) -> Result<(), ProjectionError> {
+    let current = locked_checkpoint(tx, name, g, postgres).await?;
+    advance_kafka(tx, (name, g, current), watermark, applied, last_event_at).await
+}
+
+/// Generation `g`'s checkpoint, its row locked for the rest of `tx` on
+/// Postgres (SQLite transactions here hold the write lock already).
+///
+/// # Errors
+/// Database errors; a missing row.
+pub async fn locked_checkpoint(
+    tx: &mut Tx<'_>,
+    name: &str,
+    g: i64,
+    postgres: bool,
+) -> Result<Cursor, ProjectionError> {
     let lock = if postgres { " FOR UPDATE" } else { "" };
     let row = sqlx::query(&format!(
         "SELECT cursor_txid, cursor_position FROM projection_state WHERE name = $1 AND generation = $2{lock}"
@@ -291,8 +306,7 @@ pub async fn progress(
     .bind(g)
     .fetch_one(&mut **tx)
     .await?;
-    let current = parse_cursor(&row.try_get::<String, _>(0)?, row.try_get(1)?)?;
-    advance_kafka(tx, (name, g, current), watermark, applied, last_event_at).await
+    parse_cursor(&row.try_get::<String, _>(0)?, row.try_get(1)?)
 }
 
 /// [`progress`] from a checkpoint `current` the caller read with the
