@@ -133,3 +133,35 @@ impl TestDatabase {
         }
     }
 }
+
+/// Every event committed so far, in log order.
+///
+/// Reading until a batch comes back empty is not enough: the safe horizon
+/// is cluster-wide, so a transaction open in any database of the server
+/// (another test's) holds back events that have already committed here.
+/// This reads until it has reached the committed head.
+///
+/// # Panics
+/// On database errors, or when the head is not reached within 30 s.
+pub async fn read_all(log: &crate::EventLog) -> Vec<crate::StoredEvent> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let head = log.head().await.expect("head");
+    let mut events: Vec<crate::StoredEvent> = Vec::new();
+    let mut cursor = crate::Cursor::START;
+    while cursor.position < head {
+        let batch = log.read_from(cursor, 1000).await.expect("read");
+        match batch.last() {
+            Some(last) => cursor = last.cursor(),
+            None => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the log's head {head} stayed out of reach at {}",
+                    cursor.position
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+        events.extend(batch);
+    }
+    events
+}

@@ -43,14 +43,8 @@ async fn racing_members(partitions: i32) {
     projectors::ensure_all(&db).await.expect("read models");
     let mut shop = Shop::new(&t.db, 5);
     shop.activity(6, 20).await;
-    let mut events = Vec::new();
-    let mut head = Cursor::START;
-    loop {
-        let batch = log.read_from(head, 1000).await.expect("read");
-        let Some(last) = batch.last() else { break };
-        head = last.cursor();
-        events.extend(batch);
-    }
+    let events = eventlog::testing::read_all(&log).await;
+    let head = events.last().map_or(Cursor::START, |e| e.cursor());
     // Events round the partitions, each partition's offsets dense, then a
     // watermark on every partition, as the relay writes them.
     let mut next = vec![0_i64; partitions as usize];
