@@ -69,7 +69,8 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// the operator chose a delay (`MIMALLOC_PURGE_DELAY`). For a bulk job
 /// bounded by its resident memory (`projections rebuild --rebuild-memory`):
 /// with the delay, a spill's freed pages stayed resident until the next
-/// batches reused them, and the bound did not hold.
+/// batches reused them, and the bound did not hold. And for processes that
+/// serve no requests ([`platform::Roles::purge_at_once`]).
 pub fn purge_freed_memory_at_once() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
         return;
