@@ -90,10 +90,10 @@ impl Roles {
     /// Whether freed memory goes back to the system at once: in processes
     /// that serve no requests (relay, projectors, saga). Their allocation
     /// rate is low, and with mimalloc's purge delay a Kafka-fed projector
-    /// kept 3–5× its live heap resident (`shopstream-bench --only
-    /// distributed`: 45–74 MiB, 31 MiB purging at once, the same CPU).
-    /// The request-serving roles keep the delay, which their allocation
-    /// churn pays for.
+    /// kept freed memory resident (`shopstream-bench --only distributed`:
+    /// peaks of 45–84 MiB before, 43–55 MiB purging at once, the same
+    /// CPU). The request-serving roles keep the delay, which their
+    /// allocation churn pays for.
     pub fn purge_at_once(&self) -> bool {
         !self.commands && !self.query
     }
