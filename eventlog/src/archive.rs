@@ -295,7 +295,11 @@ impl<'a> Held<'a> {
     /// holds that is not `e` means another store's events.
     async fn matches(&mut self, e: &StoredEvent) -> Result<bool, CopyError> {
         if self.buffer.is_empty() && !self.exhausted {
-            let chunk = self.log.read_from(self.after, self.batch).await?;
+            // The target of an import is no tailer: read what is committed.
+            // Below the safe horizon (cluster-wide), a transaction open on
+            // any database of the server would hide what an earlier import
+            // wrote, and the import would send it again.
+            let chunk = self.log.read_settled_from(self.after, self.batch).await?;
             match chunk.last() {
                 Some(last) => self.after = last.cursor(),
                 None => self.exhausted = true,

@@ -24,6 +24,7 @@ macro_rules! both_backends {
     };
 }
 
+mod archive;
 mod group;
 mod helpers;
 mod keys;
