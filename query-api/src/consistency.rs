@@ -6,7 +6,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_graphql::parser::types::{DocumentOperations, Selection};
+use async_graphql::parser::types::{
+    DocumentOperations, FragmentDefinition, Selection, SelectionSet,
+};
+use async_graphql::Positioned;
 use eventlog::Cursor;
 use readmodel::Wake;
 use sqlx::{AnyPool, Row};
@@ -49,7 +52,10 @@ const SEEN_FOR: Duration = Duration::from_millis(50);
 /// Query texts whose touched projections are remembered.
 const TOUCHES_KEPT: usize = 512;
 
-/// The projections a query's top-level fields read (all of them when unsure).
+/// The projections a query's fields read (all of them when unsure). A
+/// customer is read from `customer_view`; only its `orders` (anywhere
+/// under it) reads `order_view` too, so a query for a profile does not
+/// wait for the order projection.
 pub fn touched(query: &str) -> Vec<&'static str> {
     let all = vec!["customer_view", "order_view", "analytics"];
     let Ok(doc) = async_graphql::parser::parse_query(query) else {
@@ -65,9 +71,16 @@ pub fn touched(query: &str) -> Vec<&'static str> {
             let Selection::Field(field) = &selection.node else {
                 return all;
             };
+            let customer = || {
+                let set = &field.node.selection_set.node;
+                if selects(set, &doc.fragments, "orders", 0) {
+                    &["customer_view", "order_view"][..]
+                } else {
+                    &["customer_view"][..]
+                }
+            };
             let names: &[&'static str] = match field.node.name.node.as_str() {
-                "me" | "customer" => &["customer_view", "order_view"],
-                "customers" => &["customer_view"],
+                "me" | "customer" | "customers" => customer(),
                 "order" | "orders" => &["order_view"],
                 "analytics" => &["analytics", "order_view"],
                 "projections" | "__schema" | "__type" | "__typename" => &[],
@@ -82,6 +95,34 @@ pub fn touched(query: &str) -> Vec<&'static str> {
     }
     out
 }
+
+/// Fragments nested deeper than this count as selecting anything (a
+/// cycle, which validation refuses later).
+const FRAGMENT_DEPTH: usize = 16;
+
+/// Whether `set` selects a field named `name` at any depth, through inline
+/// fragments and the document's named ones (an unknown fragment counts as
+/// selecting it).
+fn selects(set: &SelectionSet, fragments: &Fragments, name: &str, depth: usize) -> bool {
+    if depth > FRAGMENT_DEPTH {
+        return true;
+    }
+    set.items.iter().any(|item| match &item.node {
+        Selection::Field(f) => {
+            f.node.name.node.as_str() == name
+                || selects(&f.node.selection_set.node, fragments, name, depth)
+        }
+        Selection::InlineFragment(inline) => {
+            selects(&inline.node.selection_set.node, fragments, name, depth + 1)
+        }
+        Selection::FragmentSpread(spread) => fragments
+            .get(&spread.node.fragment_name.node)
+            .is_none_or(|f| selects(&f.node.selection_set.node, fragments, name, depth + 1)),
+    })
+}
+
+/// A document's named fragments.
+type Fragments = HashMap<async_graphql::Name, Positioned<FragmentDefinition>>;
 
 impl Consistency {
     /// Waits on `commits`, at most `timeout` per query.
@@ -261,9 +302,42 @@ mod tests {
     #[test]
     fn touched_projections_follow_top_level_fields() {
         assert_eq!(touched("{ order(id: \"x\") { id } }"), ["order_view"]);
+        // A customer without its orders reads only the customer view.
+        assert_eq!(
+            touched("{ customer(id: \"u\") { id email } }"),
+            ["customer_view"]
+        );
+        assert_eq!(
+            touched("{ me { name orders(first: 5) { edges { node { id } } } } }"),
+            ["customer_view", "order_view"]
+        );
+        assert_eq!(
+            touched(
+                "{ customers { edges { node { ... on Customer { orders { totalCount } } } } } }"
+            ),
+            ["customer_view", "order_view"]
+        );
+        assert_eq!(
+            touched("query { me { ...F } } fragment F on Customer { orders { edges { cursor } } }"),
+            ["customer_view", "order_view"]
+        );
+        assert_eq!(
+            touched("query { me { ...F } } fragment F on Customer { email }"),
+            ["customer_view"]
+        );
+        // A fragment the document does not define: unsure.
+        assert_eq!(
+            touched("{ me { ...Missing } }"),
+            ["customer_view", "order_view"]
+        );
+        // Fragments spreading each other (refused later) end.
+        assert_eq!(
+            touched("query { me { ...A } } fragment A on Customer { ...B } fragment B on Customer { ...A }"),
+            ["customer_view", "order_view"]
+        );
         assert_eq!(
             touched("query { me { id } analytics { ordersByStatus { status } } }"),
-            ["customer_view", "order_view", "analytics"]
+            ["customer_view", "analytics", "order_view"]
         );
         assert_eq!(touched("{ projections { name } }"), Vec::<&str>::new());
         assert_eq!(

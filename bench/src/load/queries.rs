@@ -108,51 +108,54 @@ impl Api {
         }
     }
 
-    /// Command acknowledged → visible through GraphQL: with the consistency
-    /// token (one request that waits) and without (polling).
+    /// Command acknowledged → visible through GraphQL: `probes` with the
+    /// consistency token (one request that waits) and `probes` without
+    /// (polling), alternated.
     pub async fn freshness(&self, probes: usize) -> (Latencies, Latencies) {
         let mut with_token = Latencies::default();
         let mut without = Latencies::default();
-        for i in 0..probes {
-            let email = format!(
-                "fresh-{i}-{}@bench.example.com",
-                uuid::Uuid::new_v4().simple()
-            );
-            let (ok, user) = self
-                .post("/v1/users", None, json!({"email": email, "name": "Fresh"}))
-                .await;
-            let acked = Instant::now();
-            if !ok {
-                with_token.errors += 1;
-                continue;
-            }
-            let id = user["id"].as_str().unwrap_or_default().to_string();
-            let position = user["position"].as_i64();
-            if i % 2 == 0 {
-                let (ok, body) = self.graphql(VISIBLE, json!({"id": id}), position).await;
-                if ok && body["extensions"]["consistency"]["stale"] == json!(false) {
-                    with_token.samples.push(acked.elapsed());
-                } else {
-                    with_token.errors += 1;
+        for _ in 0..probes {
+            for (token, into) in [(true, &mut with_token), (false, &mut without)] {
+                match self.probe(token).await {
+                    Some(took) => into.samples.push(took),
+                    None => into.errors += 1,
                 }
-            } else {
-                let deadline = acked + Duration::from_secs(10);
-                loop {
-                    let (ok, _) = self.graphql(VISIBLE, json!({"id": id}), None).await;
-                    if ok {
-                        without.samples.push(acked.elapsed());
-                        break;
-                    }
-                    if Instant::now() > deadline {
-                        without.errors += 1;
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         (with_token, without)
+    }
+
+    /// One probe: a sign-up, then how long until GraphQL shows it (with
+    /// the token: one request that waits; without: polling, 10 s at most).
+    /// `None`: the command failed or the user never showed.
+    pub async fn probe(&self, token: bool) -> Option<Duration> {
+        let email = format!("fresh-{}@bench.example.com", uuid::Uuid::new_v4().simple());
+        let (ok, user) = self
+            .post("/v1/users", None, json!({"email": email, "name": "Fresh"}))
+            .await;
+        let acked = Instant::now();
+        if !ok {
+            return None;
+        }
+        let id = user["id"].as_str().unwrap_or_default().to_string();
+        if token {
+            let position = user["position"].as_i64();
+            let (ok, body) = self.graphql(VISIBLE, json!({"id": id}), position).await;
+            let fresh = ok && body["extensions"]["consistency"]["stale"] == json!(false);
+            return fresh.then(|| acked.elapsed());
+        }
+        let deadline = acked + Duration::from_secs(10);
+        loop {
+            let (ok, _) = self.graphql(VISIBLE, json!({"id": id}), None).await;
+            if ok {
+                return Some(acked.elapsed());
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 }
 
