@@ -14,6 +14,7 @@
 //! - `error`: [`StoreError`], the one error type of this crate.
 //! - `health`: [`Health`]: the store pinged in the background, for readiness probes.
 //! - `log`: [`EventLog`], [`StoredEvent`], [`Cursor`]: reading the log and streams.
+//! - `horizon`: [`EventLog::held_back`], [`HeldBack`]: tailers read again soon when the safe horizon held a read back.
 //! - `repository`: [`Repository`]: loading (cqrs-es, behind a per-process cache) and appending aggregates.
 //! - `signal`: [`AppendSignal`]: `NOTIFY` tailers in other processes after appends.
 //! - `cache`: the aggregate cache in front of the repository.
@@ -31,6 +32,7 @@ mod db;
 mod emails;
 mod error;
 mod health;
+pub mod horizon;
 mod idempotency;
 mod import;
 mod log;
@@ -50,6 +52,7 @@ pub use db::{sqlite_write_turn, values_rows, Backend, Database, DatabaseOptions,
 pub use emails::{EmailRegistry, Reservation, Reservations};
 pub use error::{is_unreachable, StoreError};
 pub use health::{Health, HealthState};
+pub use horizon::HeldBack;
 pub use idempotency::{IdempotencyRecord, IdempotencyStore, KeyState};
 pub use import::{import, ImportedEvent, IMPORT_CHUNK};
 pub use log::{Cursor, EventLog, StoredEvent};

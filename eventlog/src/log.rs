@@ -125,7 +125,7 @@ impl StoredEvent {
 /// Reads the event log: the whole store in log order, or one stream.
 #[derive(Debug, Clone)]
 pub struct EventLog {
-    db: Database,
+    pub(crate) db: Database,
 }
 
 impl EventLog {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use eventlog::{Cursor, EventLog, StoredEvent};
+use eventlog::{Cursor, EventLog, HeldBack, StoredEvent};
 use readmodel::registry::{self, GenerationState};
 use readmodel::{Batch, FoldError, Projection, ProjectionError, ReadDb, Tx, Wake, WorkingSet};
 use tokio::sync::watch;
@@ -222,18 +222,26 @@ pub async fn run<P: Projection>(
     // Whether to look for a swap by another process when the log has
     // nothing new: on start and after each idle poll, not on every wake-up.
     let mut check_live = true;
+    // The highest position read, and whether reads stop at the safe
+    // horizon (events committed behind a transaction still open).
+    let (mut seen, mut held) = (0, HeldBack::default());
     loop {
         if *shutdown.borrow() {
             return;
         }
         let started = tokio::time::Instant::now();
-        let read_again = match step::<P>(&log, &db, &mut current, check_live).await {
-            Ok(Step::Idle) => false,
-            Ok(Step::Applied { full }) => {
+        let stepped = step::<P>(&log, &db, &mut current, check_live, &mut seen).await;
+        if let Ok(Step::Idle { held: h } | Step::Applied { held: h, .. }) = &stepped {
+            held.update(*h, poll);
+        }
+        let read_again = match stepped {
+            Ok(Step::Idle { .. }) => false,
+            Ok(Step::Applied { full, .. }) => {
                 commits.notify();
                 // A short batch read everything visible; what commits later
-                // wakes us (or the poll finds it), so no read that returns
-                // nothing after every batch.
+                // wakes us (or the poll finds it, or the retry of a read
+                // the horizon held back), so no read that returns nothing
+                // after every batch.
                 full
             }
             Err(ProjectionError::CheckpointMoved) => {
@@ -267,20 +275,21 @@ pub async fn run<P: Projection>(
                         _ = shutdown.changed() => {}
                     }
                 }
-                _ = tokio::time::sleep(poll) => check_live = true,
+                _ = tokio::time::sleep(held.wait(poll)) => check_live = !held.is_held(),
                 _ = shutdown.changed() => {}
             }
         }
     }
 }
 
-/// What one step did.
+/// What one step did; `held`: committed events wait behind the safe
+/// horizon (read again soon).
 enum Step {
     /// Nothing to apply.
-    Idle,
+    Idle { held: bool },
     /// Applied a batch; `full` when it was as large as a read returns (more
     /// may be waiting).
-    Applied { full: bool },
+    Applied { full: bool, held: bool },
 }
 
 /// One batch for the live generation.
@@ -289,6 +298,7 @@ async fn step<P: Projection>(
     db: &ReadDb,
     current: &mut Option<GenerationState>,
     check_live: bool,
+    seen: &mut i64,
 ) -> Result<Step, ProjectionError> {
     if current.is_none() {
         let live = ensure_live::<P>(db).await?;
@@ -298,27 +308,32 @@ async fn step<P: Projection>(
                 projection = P::NAME,
                 "the live generation consumes Kafka; this store tailer stays idle (run projectors with --kafka-brokers)"
             );
-            return Ok(Step::Idle);
+            return Ok(Step::Idle { held: false });
         }
         *current = Some(live);
     }
     let Some(state) = current.as_mut() else {
-        return Ok(Step::Idle);
+        return Ok(Step::Idle { held: false });
     };
     if state.state == "failed" || state.state == "retired" {
         // Reload: an operator may have swapped in a rebuilt generation.
         *current = None;
-        return Ok(Step::Idle);
+        return Ok(Step::Idle { held: false });
     }
     let events = log.read_from(state.cursor, BATCH).await?;
+    *seen = events
+        .iter()
+        .map(|e| e.position)
+        .fold((*seen).max(state.cursor.position), i64::max);
+    let full = events.len() >= BATCH as usize;
+    let held = !full && log.held_back(*seen).await?;
     if events.is_empty() {
         // Notice a swap done by another process while idle.
         if check_live && registry::live_generation(db, P::NAME).await? != Some(state.generation) {
             *current = None;
         }
-        return Ok(Step::Idle);
+        return Ok(Step::Idle { held });
     }
-    let full = events.len() >= BATCH as usize;
     let started = std::time::Instant::now();
     let oldest = events
         .iter()
@@ -342,8 +357,8 @@ async fn step<P: Projection>(
         "batch applied"
     );
     Ok(if applied.events > 0 {
-        Step::Applied { full }
+        Step::Applied { full, held }
     } else {
-        Step::Idle
+        Step::Idle { held }
     })
 }

@@ -27,6 +27,7 @@ macro_rules! both_backends {
 mod archive;
 mod group;
 mod helpers;
+mod horizon;
 mod keys;
 mod late_commit;
 mod repository;

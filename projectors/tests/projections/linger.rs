@@ -17,7 +17,7 @@ use crate::read_db;
 const LINGER: Duration = Duration::from_millis(1500);
 
 /// Waits until every projection has folded the whole log; returns when.
-async fn all_at_head(log: &EventLog, db: &ReadDb) -> Instant {
+pub(crate) async fn all_at_head(log: &EventLog, db: &ReadDb) -> Instant {
     let head = log.head().await.expect("head");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

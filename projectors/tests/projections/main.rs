@@ -25,6 +25,7 @@ macro_rules! both_backends {
 
 mod bulk;
 mod engine;
+mod horizon;
 mod linger;
 
 pub async fn read_db(t: &eventlog::testing::TestDatabase) -> readmodel::ReadDb {

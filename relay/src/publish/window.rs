@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use super::keys::Keys;
 use super::{check_lock, checkpoint, gauge, Purging, Relay, RelayError};
 use crate::kafka::{self, KafkaSideError};
-use eventlog::{Cursor, Database, StoreError, StoredEvent};
+use eventlog::{Cursor, Database, HeldBack, StoreError, StoredEvent};
 
 /// How often the checkpoint is stored while records are in flight.
 const SAVE_EVERY: Duration = Duration::from_millis(50);
@@ -43,6 +43,10 @@ struct Window {
     saved_at: Instant,
     /// The last event produced.
     sent: Cursor,
+    /// The highest position read, and whether reads stop at the safe
+    /// horizon (events committed behind an open transaction).
+    seen: i64,
+    held: HeldBack,
 }
 
 /// What an acknowledgement settles.
@@ -95,6 +99,8 @@ impl Relay {
             saved: start,
             saved_at: Instant::now(),
             sent: start,
+            seen: start.position,
+            held: HeldBack::default(),
         };
         let mut keys = Keys::default();
         let (mut last_lock_check, mut last_probe) = (Instant::now(), Instant::now());
@@ -197,8 +203,13 @@ impl Relay {
     ) -> Result<bool, RelayError> {
         let events = self.log.read_from(w.sent, self.config.batch).await?;
         let Some(last) = events.last() else {
+            // Nothing readable: held back by an open transaction, or no news.
+            let held = self.log.held_back(w.seen).await?;
+            w.held.update(held, self.config.poll);
             return Ok(false);
         };
+        w.held.update(false, self.config.poll);
+        w.seen = events.iter().map(|e| e.position).fold(w.seen, i64::max);
         let (cursor, at) = (last.cursor(), last.recorded_at);
         if let Some(first) = events.first() {
             telemetry::metrics::observe_since(
@@ -282,6 +293,7 @@ impl Relay {
         wake: &mut watch::Receiver<u64>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), RelayError> {
+        let poll = w.held.wait(self.config.poll);
         let front = async {
             match w.pending.front_mut() {
                 Some(p) => (&mut p.delivery).await,
@@ -291,7 +303,7 @@ impl Relay {
         let delivered = tokio::select! {
             result = front => Some(result),
             _ = wake.changed() => None,
-            () = tokio::time::sleep(self.config.poll) => None,
+            () = tokio::time::sleep(poll) => None,
             _ = shutdown.changed() => None,
         };
         if let Some(result) = delivered {

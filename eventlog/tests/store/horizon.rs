@@ -1,0 +1,52 @@
+//! A read held back by the safe horizon says so: a tailer that read all it
+//! could learns that committed events wait behind an open transaction
+//! (one that is no append, so no notification follows when it ends).
+
+use eventlog::testing::TestDatabase;
+use eventlog::{Cursor, Database, EventLog, Repository};
+
+use crate::helpers::create_product;
+
+#[tokio::test]
+async fn a_read_held_back_by_an_open_transaction_says_so() {
+    let t = TestDatabase::postgres().await;
+    let log = EventLog::new(t.db.clone());
+    let repo = Repository::<domain::Product>::new(&t.db, 0, 0);
+    create_product(&repo, "HOR-1").await.expect("append");
+    let first = log.read_from(Cursor::START, 100).await.expect("read");
+    assert_eq!(first.len(), 1);
+    let seen = first[0].position;
+    let after = first[0].cursor();
+    assert!(!log.held_back(seen).await.expect("held"), "all read");
+
+    // A transaction with an id, open while another event is appended.
+    let Database::Postgres(pool) = &t.db else {
+        unreachable!("postgres test")
+    };
+    let mut holder = pool.begin().await.expect("begin");
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *holder)
+        .await
+        .expect("an id");
+    create_product(&repo, "HOR-2").await.expect("append");
+    assert!(
+        log.read_from(after, 100).await.expect("read").is_empty(),
+        "the horizon hides the second event"
+    );
+    assert!(log.held_back(seen).await.expect("held"), "and says so");
+
+    holder.rollback().await.expect("rollback");
+    let second = log.read_from(after, 100).await.expect("read");
+    assert_eq!(second.len(), 1, "readable once the transaction ended");
+    assert!(!log.held_back(second[0].position).await.expect("held"));
+    t.drop_database().await;
+}
+
+#[tokio::test]
+async fn sqlite_reads_are_never_held_back() {
+    let t = TestDatabase::sqlite().await;
+    let log = EventLog::new(t.db.clone());
+    let repo = Repository::<domain::Product>::new(&t.db, 0, 0);
+    create_product(&repo, "HOR-3").await.expect("append");
+    assert!(!log.held_back(0).await.expect("held"));
+}
