@@ -231,8 +231,14 @@ pub async fn run<P: Projection>(
         }
         let started = tokio::time::Instant::now();
         let stepped = step::<P>(&log, &db, &mut current, check_live, &mut seen).await;
-        if let Ok(Step::Idle { held: h } | Step::Applied { held: h, .. }) = &stepped {
-            held.update(*h, poll);
+        match &stepped {
+            // Progress: a read held back next starts the retries afresh.
+            Ok(Step::Applied { held: h, .. }) => {
+                held = HeldBack::default();
+                held.update(*h, poll);
+            }
+            Ok(Step::Idle { held: h }) => held.update(*h, poll),
+            Err(_) => {}
         }
         let read_again = match stepped {
             Ok(Step::Idle { .. }) => false,
@@ -267,6 +273,15 @@ pub async fn run<P: Projection>(
         };
         check_live = false;
         if !read_again {
+            // A read the horizon held back is retried soon, but no sooner
+            // than the linger allows: under load nearly every short read
+            // is held back by another append in flight.
+            let retry = tokio::time::Instant::now() + held.wait(poll);
+            let retry = if held.is_held() {
+                retry.max(started + linger)
+            } else {
+                retry
+            };
             tokio::select! {
                 _ = woken.changed() => {
                     // Events came soon after the last batch: let more join them.
@@ -275,7 +290,7 @@ pub async fn run<P: Projection>(
                         _ = shutdown.changed() => {}
                     }
                 }
-                _ = tokio::time::sleep(held.wait(poll)) => check_live = !held.is_held(),
+                () = tokio::time::sleep_until(retry) => check_live = !held.is_held(),
                 _ = shutdown.changed() => {}
             }
         }

@@ -52,12 +52,14 @@ async fn a_read_held_back_by_the_horizon_is_retried_before_the_poll() {
         "nothing is readable behind the open transaction: {held:#?}"
     );
 
-    // It ends (no append, no notification): the tailers read again soon.
+    // It ends (no append, no notification): the tailers read again well
+    // before their poll (other tests' transactions can hold the
+    // server-wide horizon a while longer; the retries back off meanwhile).
     let released = Instant::now();
     holder.rollback().await.expect("rollback");
     let folded = all_at_head(&log, &db).await;
     assert!(
-        folded - released < Duration::from_secs(5),
+        folded - released < Duration::from_secs(25),
         "the events behind the horizon waited {:?} (poll: 60 s)",
         folded - released
     );
