@@ -230,7 +230,7 @@ pub async fn run<P: Projection>(
             return;
         }
         let started = tokio::time::Instant::now();
-        let stepped = step::<P>(&log, &db, &mut current, check_live, &mut seen).await;
+        let stepped = step::<P>(&log, &db, &mut current, check_live, (&mut seen, &woken)).await;
         match &stepped {
             // Progress: a read held back next starts the retries afresh.
             Ok(Step::Applied { held: h, .. }) => {
@@ -313,7 +313,7 @@ async fn step<P: Projection>(
     db: &ReadDb,
     current: &mut Option<GenerationState>,
     check_live: bool,
-    seen: &mut i64,
+    (seen, woken): (&mut i64, &watch::Receiver<u64>),
 ) -> Result<Step, ProjectionError> {
     if current.is_none() {
         let live = ensure_live::<P>(db).await?;
@@ -341,7 +341,9 @@ async fn step<P: Projection>(
         .map(|e| e.position)
         .fold((*seen).max(state.cursor.position), i64::max);
     let full = events.len() >= BATCH as usize;
-    let held = !full && log.held_back(*seen).await?;
+    // Asked only when no wake-up is pending (one is, nearly always, under
+    // load: the next read comes anyway).
+    let held = !full && !woken.has_changed().unwrap_or(true) && log.held_back(*seen).await?;
     if events.is_empty() {
         // Notice a swap done by another process while idle.
         if check_live && registry::live_generation(db, P::NAME).await? != Some(state.generation) {

@@ -120,7 +120,7 @@ impl Relay {
             }
             if w.pending.len() < self.config.max_in_flight
                 && self
-                    .produce(&mut w, &producer, &mut keys, partitions)
+                    .produce(&mut w, &producer, &mut keys, partitions, wake)
                     .await?
             {
                 continue;
@@ -200,11 +200,14 @@ impl Relay {
         producer: &Purging,
         keys: &mut Keys,
         partitions: i32,
+        wake: &watch::Receiver<u64>,
     ) -> Result<bool, RelayError> {
         let events = self.log.read_from(w.sent, self.config.batch).await?;
         let Some(last) = events.last() else {
-            // Nothing readable: held back by an open transaction, or no news.
-            let held = self.log.held_back(w.seen).await?;
+            // Nothing readable: held back by an open transaction, or no
+            // news. Asked only when no wake-up is pending (under load one
+            // nearly always is, and the next read comes anyway).
+            let held = !wake.has_changed().unwrap_or(true) && self.log.held_back(w.seen).await?;
             w.held.update(held, self.config.poll);
             return Ok(false);
         };
