@@ -113,6 +113,25 @@ impl TestDatabase {
         }
     }
 
+    /// Opens a transaction holding a transaction id on this Postgres
+    /// database: until it ends, the safe horizon holds back every event
+    /// committed after it began, and nothing notifies tailers when it ends
+    /// (it is no append).
+    ///
+    /// # Panics
+    /// On SQLite, or on database errors.
+    pub async fn hold_horizon(&self) -> sqlx::Transaction<'static, sqlx::Postgres> {
+        let Database::Postgres(pool) = &self.db else {
+            panic!("the safe horizon is PostgreSQL's")
+        };
+        let mut holder = pool.begin().await.expect("begin");
+        sqlx::query("SELECT pg_current_xact_id()")
+            .execute(&mut *holder)
+            .await
+            .expect("a transaction id");
+        holder
+    }
+
     /// The data keys of this database (see [`keys`]).
     pub fn keys(&self) -> Keyring {
         keys(&self.db)

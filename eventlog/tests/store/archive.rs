@@ -2,7 +2,7 @@
 //! (it resumes), even while a transaction is open elsewhere on the server.
 
 use eventlog::testing::TestDatabase;
-use eventlog::{archive, Database, EventLog, Repository};
+use eventlog::{archive, EventLog, Repository};
 
 use crate::helpers::create_product;
 
@@ -27,14 +27,7 @@ async fn an_import_run_again_resumes_while_another_database_has_a_transaction_op
     assert_eq!(exported, 3);
 
     // A transaction with an id, open on the source database throughout.
-    let Database::Postgres(pool) = &source.db else {
-        unreachable!("postgres test")
-    };
-    let mut holder = pool.begin().await.expect("begin");
-    sqlx::query("SELECT pg_current_xact_id()")
-        .execute(&mut *holder)
-        .await
-        .expect("an id");
+    let holder = source.hold_horizon().await;
 
     let target = TestDatabase::postgres().await;
     let first = archive::import(&target.db, &file, 2).await.expect("import");
