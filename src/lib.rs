@@ -72,12 +72,20 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// batches reused them, and the bound did not hold. And for processes that
 /// serve no requests ([`platform::Roles::purge_at_once`]).
 pub fn purge_freed_memory_at_once() {
+    purge_freed_memory_after(0);
+}
+
+/// From now on, memory freed in this process goes back to the system
+/// `ms` milliseconds after it was freed (see
+/// [`purge_freed_memory_at_once`]), unless the operator chose a delay
+/// (`MIMALLOC_PURGE_DELAY`).
+pub fn purge_freed_memory_after(ms: std::ffi::c_long) {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
         return;
     }
     // SAFETY: `mi_option_set` stores an integer in mimalloc's option table;
     // it takes no pointers and may be called at any time.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ms) };
 }
 
 pub mod admin;
@@ -105,11 +113,15 @@ mod tests {
             assert_eq!(get(), 1000);
             super::purge_freed_memory_at_once();
             assert_eq!(get(), 0);
+            super::purge_freed_memory_after(100);
+            assert_eq!(get(), 100);
             // SAFETY: as above.
             unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 1000) };
         } else {
             let chosen = get();
             super::purge_freed_memory_at_once();
+            assert_eq!(get(), chosen);
+            super::purge_freed_memory_after(100);
             assert_eq!(get(), chosen);
         }
     }

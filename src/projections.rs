@@ -269,6 +269,24 @@ pub async fn print_status(store: &Database, db: &ReadDb, json: bool) -> anyhow::
     Ok(())
 }
 
+/// How long a rebuild bounded by `memory` lets freed memory stay in the
+/// process before it goes back to the system (mimalloc's purge delay,
+/// milliseconds). The bound is on resident memory, and freed pages not yet
+/// returned count against it: under the default bound they leave at once,
+/// which holds small bounds close (at 64 MiB, 105 MiB peak against 115 MiB
+/// with 100 ms, and fewer spills). From the default bound up, 100 ms: the
+/// next batches reuse the pages instead of faulting fresh ones in, which
+/// took 3–4 s of system time per 1 M events (1.6–2.4 s with the delay)
+/// and 10 % of the wall time, with the same peak (`BENCHMARKS.md`,
+/// *Full run (2026-12-06, evening)*).
+fn purge_delay(memory: usize) -> std::ffi::c_long {
+    if memory >= projectors::rebuild::DEFAULT_MEMORY {
+        100
+    } else {
+        0
+    }
+}
+
 /// `shopstream projections rebuild NAME|--all [--verify] [--rebuild-memory SIZE]`:
 /// one bulk fill for all the named projections, then each verified and
 /// swapped.
@@ -282,8 +300,7 @@ pub async fn rebuild_cmd(
     verify: bool,
     memory: usize,
 ) -> anyhow::Result<()> {
-    // The bound is on resident memory: freed pages must leave at once.
-    crate::purge_freed_memory_at_once();
+    crate::purge_freed_memory_after(purge_delay(memory));
     let log = EventLog::new(store.clone());
     let label = match names {
         [one] => one.clone(),
@@ -377,4 +394,17 @@ fn draw(name: &str, p: &Progress) {
         p.rate(),
         p.eta().as_secs()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use projectors::rebuild::DEFAULT_MEMORY;
+
+    #[test]
+    fn rebuilds_under_the_default_bound_purge_freed_memory_at_once() {
+        assert_eq!(super::purge_delay(64 << 20), 0);
+        assert_eq!(super::purge_delay(DEFAULT_MEMORY - 1), 0);
+        assert_eq!(super::purge_delay(DEFAULT_MEMORY), 100);
+        assert_eq!(super::purge_delay(1 << 30), 100);
+    }
 }
