@@ -273,11 +273,11 @@ pub async fn print_status(store: &Database, db: &ReadDb, json: bool) -> anyhow::
 /// process before it goes back to the system (mimalloc's purge delay,
 /// milliseconds). The bound is on resident memory, and freed pages not yet
 /// returned count against it: under the default bound they leave at once,
-/// which holds small bounds close (at 64 MiB, 105 MiB peak against 115 MiB
+/// which holds small bounds close (at 64 MiB, 103 MiB peak against 113 MiB
 /// with 100 ms, and fewer spills). From the default bound up, 100 ms: the
 /// next batches reuse the pages instead of faulting fresh ones in, which
-/// took 3–4 s of system time per 1 M events (1.6–2.4 s with the delay)
-/// and 10 % of the wall time, with the same peak (`BENCHMARKS.md`,
+/// took 3–4 s of system time per 1 M events (1.5–2.0 s with the delay)
+/// and about 10 % of the wall time, with the same peak (`BENCHMARKS.md`,
 /// *Full run (2026-12-06, evening)*).
 fn purge_delay(memory: usize) -> std::ffi::c_long {
     if memory >= projectors::rebuild::DEFAULT_MEMORY {
