@@ -21,6 +21,10 @@ pub(super) struct Budget {
     used: Vec<AtomicUsize>,
     /// Which tasks are writing theirs out.
     spilling: Vec<AtomicBool>,
+    /// What the fill held at the last update.
+    last_held: AtomicUsize,
+    /// Whether memory counts as short whatever it holds (tests).
+    short_always: bool,
 }
 
 /// What a fold task does after a batch.
@@ -48,7 +52,16 @@ impl Budget {
             read_batch,
             used: (0..tasks).map(|_| AtomicUsize::new(0)).collect(),
             spilling: (0..tasks).map(|_| AtomicBool::new(false)).collect(),
+            last_held: AtomicUsize::new(0),
+            short_always: false,
         }
+    }
+
+    /// Memory counts as short whatever it holds, when `always` (tests).
+    #[must_use]
+    pub fn short_always(mut self, always: bool) -> Self {
+        self.short_always = always;
+        self
     }
 
     /// What the fill holds now: the growth of resident memory, or the
@@ -70,7 +83,15 @@ impl Budget {
             // Below the least a rebuild takes: every batch is written out.
             return if bytes > 0 { Step::Spill } else { Step::Fold };
         }
-        self.decide(slot, bytes, self.held())
+        let held = self.held();
+        self.last_held.store(held, Ordering::Relaxed);
+        self.decide(slot, bytes, held)
+    }
+
+    /// Whether memory is short (over half the bound at the last update):
+    /// the working sets then keep their untouched changed rows compressed.
+    pub fn short(&self) -> bool {
+        self.short_always || self.last_held.load(Ordering::Relaxed) > self.limit / 2
     }
 
     /// [`Self::update`]'s choice with `held` bytes of growth.
@@ -192,6 +213,16 @@ mod tests {
         // Task 1 is larger but has not asked yet; task 0 does not wait on
         // a write-out that is not happening.
         assert_eq!(b.decide(0, MIB, 300 * MIB), Step::Spill);
+    }
+
+    #[test]
+    fn memory_is_short_past_half_the_bound() {
+        let b = budget(1);
+        assert!(!b.short());
+        b.last_held.store(128 * MIB + 1, Ordering::Relaxed);
+        assert!(b.short());
+        b.last_held.store(100 * MIB, Ordering::Relaxed);
+        assert!(!b.short());
     }
 
     #[test]

@@ -74,11 +74,8 @@ pub(super) async fn fill(
 ) -> Result<Vec<Result<Filled, RebuildError>>, RebuildError> {
     let started = Instant::now();
     options.read_batch = read_batch_for(options.memory, options.read_batch);
-    let budget = Arc::new(Budget::new(
-        options.memory,
-        targets.len(),
-        options.read_batch,
-    ));
+    let budget = Budget::new(options.memory, targets.len(), options.read_batch);
+    let budget = Arc::new(budget.short_always(options.freeze_always));
     let mut senders = Vec::new();
     let mut tasks = Vec::new();
     for (slot, (target, spawn)) in targets.iter().enumerate() {
@@ -180,8 +177,9 @@ async fn fold<P: Projection>(
         }
         (cursor, events) = (last.cursor(), events + fresh.len() as u64);
         applied += relevant.len() as i64;
+        let short = budget.short();
         for table in out.state.tables() {
-            table.tick();
+            table.tick(short);
         }
         last_at = last
             .recorded_at

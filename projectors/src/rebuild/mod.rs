@@ -103,6 +103,10 @@ pub struct Options<'a> {
     pub memory: usize,
     /// Events per read of the log.
     pub read_batch: u32,
+    /// Keep untouched changed rows compressed whatever memory holds (for
+    /// tests; otherwise from half the bound on).
+    #[doc(hidden)]
+    pub freeze_always: bool,
 }
 
 /// The default memory bound of a rebuild: 256 MiB.
@@ -121,6 +125,7 @@ impl<'a> Options<'a> {
             progress,
             memory: DEFAULT_MEMORY,
             read_batch: bulk::READ_BATCH,
+            freeze_always: false,
         }
     }
 

@@ -1,5 +1,5 @@
 //! The bulk fill of a rebuild: with room for every working set it writes
-//! each table once; at a tiny memory bound it writes out after every read
+//! each table once (short of memory, keeping untouched rows compressed); at a tiny memory bound it writes out after every read
 //! batch (spills), keeps the most recently changed rows in memory, copies
 //! rows it never wrote straight in and merges the others into what it
 //! wrote before (a row evicted and changed again is read back). Either way the
@@ -43,9 +43,16 @@ fn schema(name: &str) -> &'static str {
 /// Rebuilds every projection in one bulk fill with `memory` and 16 events
 /// per read; asserts each swapped, equals the live one, has its indexes,
 /// and spilled (or not) as expected.
-async fn rebuild_all_checked(log: &EventLog, db: &ReadDb, memory: usize, spills: bool) {
+async fn rebuild_all_checked(
+    log: &EventLog,
+    db: &ReadDb,
+    memory: usize,
+    spills: bool,
+    freeze: bool,
+) {
     let mut quiet = |_p: Progress| {};
-    let options = Options::new(true, &mut quiet).memory(memory).read_batch(16);
+    let mut options = Options::new(true, &mut quiet).memory(memory).read_batch(16);
+    options.freeze_always = freeze;
     let outcomes = rebuild::rebuild_many(NAMES, log, db, options)
         .await
         .expect("read the log");
@@ -87,9 +94,11 @@ async fn bulk_fill_equals_live_with_and_without_spills(t: &TestDatabase) {
     fold_in_random_batches::<OrderViewProjection>(&log, &db, &mut rng).await;
     fold_in_random_batches::<Analytics>(&log, &db, &mut rng).await;
     // Room for everything: one write per table, no spill.
-    rebuild_all_checked(&log, &db, rebuild::DEFAULT_MEMORY, false).await;
+    rebuild_all_checked(&log, &db, rebuild::DEFAULT_MEMORY, false, false).await;
+    // Memory short: untouched rows kept compressed, thawed when touched.
+    rebuild_all_checked(&log, &db, rebuild::DEFAULT_MEMORY, false, true).await;
     // No room at all: every read batch is written out and merged.
-    rebuild_all_checked(&log, &db, 1, true).await;
+    rebuild_all_checked(&log, &db, 1, true, false).await;
     db.close().await;
 }
 

@@ -127,7 +127,11 @@ pub trait BulkTable: Send {
     fn keep(&mut self, stored: bool);
 
     /// One batch was folded: rows changed from now on are younger.
-    fn tick(&mut self) {}
+    /// `freeze`: memory is short; changed rows no batch touched for a
+    /// while are kept compressed (see `cold`) instead of parsed.
+    fn tick(&mut self, freeze: bool) {
+        let _ = freeze;
+    }
 
     /// Roughly how many bytes the rows in memory take.
     fn estimated_bytes(&mut self) -> usize;

@@ -185,12 +185,19 @@ pub fn doc_shape<T: DocRow>() -> Shape {
 /// # Errors
 /// A document that cannot be serialized.
 pub fn doc_values<T: DocRow>(key: String, row: &T) -> Result<Vec<SqlValue>, ProjectionError> {
-    let mut values = vec![
-        SqlValue::Text(key),
-        SqlValue::Text(
-            serde_json::to_string(row).map_err(|e| ProjectionError::Corrupt(e.to_string()))?,
-        ),
-    ];
+    let mut values = vec![SqlValue::Text(key)];
+    values.extend(doc_parts(row)?);
+    Ok(values)
+}
+
+/// [`doc_values`] without the key: the document, then the columns.
+///
+/// # Errors
+/// A document that cannot be serialized.
+pub fn doc_parts<T: DocRow>(row: &T) -> Result<Vec<SqlValue>, ProjectionError> {
+    let mut values = vec![SqlValue::Text(
+        serde_json::to_string(row).map_err(|e| ProjectionError::Corrupt(e.to_string()))?,
+    )];
     values.extend(row.column_values());
     Ok(values)
 }

@@ -7,6 +7,7 @@
 //! - `mod.rs`: [`ReadDb`], [`Tx`], [`SqlValue`], binding helpers.
 //! - `docs`: document rows ([`DocRow`]): loading and upserting them, query columns, [`Binds`].
 //! - `rows`: [`Rows`], a batch's working set of one document table (read rows, changed rows).
+//! - `cold`: cold rows of a kept working set, compressed until written out.
 //! - `counters`: [`Counters`], additive counters summed over a batch.
 //! - `checksum`: [`table_checksum`], what rebuilds compare.
 //! - `bulk`: [`BulkTable`], working sets kept across batches by a bulk rebuild, drained into a [`RowSink`].
@@ -14,6 +15,7 @@
 
 pub mod bulk;
 mod checksum;
+mod cold;
 pub mod copy;
 mod counters;
 mod docs;
@@ -26,7 +28,9 @@ pub use bulk::BulkTable;
 pub use checksum::table_checksum;
 pub use counters::Counters;
 pub(crate) use docs::doc_row;
-pub use docs::{columns, doc_shape, doc_values, fetch_by_key, load_docs, save_docs, Binds, DocRow};
+pub use docs::{
+    columns, doc_parts, doc_shape, doc_values, fetch_by_key, load_docs, save_docs, Binds, DocRow,
+};
 pub use rows::Rows;
 
 use crate::ProjectionError;

@@ -5,7 +5,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::bulk::{BulkTable, Part, RowSink, Shape, Written};
-use super::{doc_shape, doc_values, load_docs, save_docs, DocRow, Tx};
+use super::cold::{Cold, AGE};
+use super::{doc_shape, doc_values, load_docs, save_docs, DocRow, SqlValue, Tx};
 use eventlog::StoredEvent;
 
 use crate::models::missing;
@@ -43,6 +44,11 @@ struct Kept {
     /// Bytes per row as last sampled, and estimates since.
     per_row: usize,
     estimates: u32,
+    /// Changed rows not touched for a while, compressed.
+    cold: Cold,
+    /// Whether rows are being frozen (memory is short): changes are noted
+    /// by batch only then.
+    freezing: bool,
 }
 
 impl Kept {
@@ -56,6 +62,8 @@ impl Kept {
             retain: 0,
             per_row: 0,
             estimates: 0,
+            cold: Cold::default(),
+            freezing: false,
         }
     }
 }
@@ -76,22 +84,22 @@ impl<T> Default for Rows<T> {
 }
 
 impl<T> Rows<T> {
-    fn epoch(&self) -> u32 {
-        self.kept.as_ref().map_or(0, |k| k.epoch)
-    }
-
     /// A new row (or one replaced): it is written.
     pub fn insert(&mut self, id: String, row: T) {
-        let epoch = self.epoch();
-        mark(&mut self.dirty, &id, epoch);
+        changed(&mut self.dirty, &mut self.kept, &id);
+        if let Some(kept) = &mut self.kept {
+            if !kept.cold.is_empty() {
+                // The new row replaces a cold one.
+                let _ = kept.cold.take(&id);
+            }
+        }
         self.rows.insert(id, row);
     }
 
     /// A row to change: it is written.
     pub fn get_mut(&mut self, id: &str) -> Option<&mut T> {
-        let epoch = self.epoch();
         let row = self.rows.get_mut(id)?;
-        mark(&mut self.dirty, id, epoch);
+        changed(&mut self.dirty, &mut self.kept, id);
         Some(row)
     }
 
@@ -106,8 +114,7 @@ impl<T> Rows<T> {
 
     /// Marks a row written (it was changed through a copy).
     pub fn touch(&mut self, id: &str) {
-        let epoch = self.epoch();
-        mark(&mut self.dirty, id, epoch);
+        changed(&mut self.dirty, &mut self.kept, id);
     }
 
     /// The rows the last load asked for that exist (every row in memory,
@@ -145,6 +152,18 @@ impl<T: DocRow> Rows<T> {
         let keys: std::collections::HashSet<String, foldhash::fast::RandomState> =
             keys.into_iter().collect();
         let keys: Vec<String> = keys.into_iter().collect();
+        // Cold rows this batch touches are parsed again (still changed).
+        if !kept.cold.is_empty() {
+            for key in &keys {
+                if let Some(row) = kept.cold.thaw::<T>(key)? {
+                    self.rows.insert(key.clone(), row);
+                    mark(&mut self.dirty, key, kept.epoch);
+                    if kept.freezing {
+                        kept.cold.note(kept.epoch, key);
+                    }
+                }
+            }
+        }
         // Only rows the table may hold are looked up (a new key is not).
         let missing: Vec<String> = keys
             .iter()
@@ -171,12 +190,75 @@ impl<T: DocRow> Rows<T> {
     }
 }
 
-/// Marks `id` changed in batch `epoch` (allocating only the first time).
-fn mark(dirty: &mut Map<u32>, id: &str, epoch: u32) {
+/// Marks `id` changed in batch `epoch` (allocating only the first time);
+/// whether that moved its batch.
+fn mark(dirty: &mut Map<u32>, id: &str, epoch: u32) -> bool {
     match dirty.get_mut(id) {
-        Some(at) => *at = epoch,
+        Some(at) if *at == epoch => false,
+        Some(at) => {
+            *at = epoch;
+            true
+        }
         None => {
             dirty.insert(id.to_string(), epoch);
+            true
+        }
+    }
+}
+
+/// Marks `id` changed in the batch being folded (and, kept across
+/// batches, when).
+fn changed(dirty: &mut Map<u32>, kept: &mut Option<Kept>, id: &str) {
+    let epoch = kept.as_ref().map_or(0, |k| k.epoch);
+    if mark(dirty, id, epoch) {
+        if let Some(kept) = kept.as_mut().filter(|k| k.freezing) {
+            kept.cold.note(epoch, id);
+        }
+    }
+}
+
+impl<T: DocRow> Rows<T> {
+    /// Freezes the changed rows no batch touched for [`AGE`] batches while
+    /// `freeze` (a row that cannot be serialized stays parsed; its
+    /// write-out reports it). Changes are noted by batch only while
+    /// freezing: the first call of a stretch looks through every changed
+    /// row once.
+    fn freeze_aged(&mut self, freeze: bool) {
+        let Some(kept) = &mut self.kept else { return };
+        let now = kept.epoch;
+        let mut aged = kept.cold.aged(now);
+        if !freeze {
+            kept.freezing = false;
+            return;
+        }
+        if !kept.freezing {
+            kept.freezing = true;
+            kept.cold.forget_changes();
+            let mut changed: Vec<(u32, &String)> =
+                self.dirty.iter().map(|(k, at)| (*at, k)).collect();
+            changed.sort_unstable_by_key(|(at, _)| now.wrapping_sub(*at));
+            for (at, key) in changed.into_iter().rev() {
+                if now.wrapping_sub(at) >= AGE {
+                    aged.push((at, vec![key.clone()]));
+                } else {
+                    kept.cold.note(at, key);
+                }
+            }
+        }
+        for (epoch, keys) in aged {
+            for key in keys {
+                if self.dirty.get(&key) != Some(&epoch) {
+                    continue; // changed since, or written out
+                }
+                let Some(row) = self.rows.remove(&key) else {
+                    continue;
+                };
+                if kept.cold.freeze_row(key.clone(), &row).is_err() {
+                    self.rows.insert(key, row);
+                    continue;
+                }
+                self.dirty.remove(&key);
+            }
         }
     }
 }
@@ -191,10 +273,11 @@ impl<T: DocRow + Send> BulkTable for Rows<T> {
         self.kept = Some(Kept::new(stored));
     }
 
-    fn tick(&mut self) {
+    fn tick(&mut self, freeze: bool) {
         if let Some(kept) = &mut self.kept {
             kept.epoch = kept.epoch.wrapping_add(1);
         }
+        self.freeze_aged(freeze);
     }
 
     fn estimated_bytes(&mut self) -> usize {
@@ -215,7 +298,7 @@ impl<T: DocRow + Send> BulkTable for Rows<T> {
             }
         }
         kept.estimates = kept.estimates.wrapping_add(1);
-        self.rows.len() * kept.per_row + self.dirty.len() * 48
+        self.rows.len() * kept.per_row + self.dirty.len() * 48 + kept.cold.bytes()
     }
 
     fn shape(&self) -> Shape {
@@ -223,13 +306,15 @@ impl<T: DocRow + Send> BulkTable for Rows<T> {
     }
 
     fn is_dirty(&self) -> bool {
-        !self.dirty.is_empty()
+        !self.dirty.is_empty() || self.kept.as_ref().is_some_and(|k| !k.cold.is_empty())
     }
 
     fn split(&mut self, retain: usize) {
         // Outside a bulk fill any key may be stored.
         let kept = self.kept.get_or_insert_with(|| Kept::new(true));
         kept.retain = retain;
+        // Cold rows leave memory as they are drained.
+        let cold: Vec<String> = kept.cold.keys().cloned().collect();
         let mut sort = |key: String| {
             kept.draining[kept.written.part(&key) as usize].push(key);
         };
@@ -239,6 +324,7 @@ impl<T: DocRow + Send> BulkTable for Rows<T> {
         } else {
             self.dirty.drain().map(|(k, _)| k).for_each(&mut sort);
         }
+        cold.into_iter().for_each(&mut sort);
         for list in &mut kept.draining {
             for key in list.iter() {
                 kept.written.add(key);
@@ -259,7 +345,14 @@ impl<T: DocRow + Send> BulkTable for Rows<T> {
         };
         let list = &mut kept.draining[part as usize];
         while let Some(key) = list.pop() {
-            if kept.retain > 0 {
+            if !self.rows.contains_key(&key) {
+                if let Some(values) = kept.cold.take(&key)? {
+                    let mut row = Vec::with_capacity(values.len() + 1);
+                    row.push(SqlValue::Text(key));
+                    row.extend(values);
+                    sink.row(row)?;
+                }
+            } else if kept.retain > 0 {
                 if let Some(row) = self.rows.get(&key) {
                     sink.row(doc_values(key, row)?)?;
                 }
