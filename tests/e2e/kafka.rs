@@ -475,6 +475,18 @@ async fn commands_flow_through_kafka_to_two_projector_processes() {
     // dies and the other takes its partitions over.
     shop.activity(4, 10).await;
     caught_up(&log, &db, Duration::from_secs(60)).await;
+    // A process is one member for all its projections: each takes the
+    // same share, so each process's one consumer reads half the topic.
+    let (members, leases): (i64, i64) =
+        sqlx::query_as("SELECT count(DISTINCT member_id), count(*) FROM projection_kafka_members")
+            .fetch_one(db.pool())
+            .await
+            .expect("members");
+    assert_eq!(
+        (members, leases),
+        (2, 6),
+        "two processes, three projections each"
+    );
     kill(&mut first);
     shop.activity(3, 10).await;
     caught_up(&log, &db, Duration::from_secs(60)).await;

@@ -31,6 +31,8 @@ pub type Start = Option<i64>;
 
 /// A projection's end of the feed.
 pub struct Subscription {
+    /// The process's member id, the same for every projection it runs.
+    member: std::sync::Arc<str>,
     slot: usize,
     /// Counts this projection's ownership changes: a record handed over
     /// before the latest one is stale.
@@ -40,6 +42,13 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// The member id this process leases partitions under: one per feed,
+    /// so every projection of a process takes the same share and the
+    /// process's one consumer reads only that share.
+    pub fn member(&self) -> &str {
+        &self.member
+    }
+
     /// This projection owns `at`'s partitions from now on (and only those),
     /// each to be read from its offset.
     /// Records handed over before this call are never returned.
@@ -84,6 +93,7 @@ pub fn spawn<const N: usize>(
     shutdown: &watch::Receiver<bool>,
 ) -> ([Subscription; N], tokio::task::JoinHandle<()>) {
     let (control, control_rx) = mpsc::unbounded_channel();
+    let member: std::sync::Arc<str> = uuid::Uuid::new_v4().to_string().into();
     let mut slots = Vec::with_capacity(N);
     let subscriptions = std::array::from_fn(|slot| {
         let (sender, records) = mpsc::channel(BATCH);
@@ -93,6 +103,7 @@ pub fn spawn<const N: usize>(
             next: BTreeMap::new(),
         });
         Subscription {
+            member: member.clone(),
             slot,
             epoch: 0,
             records,

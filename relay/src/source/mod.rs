@@ -2,7 +2,9 @@
 //! topic's partitions as a group — adding a process splits the partitions,
 //! killing one hands its partitions to the others after the session timeout.
 //! Membership lives in the database beside the positions
-//! (`projection_kafka_members`, a lease renewed every second), and each
+//! (`projection_kafka_members`, a lease renewed every second, one member
+//! id per process for all its projections, so they take the same share
+//! and the process's one consumer reads only that), and each
 //! member has its partitions read from the offsets the database holds, so
 //! nothing depends on the broker's group coordinator. A process has one
 //! consumer for all its projections (`feed`).
@@ -219,7 +221,7 @@ pub async fn run<P: Projection>(
         return;
     };
     let mut member = Member {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: feed.member().to_string(),
         owned: Vec::new(),
         reassign: false,
         next_heartbeat: Instant::now(),
