@@ -20,7 +20,7 @@ pub(crate) const AGE: u32 = 4;
 /// key's allocation).
 const ENTRY_BYTES: usize = 64;
 
-type Map<V> = std::collections::HashMap<String, V, foldhash::fast::RandomState>;
+pub(crate) type Map<V> = std::collections::HashMap<String, V, foldhash::fast::RandomState>;
 
 /// The cold rows of one table, and which keys changed in which batch.
 #[derive(Debug, Default)]
@@ -150,6 +150,60 @@ impl Cold {
         serde_json::from_slice(doc)
             .map(Some)
             .map_err(|e| ProjectionError::Corrupt(format!("{} {key}: {e}", T::TABLE)))
+    }
+
+    /// Forgets `key`'s cold row (a new row replaces it).
+    pub(crate) fn discard(&mut self, key: &str) {
+        if let Some(packed) = self.rows.remove(key) {
+            self.bytes -= (packed.len() + key.len() + ENTRY_BYTES).min(self.bytes);
+        }
+    }
+
+    /// Freezes the changed rows of `rows` (changed in the batch `dirty`
+    /// says) that no batch touched for [`AGE`] batches before `now`, while
+    /// `freeze` (a row that cannot be serialized stays parsed; its
+    /// write-out reports it). Changes are noted by batch only while
+    /// freezing (`freezing`): the first call of a stretch looks through
+    /// every changed row once.
+    pub(crate) fn freeze_aged<T: DocRow>(
+        &mut self,
+        (rows, dirty): (&mut Map<T>, &mut Map<u32>),
+        now: u32,
+        (freezing, freeze): (&mut bool, bool),
+    ) {
+        let mut aged = self.aged(now);
+        if !freeze {
+            *freezing = false;
+            return;
+        }
+        if !*freezing {
+            *freezing = true;
+            self.forget_changes();
+            let mut changed: Vec<(u32, &String)> = dirty.iter().map(|(k, at)| (*at, k)).collect();
+            changed.sort_unstable_by_key(|(at, _)| now.wrapping_sub(*at));
+            for (at, key) in changed.into_iter().rev() {
+                if now.wrapping_sub(at) >= AGE {
+                    aged.push((at, vec![key.clone()]));
+                } else {
+                    self.note(at, key);
+                }
+            }
+        }
+        for (epoch, keys) in aged {
+            for key in keys {
+                if dirty.get(&key) != Some(&epoch) {
+                    continue; // changed since, or written out
+                }
+                let Some(row) = rows.remove(&key) else {
+                    continue;
+                };
+                if self.freeze_row(key.clone(), &row).is_err() {
+                    rows.insert(key, row);
+                    continue;
+                }
+                dirty.remove(&key);
+            }
+        }
     }
 
     #[cfg(test)]

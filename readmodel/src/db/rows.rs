@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::bulk::{BulkTable, Part, RowSink, Shape, Written};
-use super::cold::{Cold, AGE};
+use super::cold::Cold;
 use super::{doc_shape, doc_values, load_docs, save_docs, DocRow, SqlValue, Tx};
 use eventlog::StoredEvent;
 
@@ -90,7 +90,7 @@ impl<T> Rows<T> {
         if let Some(kept) = &mut self.kept {
             if !kept.cold.is_empty() {
                 // The new row replaces a cold one.
-                let _ = kept.cold.take(&id);
+                kept.cold.discard(&id);
             }
         }
         self.rows.insert(id, row);
@@ -217,52 +217,6 @@ fn changed(dirty: &mut Map<u32>, kept: &mut Option<Kept>, id: &str) {
     }
 }
 
-impl<T: DocRow> Rows<T> {
-    /// Freezes the changed rows no batch touched for [`AGE`] batches while
-    /// `freeze` (a row that cannot be serialized stays parsed; its
-    /// write-out reports it). Changes are noted by batch only while
-    /// freezing: the first call of a stretch looks through every changed
-    /// row once.
-    fn freeze_aged(&mut self, freeze: bool) {
-        let Some(kept) = &mut self.kept else { return };
-        let now = kept.epoch;
-        let mut aged = kept.cold.aged(now);
-        if !freeze {
-            kept.freezing = false;
-            return;
-        }
-        if !kept.freezing {
-            kept.freezing = true;
-            kept.cold.forget_changes();
-            let mut changed: Vec<(u32, &String)> =
-                self.dirty.iter().map(|(k, at)| (*at, k)).collect();
-            changed.sort_unstable_by_key(|(at, _)| now.wrapping_sub(*at));
-            for (at, key) in changed.into_iter().rev() {
-                if now.wrapping_sub(at) >= AGE {
-                    aged.push((at, vec![key.clone()]));
-                } else {
-                    kept.cold.note(at, key);
-                }
-            }
-        }
-        for (epoch, keys) in aged {
-            for key in keys {
-                if self.dirty.get(&key) != Some(&epoch) {
-                    continue; // changed since, or written out
-                }
-                let Some(row) = self.rows.remove(&key) else {
-                    continue;
-                };
-                if kept.cold.freeze_row(key.clone(), &row).is_err() {
-                    self.rows.insert(key, row);
-                    continue;
-                }
-                self.dirty.remove(&key);
-            }
-        }
-    }
-}
-
 /// Rows sampled to estimate the bytes of all of them.
 const SAMPLE: usize = 16;
 /// Estimates between two samples.
@@ -277,7 +231,12 @@ impl<T: DocRow + Send> BulkTable for Rows<T> {
         if let Some(kept) = &mut self.kept {
             kept.epoch = kept.epoch.wrapping_add(1);
         }
-        self.freeze_aged(freeze);
+        if let Some(kept) = &mut self.kept {
+            let now = kept.epoch;
+            let work = (&mut self.rows, &mut self.dirty);
+            kept.cold
+                .freeze_aged(work, now, (&mut kept.freezing, freeze));
+        }
     }
 
     fn estimated_bytes(&mut self) -> usize {
