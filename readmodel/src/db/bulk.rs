@@ -2,7 +2,7 @@
 //! their rows leave memory: drained row by row into a [`RowSink`] (a
 //! PostgreSQL binary `COPY`, or multi-row upserts on SQLite).
 
-use super::{bind_all, placeholders, SqlValue, Tx, CHUNK};
+use super::{bind_all, placeholders, sized_query, SqlValue, Tx, CHUNK};
 use crate::ProjectionError;
 
 /// How a written row meets one already in the table.
@@ -72,7 +72,7 @@ impl Shape {
                 self.columns.join(", "),
                 tuples.join(", ")
             );
-            bind_all(sqlx::query(&sql), values)
+            bind_all(sized_query(&sql, tuples.len()), values)
                 .execute(&mut **tx)
                 .await?;
         }

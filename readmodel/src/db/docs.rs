@@ -9,7 +9,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, FromRow, Row};
 
 use super::bulk::{Merge, Shape};
-use super::{bind_all, placeholders, SqlValue, Tx, CHUNK};
+use super::{bind_all, placeholders, sized_query, SqlValue, Tx, CHUNK};
 use crate::ProjectionError;
 
 /// A read model row stored as a JSON document plus indexed columns,
@@ -154,7 +154,7 @@ pub async fn load_docs<T: DocRow, S: std::hash::BuildHasher + Default>(
             placeholders(1, chunk.len())
         );
         let q = bind_all(
-            sqlx::query(&sql),
+            sized_query(&sql, chunk.len()),
             chunk.iter().cloned().map(SqlValue::Text).collect(),
         );
         for row in q.fetch_all(&mut **tx).await? {

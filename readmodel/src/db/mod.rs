@@ -41,6 +41,10 @@ pub type Tx<'c> = Transaction<'c, Any>;
 /// Rows per multi-row statement (well under SQLite's parameter limit).
 pub(crate) const CHUNK: usize = 200;
 
+/// Rows up to which a statement whose text grows with its rows stays
+/// prepared on its connection (see [`sized_query`]).
+pub const KEEP_PREPARED: usize = 16;
+
 /// The read-model database.
 #[derive(Debug, Clone)]
 pub struct ReadDb {
@@ -243,6 +247,24 @@ impl ReadDb {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// A statement whose text grows with the rows it holds (an `IN` list, a
+/// multi-row `VALUES`). Up to [`KEEP_PREPARED`] rows it stays prepared on
+/// its connection like any other statement; a larger one is prepared for
+/// this one use.
+///
+/// Each connection keeps its last 100 statements prepared. A batch of
+/// every size up to [`CHUNK`] rows is a statement of its own, with up to
+/// thousands of parameters: a Kafka projector catching up kept hundreds
+/// of them, ~10 MiB of its heap (and as many on the server), and each new
+/// one first closed the oldest, a round trip of its own. Batches that
+/// large are rarely the same size twice, so keeping them saved nothing.
+pub(crate) fn sized_query(
+    sql: &str,
+    rows: usize,
+) -> sqlx::query::Query<'_, Any, sqlx::any::AnyArguments<'_>> {
+    sqlx::query(sql).persistent(rows <= KEEP_PREPARED)
 }
 
 pub(crate) fn bind_all<'q>(

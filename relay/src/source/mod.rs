@@ -46,8 +46,11 @@ pub use feed::{spawn as spawn_feed, Subscription};
 
 use crate::kafka::{self, KafkaSettings, Record};
 
-/// Records per batch (and per transaction), at most.
-const BATCH: usize = 1000;
+/// Records per batch (and per transaction), at most. A projector catching
+/// up holds a batch per projection, decoded, with the rows it loads and
+/// writes: at 1,000 its heap peaked ~10 MiB higher for the same CPU
+/// (`--only scaleout`).
+const BATCH: usize = 500;
 
 /// How often a member renews its lease (and notices others come and go).
 const HEARTBEAT: Duration = Duration::from_secs(1);
