@@ -125,11 +125,13 @@ impl World {
         self.log.stream(aggregate, id).await.expect("stream")
     }
 
-    /// Payments of an order, from the store.
+    /// Payments of an order, from the store (every committed event: the
+    /// safe horizon is cluster-wide, so another test's open transaction
+    /// would hide some).
     async fn payments(&self, order_id: &str) -> Vec<String> {
         let all = self
             .log
-            .read_from(eventlog::Cursor::START, 100_000)
+            .read_settled_from(eventlog::Cursor::START, 100_000)
             .await
             .expect("read");
         all.iter()
@@ -203,7 +205,7 @@ async fn happy_path_and_redelivery(t: &TestDatabase) {
     assert_eq!(paid.metadata["actor"], "service:order_payment_saga");
     let captured = w
         .log
-        .read_from(eventlog::Cursor::START, 1000)
+        .read_settled_from(eventlog::Cursor::START, 1000)
         .await
         .expect("read")
         .into_iter()
@@ -444,7 +446,7 @@ async fn saga_survives_kill_9_during_200_concurrent_orders() {
 
     let all = w
         .log
-        .read_from(eventlog::Cursor::START, 1_000_000)
+        .read_settled_from(eventlog::Cursor::START, 1_000_000)
         .await
         .expect("read");
     for o in &orders {

@@ -103,15 +103,15 @@ async fn one_email_one_user_even_when_racing(app: &TestApp) {
     }
     let registered = app
         .log
-        .read_from(eventlog::Cursor::START, 1000)
+        .read_settled_from(eventlog::Cursor::START, 1000)
         .await
         .expect("read");
-    assert!(
+    assert_eq!(
         registered
             .iter()
             .filter(|e| e.event_type == "UserRegistered")
-            .count()
-            <= 1
+            .count(),
+        1
     );
 }
 

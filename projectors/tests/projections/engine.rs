@@ -1,7 +1,7 @@
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use eventlog::testing::TestDatabase;
-use eventlog::{Cursor, EventLog};
+use eventlog::{Cursor, EventLog, StoredEvent};
 use projectors::engine::{apply_batch, ensure_live, Pace};
 use projectors::rebuild::{self, Options};
 use rand::Rng;
@@ -13,7 +13,28 @@ use tokio::sync::watch;
 use crate::read_db;
 use projectors::testing::{rebuild_verified, Shop};
 
-/// Folds the whole log into `P`'s live generation in random batch sizes.
+/// Up to `limit` events after `after`, read as a projector reads them
+/// (below the safe horizon), waiting while the horizon holds them back.
+///
+/// The horizon is cluster-wide: a transaction another test holds open on
+/// another database hides events that committed here, for a moment.
+async fn read_some(log: &EventLog, after: Cursor, limit: u32) -> Vec<StoredEvent> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = log.read_from(after, limit).await.expect("read");
+        if !events.is_empty() {
+            return events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "events after {after:?} stayed hidden"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Folds the whole log into `P`'s live generation in random batch sizes,
+/// up to its last event as committed now (the shop has finished writing).
 pub(crate) async fn fold_in_random_batches<P: Projection>(
     log: &EventLog,
     db: &ReadDb,
@@ -21,12 +42,15 @@ pub(crate) async fn fold_in_random_batches<P: Projection>(
 ) {
     let live = ensure_live::<P>(db).await.expect("live");
     let mut cursor = live.cursor;
-    loop {
+    let end = log
+        .read_settled_from(cursor, u32::MAX)
+        .await
+        .expect("read")
+        .last()
+        .map(StoredEvent::cursor);
+    while end.is_some_and(|end| cursor < end) {
         let size = rng.gen_range(1..=40);
-        let events = log.read_from(cursor, size).await.expect("read");
-        if events.is_empty() {
-            break;
-        }
+        let events = read_some(log, cursor, size).await;
         // Redelivery is normal: feed some events twice.
         let from = cursor;
         let applied = apply_batch::<P>(db, live.generation, from, &events)
@@ -317,7 +341,7 @@ async fn killed_rebuild_resumes(t: &TestDatabase) {
     .await
     .expect("shadow");
     tx.commit().await.expect("commit");
-    let half = log.read_from(Cursor::START, 40).await.expect("read");
+    let half = read_some(&log, Cursor::START, 40).await;
     apply_batch::<OrderViewProjection>(&db, 2, Cursor::START, &half)
         .await
         .expect("half");
